@@ -1,0 +1,135 @@
+//! Connections: the parties that receive snapshots and answers.
+//!
+//! A connection (a GUI, a logger, a network client) implements [`Connection`]. The poller
+//! owns the connections and calls them on its own thread only: never the computation. A
+//! connection that returns an error is removed at once, counted in
+//! [`Stats::connections_failed`](crate::Stats::connections_failed), logged, and handed back
+//! through [`QueueServer::take_failed`](crate::QueueServer::take_failed).
+//!
+//! Each connection has a [`ConnectionId`]: a slot index (the number of slots is the
+//! server's `MAXC`) and a generation, so a request from a removed connection is never
+//! answered to the next connection in the same slot.
+
+use crate::idict::IDict;
+use crate::snapshot::Snapshot;
+use core::fmt;
+
+/// Names a connection of one server: a slot index and that slot's generation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ConnectionId {
+    index: u16,
+    generation: u16,
+}
+
+impl ConnectionId {
+    /// An id from its parts. Ids come from
+    /// [`QueueServer::add_connection`](crate::QueueServer::add_connection); building one by
+    /// hand is for tests and for decoding an id received over a wire.
+    pub const fn from_parts(index: u16, generation: u16) -> Self {
+        Self { index, generation }
+    }
+
+    /// The slot index, below the server's `MAXC`.
+    pub const fn index(self) -> u16 {
+        self.index
+    }
+
+    /// How many connections used this slot before (wrapping).
+    pub const fn generation(self) -> u16 {
+        self.generation
+    }
+
+    /// The id packed in 32 bits, as stored in the slot's atomic tag.
+    pub(crate) const fn to_bits(self) -> u32 {
+        (self.generation as u32) << 16 | self.index as u32
+    }
+}
+
+impl fmt::Display for ConnectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}.{}", self.index, self.generation)
+    }
+}
+
+/// Why a connection failed. The poller removes a connection that returns one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum ConnectionError {
+    /// The other side has gone away.
+    Closed,
+    /// The connection cannot keep up (its outgoing buffer is full).
+    Overloaded,
+    /// Any other failure, described.
+    Failed(&'static str),
+}
+
+impl fmt::Display for ConnectionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Closed => f.write_str("connection closed"),
+            Self::Overloaded => f.write_str("connection overloaded"),
+            Self::Failed(why) => write!(f, "connection failed: {why}"),
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for ConnectionError {}
+
+/// An answer to a request, lent to the connection for the duration of the call.
+#[derive(Debug)]
+pub enum Response<'a, D: IDict> {
+    /// The value of a key, read from the snapshot numbered `seq`.
+    Value {
+        /// The key that was asked for.
+        key: &'a D::Key,
+        /// Its value.
+        value: &'a D::Value,
+        /// The sequence number of the snapshot it was read from.
+        seq: u64,
+    },
+    /// The key does not exist in the snapshot numbered `seq`.
+    NotFound {
+        /// The key that was asked for.
+        key: &'a D::Key,
+        /// The sequence number of the snapshot that was searched.
+        seq: u64,
+    },
+    /// The whole snapshot, for a [`Query::All`](crate::Query::All) request.
+    Snapshot(&'a Snapshot<D>),
+}
+
+/// The receiving side of a connection. Every method runs on the poller's thread.
+///
+/// For connections of different types in one server, use `Box<dyn Connection<D> + Send>`.
+pub trait Connection<D: IDict> {
+    /// Receives a new snapshot; called only while [`wants_updates`](Self::wants_updates)
+    /// is true. An `Err` removes the connection.
+    fn on_update(&mut self, snapshot: &Snapshot<D>) -> Result<(), ConnectionError>;
+
+    /// Receives the answer to one of this connection's requests. An `Err` removes the
+    /// connection.
+    fn on_response(&mut self, response: Response<'_, D>) -> Result<(), ConnectionError>;
+
+    /// Whether this connection subscribes to updates. Read by the poller on every
+    /// `process_updates`; by default, `true`.
+    fn wants_updates(&self) -> bool {
+        true
+    }
+}
+
+impl<D: IDict, T: Connection<D> + ?Sized> Connection<D> for alloc::boxed::Box<T> {
+    fn on_update(&mut self, snapshot: &Snapshot<D>) -> Result<(), ConnectionError> {
+        (**self).on_update(snapshot)
+    }
+
+    fn on_response(&mut self, response: Response<'_, D>) -> Result<(), ConnectionError> {
+        (**self).on_response(response)
+    }
+
+    fn wants_updates(&self) -> bool {
+        (**self).wants_updates()
+    }
+}

@@ -1,0 +1,143 @@
+//! Wait-free publishing of a computation's state, with fan-out to connections and
+//! deduplicated direct requests, for hard-real-time loops and embedded targets.
+//!
+//! A computation (a control loop, a simulation, an audio callback, firmware) publishes
+//! snapshots of its state, an [`IDict`]. A [`QueueServer`] fans them out to
+//! [`Connection`]s and answers their direct requests, while the computation never waits:
+//! publishing takes no lock, allocates nothing, makes no syscall and runs in bounded time.
+//! It is the `QueueServer` of the Python package `mmf.async`, rebuilt in Rust.
+//!
+//! # Guarantees
+//!
+//! | operation | where it runs | guarantee |
+//! |---|---|---|
+//! | [`Publisher::put_update`] | computation | wait-free; one in-place copy and two atomic swaps; no allocation, lock, syscall, log or panic of its own (see [`IDict::copy_from`] for the copy) |
+//! | [`Publisher::wants_update`] | computation | one atomic load: lets the loop skip the copy when nobody watches |
+//! | [`Requester::put_request`] | any thread, interrupt | never blocks or allocates; bounded steps; full, over quota, unknown or closed → the request comes back in the error |
+//! | [`QueueServer::process_updates`] | poller | fans out at most the newest snapshot; counts exactly the snapshots overwritten before it saw them |
+//! | [`QueueServer::process_requests`] | poller | every accepted request answered exactly once, or counted orphaned (its connection went away); one read per distinct key; unknown key → [`Response::NotFound`] |
+//! | [`Reader::load`] (std) | any thread | lock-free read of the newest snapshot the poller has taken |
+//!
+//! Memory is fixed after construction: three snapshots in the triple buffer, a request
+//! queue of capacity `Q`, `MAXC` connection slots. Construction allocates once (the
+//! triple buffer and the shared state); nothing on the computation's path ever does.
+//!
+//! # Trade-offs
+//!
+//! - **Latest wins.** Snapshots are overwritten, never queued: a slow poller sees fewer
+//!   snapshots, never older ones, and [`Stats::updates_overwritten`] says how many it missed.
+//! - **The request queue is `heapless::mpmc`**, which is not strictly lock-free: a requester
+//!   pre-empted in the middle of an enqueue can make others see the queue as full until it
+//!   resumes (heapless issue 583). Requesters get their request back and may retry; the
+//!   computation never touches that queue.
+//! - **Hooks decide real-time safety of notification**: see [`notify`].
+//!
+//! # Example
+//!
+//! ```
+//! use queueserver::{Connection, ConnectionError, QueueServer, Request, Response, Snapshot};
+//! use heapless::LinearMap;
+//!
+//! type State = LinearMap<&'static str, f64, 4>;
+//!
+//! /// Counts what it receives.
+//! #[derive(Default)]
+//! struct Counter { updates: u32, answers: u32 }
+//!
+//! impl Connection<State> for Counter {
+//!     fn on_update(&mut self, _: &Snapshot<State>) -> Result<(), ConnectionError> {
+//!         self.updates += 1;
+//!         Ok(())
+//!     }
+//!     fn on_response(&mut self, r: Response<'_, State>) -> Result<(), ConnectionError> {
+//!         if let Response::Value { value, .. } = r {
+//!             assert_eq!(*value, 99.0);
+//!         }
+//!         self.answers += 1;
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let mut state = State::new();
+//! state.insert("position", 0.0).unwrap();
+//! let (mut publisher, mut server) = QueueServer::new(state.clone());
+//! let ui = server.add_connection(Counter::default()).unwrap();
+//!
+//! // The computation: publish every step (wait-free, no allocation).
+//! for step in 0..100 {
+//!     state.insert("position", f64::from(step)).unwrap();
+//!     publisher.put_update(&state);
+//! }
+//!
+//! // A connection asks for one value, twice.
+//! let requester = server.requester();
+//! requester.put_request(Request::key(ui, "position")).unwrap();
+//! requester.put_request(Request::key(ui, "position")).unwrap();
+//!
+//! // The poller: one fan-out of the newest snapshot, one read, one answer.
+//! server.poll();
+//! let stats = server.stats();
+//! assert_eq!(stats.updates_published, 100);
+//! assert_eq!(stats.updates_overwritten, 99);
+//! assert_eq!((stats.reads, stats.requests_answered, stats.requests_consolidated), (1, 1, 1));
+//! assert_eq!(server.connection(ui).unwrap().updates, 1);
+//! ```
+//!
+//! # Features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `std` | yes | [`Reader`] (arc-swap), [`Runner`], [`StdClock`], [`ThreadNotify`], `std::error::Error` impls, [`IDict`] for `HashMap` |
+//! | `log` | no | logs connection failures through `log`, from the poller only |
+//! | `defmt` | no | the same through `defmt`, for embedded targets |
+//! | `serde` | no | `Serialize` / `Deserialize` for snapshots, requests, ids, config and stats |
+//!
+//! Without `std` the crate is `#![no_std]` and needs `alloc` once, at construction. It
+//! builds for targets with atomic compare-and-swap and `AtomicU8::swap`
+//! (`thumbv7em-none-eabihf`, `thumbv7m-none-eabi`; not `thumbv6m`).
+
+#![cfg_attr(not(feature = "std"), no_std)]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+extern crate alloc;
+
+mod builder;
+pub mod clock;
+mod config;
+pub mod connection;
+pub mod idict;
+mod log;
+pub mod notify;
+mod publisher;
+#[cfg(feature = "std")]
+mod reader;
+pub mod request;
+#[cfg(feature = "std")]
+mod runner;
+mod server;
+mod signal;
+mod snapshot;
+mod stats;
+mod sync;
+
+pub use builder::{Builder, Parts};
+pub use clock::{Clock, ManualClock, NoClock};
+pub use config::{Config, ConfigError};
+pub use connection::{Connection, ConnectionError, ConnectionId, Response};
+pub use idict::IDict;
+pub use notify::{Event, FlagNotify, NoNotify, Notify, WakerNotify};
+pub use publisher::Publisher;
+pub use request::{Query, Request, RequestError, Requester};
+pub use server::{ConnectionsFull, Failed, Processed, QueueServer};
+pub use snapshot::Snapshot;
+pub use stats::Stats;
+
+#[cfg(feature = "std")]
+pub use clock::StdClock;
+#[cfg(feature = "std")]
+pub use notify::ThreadNotify;
+#[cfg(feature = "std")]
+pub use reader::{ReadGuard, Reader};
+#[cfg(feature = "std")]
+pub use runner::Runner;

@@ -1,0 +1,180 @@
+//! Notify hooks: how whatever drives the poller learns that there is work.
+//!
+//! The seed's `onUpdate` / `onRequest` hooks. [`Notify::notify`] is called right after a
+//! [`put_update`](crate::Publisher::put_update) or a
+//! [`put_request`](crate::Requester::put_request), but only when the matching pending flag
+//! goes from clear to set: calls are coalesced, so one poll cycle gets one notification per
+//! [`Event`] at most. The poller clears the flag when it starts
+//! [`process_updates`](crate::QueueServer::process_updates) or
+//! [`process_requests`](crate::QueueServer::process_requests).
+//!
+//! A hook called for [`Event::Update`] runs on the computation's thread and must itself be
+//! real-time safe. The provided hooks:
+//!
+//! | hook | what it does | real-time safe |
+//! |---|---|---|
+//! | [`NoNotify`] | nothing: the poller polls on its own schedule | yes |
+//! | [`FlagNotify`] | sets an atomic flag the poller (or a main loop) checks | yes: one atomic store |
+//! | [`WakerNotify`] | wakes the task registered in an [`AtomicWaker`] | the hook itself is lock-free; the executor's `Waker::wake` decides the rest (an interrupt-pending or flag-setting waker is; a waker that unparks a thread is not) |
+//! | `ThreadNotify` (std) | unparks the poller thread | **no**: an unpark is a syscall when the thread sleeps |
+
+use crate::sync::{AtomicBool, Ordering};
+pub use atomic_waker::AtomicWaker;
+
+/// What happened before a notification.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Event {
+    /// A snapshot was published ([`Publisher::put_update`](crate::Publisher::put_update)).
+    Update,
+    /// A request was queued ([`Requester::put_request`](crate::Requester::put_request)).
+    Request,
+}
+
+/// A hook told that the poller has work (the seed's `onUpdate` / `onRequest`).
+///
+/// `notify` is called on the thread of whoever published or requested, at most once per
+/// event kind between two poll cycles. For [`Event::Update`] that is the computation's
+/// thread: keep the hook wait-free there, and never block, allocate or log in it.
+pub trait Notify: Send + Sync {
+    /// Tells the poller's driver that `event` happened and the poller should run.
+    fn notify(&self, event: Event);
+}
+
+/// No notification: the poller runs on its own schedule (pure polling). Real-time safe.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoNotify;
+
+impl Notify for NoNotify {
+    #[inline]
+    fn notify(&self, _event: Event) {}
+}
+
+/// Sets an atomic flag; a main loop or a timer interrupt checks it with [`take`](Self::take).
+///
+/// `notify` is one atomic store: wait-free, real-time safe.
+#[derive(Debug, Default)]
+pub struct FlagNotify {
+    flag: AtomicBool,
+}
+
+impl FlagNotify {
+    /// A clear flag.
+    #[cfg(not(loom))]
+    pub const fn new() -> Self {
+        Self {
+            flag: AtomicBool::new(false),
+        }
+    }
+
+    /// A clear flag.
+    #[cfg(loom)]
+    pub fn new() -> Self {
+        Self {
+            flag: AtomicBool::new(false),
+        }
+    }
+
+    /// Returns whether a notification arrived since the last `take`, and clears it.
+    /// Wait-free; any thread.
+    pub fn take(&self) -> bool {
+        // Acquire: pairs with the Release store in `notify`, so work published before the
+        // notification is visible once the flag is seen.
+        self.flag.swap(false, Ordering::Acquire)
+    }
+
+    /// Returns whether a notification is waiting, without clearing it.
+    pub fn is_set(&self) -> bool {
+        self.flag.load(Ordering::Acquire)
+    }
+}
+
+impl Notify for FlagNotify {
+    #[inline]
+    fn notify(&self, _event: Event) {
+        self.flag.store(true, Ordering::Release);
+    }
+}
+
+/// Wakes the task registered with [`register`](Self::register), for async executors.
+///
+/// `notify` takes the registered waker with one atomic read-modify-write and calls
+/// `Waker::wake` on it: whether that is real-time safe depends on the executor.
+#[derive(Debug, Default)]
+pub struct WakerNotify {
+    waker: AtomicWaker,
+}
+
+impl WakerNotify {
+    /// A hook with no task registered yet.
+    pub const fn new() -> Self {
+        Self {
+            waker: AtomicWaker::new(),
+        }
+    }
+
+    /// Registers the task to wake; call it from the polling task's `poll` before it checks
+    /// for work, as with any [`AtomicWaker`].
+    pub fn register(&self, waker: &core::task::Waker) {
+        self.waker.register(waker);
+    }
+}
+
+impl Notify for WakerNotify {
+    fn notify(&self, _event: Event) {
+        self.waker.wake();
+    }
+}
+
+impl<T: Notify + ?Sized> Notify for &'static T {
+    fn notify(&self, event: Event) {
+        (**self).notify(event);
+    }
+}
+
+impl<T: Notify + ?Sized> Notify for alloc::sync::Arc<T> {
+    fn notify(&self, event: Event) {
+        (**self).notify(event);
+    }
+}
+
+#[cfg(feature = "std")]
+pub use self::thread_notify::ThreadNotify;
+
+#[cfg(feature = "std")]
+mod thread_notify {
+    use super::{Event, Notify};
+    use crate::sync::thread::Thread;
+    use arc_swap::ArcSwapOption;
+    use std::sync::Arc;
+
+    /// Unparks the poller thread (std). Used by [`Runner::notified`](crate::Runner::notified).
+    ///
+    /// **Not real-time safe**: unparking a sleeping thread is a syscall. Use it when the
+    /// computation is an ordinary thread, or use [`FlagNotify`](super::FlagNotify) and a
+    /// runner driven by interval.
+    #[derive(Debug, Default)]
+    pub struct ThreadNotify {
+        thread: ArcSwapOption<Thread>,
+    }
+
+    impl ThreadNotify {
+        /// A hook bound to no thread yet; the runner binds its own thread when it starts.
+        pub fn new() -> Self {
+            Self::default()
+        }
+
+        /// Binds the thread to unpark, replacing any thread bound before.
+        pub fn bind(&self, thread: Thread) {
+            self.thread.store(Some(Arc::new(thread)));
+        }
+    }
+
+    impl Notify for ThreadNotify {
+        fn notify(&self, _event: Event) {
+            if let Some(thread) = &*self.thread.load() {
+                thread.unpark();
+            }
+        }
+    }
+}

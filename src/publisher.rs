@@ -1,0 +1,83 @@
+//! [`Publisher`]: the computation's side of the server.
+//!
+//! The computation owns the only `Publisher` (one producer, enforced by ownership). Its two
+//! operations are the only ones the crate runs on the computation's thread:
+//!
+//! | operation | guarantee |
+//! |---|---|
+//! | [`put_update`](Publisher::put_update) | wait-free: one in-place copy ([`IDict::copy_from`]), one atomic swap to publish, one atomic swap of the pending flag, and the [`Notify`] hook when that flag was clear. No allocation, lock, syscall, log or panic of its own. |
+//! | [`wants_update`](Publisher::wants_update) | one relaxed atomic load |
+
+use crate::idict::IDict;
+use crate::notify::{Event, Notify};
+use crate::signal::Signals;
+use crate::snapshot::Snapshot;
+use crate::sync::Arc;
+use core::fmt;
+
+/// Publishes snapshots of the computation's IDict. `Send`, not `Clone`.
+///
+/// Obtained with the server from [`QueueServer::new`](crate::QueueServer::new) or
+/// [`Builder::build`](crate::Builder::build).
+pub struct Publisher<D: IDict, N> {
+    input: triple_buffer::Input<Snapshot<D>>,
+    seq: u64,
+    signals: Arc<Signals<N>>,
+}
+
+impl<D: IDict, N: Notify> Publisher<D, N> {
+    pub(crate) fn new(input: triple_buffer::Input<Snapshot<D>>, signals: Arc<Signals<N>>) -> Self {
+        Self {
+            input,
+            seq: 0,
+            signals,
+        }
+    }
+
+    /// Publishes a copy of `idict` (the seed's `put_update`).
+    ///
+    /// **Computation.** Wait-free: copies `idict` into the triple buffer's back buffer with
+    /// [`IDict::copy_from`] (no allocation when that copy allocates nothing), publishes it
+    /// with one atomic swap, marks an update pending, and calls the [`Notify`] hook if no
+    /// update was pending. A snapshot the poller has not taken yet is overwritten, never
+    /// queued; the poller counts it in
+    /// [`Stats::updates_overwritten`](crate::Stats::updates_overwritten).
+    #[inline]
+    pub fn put_update(&mut self, idict: &D) {
+        self.seq += 1;
+        let back = self.input.input_buffer_mut();
+        back.set_seq(self.seq);
+        back.data_mut().copy_from(idict);
+        self.input.publish();
+        self.signals.raise(Event::Update);
+    }
+
+    /// Whether anyone needs a new snapshot: a connection subscribes to updates, or a
+    /// request waits for its answer.
+    ///
+    /// **Computation.** One relaxed atomic load. A loop may skip `put_update` while this
+    /// is false. The answer may be stale by the time it is used: a request accepted just
+    /// after the load is answered from the last snapshot published.
+    #[inline]
+    pub fn wants_update(&self) -> bool {
+        self.signals.wants_update()
+    }
+
+    /// How many snapshots this publisher has published: the sequence number of the last.
+    pub fn published(&self) -> u64 {
+        self.seq
+    }
+
+    /// The notify hook, shared with the server.
+    pub fn notifier(&self) -> &N {
+        self.signals.notifier()
+    }
+}
+
+impl<D: IDict, N> fmt::Debug for Publisher<D, N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Publisher")
+            .field("published", &self.seq)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,263 @@
+//! The request path: [`Requester`], [`Request`], and the fixed-capacity queue behind them.
+//!
+//! A connection asks for one key, or for the whole snapshot, with
+//! [`Requester::put_request`]. It never blocks and never allocates: the request goes into a
+//! `heapless::mpmc::Queue` of capacity `Q`, or comes back in a [`RequestError`] saying why.
+//! Each connection may have at most `share` requests queued (see
+//! [`Config::max_pending_per_connection`](crate::Config::max_pending_per_connection)), so one
+//! connection flooding the queue cannot take the room of the others.
+//!
+//! # Progress
+//!
+//! `put_request` takes a bounded number of steps of its own, plus one enqueue.
+//! `heapless::mpmc::Queue` is not strictly lock-free (heapless issue 583): a requester
+//! pre-empted in the middle of its enqueue can make others see the queue as full, and the
+//! poller see it as empty, until it resumes. A requester told `Full` may retry; the
+//! computation never touches this queue.
+
+use crate::connection::ConnectionId;
+use crate::notify::{Event, Notify};
+use crate::signal::Signals;
+use crate::sync::{Arc, AtomicU32, AtomicUsize, Ordering};
+use core::fmt;
+
+/// What a request asks for.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Query<K> {
+    /// One value.
+    Key(K),
+    /// The whole snapshot.
+    All,
+}
+
+/// A direct request from a connection. Ordered by query, then connection: the order in
+/// which the poller consolidates them.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Request<K> {
+    /// What is asked for.
+    pub query: Query<K>,
+    /// Who asks, and receives the answer.
+    pub from: ConnectionId,
+}
+
+impl<K> Request<K> {
+    /// A request from `from` for the value of `key`.
+    pub const fn key(from: ConnectionId, key: K) -> Self {
+        Self {
+            query: Query::Key(key),
+            from,
+        }
+    }
+
+    /// A request from `from` for the whole snapshot.
+    pub const fn snapshot(from: ConnectionId) -> Self {
+        Self {
+            query: Query::All,
+            from,
+        }
+    }
+}
+
+/// Why [`put_request`](Requester::put_request) refused a request; each variant hands it back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RequestError<K> {
+    /// The queue is full. Retry after the poller has run.
+    Full(Request<K>),
+    /// The connection already has its share of requests queued. Retry after the poller
+    /// has run.
+    OverQuota(Request<K>),
+    /// No connection with this id is attached to the server.
+    UnknownConnection(Request<K>),
+    /// The server has shut its request side down.
+    Closed(Request<K>),
+}
+
+impl<K> RequestError<K> {
+    /// The refused request.
+    pub fn into_request(self) -> Request<K> {
+        match self {
+            Self::Full(r) | Self::OverQuota(r) | Self::UnknownConnection(r) | Self::Closed(r) => r,
+        }
+    }
+}
+
+impl<K> fmt::Display for RequestError<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Full(_) => "request queue is full",
+            Self::OverQuota(_) => "connection has its share of requests queued",
+            Self::UnknownConnection(_) => "no such connection",
+            Self::Closed(_) => "request side is closed",
+        })
+    }
+}
+
+#[cfg(feature = "std")]
+impl<K: fmt::Debug> std::error::Error for RequestError<K> {}
+
+/// Tag of a slot that holds no connection.
+pub(crate) const FREE: u32 = u32::MAX;
+
+/// Per-connection state that requesters read: who holds the slot, and how many of its
+/// requests are queued.
+pub(crate) struct Slot {
+    pub(crate) tag: AtomicU32,
+    pub(crate) queued: AtomicU32,
+}
+
+/// The shared half of the request path.
+pub(crate) struct Requests<K, const Q: usize, const MAXC: usize> {
+    pub(crate) queue: heapless::mpmc::Queue<Request<K>, Q>,
+    pub(crate) slots: [Slot; MAXC],
+    pub(crate) share: u32,
+    pub(crate) accepted: AtomicUsize,
+    pub(crate) rejected: AtomicUsize,
+    pub(crate) high_water: AtomicUsize,
+}
+
+impl<K, const Q: usize, const MAXC: usize> Requests<K, Q, MAXC> {
+    pub(crate) fn new(share: u32) -> Self {
+        const {
+            assert!(
+                Q >= 2 && Q.is_power_of_two(),
+                "Q must be a power of two, at least 2"
+            );
+            assert!(
+                MAXC >= 1 && MAXC < u16::MAX as usize,
+                "MAXC must be in 1..65535"
+            );
+        }
+        Self {
+            // The queue is deprecated upstream for not being strictly lock-free; the
+            // module docs state what that means here.
+            #[allow(deprecated)]
+            queue: heapless::mpmc::Queue::new(),
+            slots: core::array::from_fn(|_| Slot {
+                tag: AtomicU32::new(FREE),
+                queued: AtomicU32::new(0),
+            }),
+            share,
+            accepted: AtomicUsize::new(0),
+            rejected: AtomicUsize::new(0),
+            high_water: AtomicUsize::new(0),
+        }
+    }
+
+    fn slot(&self, id: ConnectionId) -> Option<&Slot> {
+        let slot = self.slots.get(usize::from(id.index()))?;
+        // Acquire: pairs with the poller's Release store of the tag when it attaches the
+        // connection.
+        (slot.tag.load(Ordering::Acquire) == id.to_bits()).then_some(slot)
+    }
+
+    pub(crate) fn put<N: Notify>(
+        &self,
+        signals: &Signals<N>,
+        request: Request<K>,
+    ) -> Result<(), RequestError<K>> {
+        let result = self.try_put(signals, request);
+        let counter = if result.is_ok() {
+            &self.accepted
+        } else {
+            &self.rejected
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        if result.is_ok() {
+            signals.raise(Event::Request);
+        }
+        result
+    }
+
+    fn try_put<N: Notify>(
+        &self,
+        signals: &Signals<N>,
+        request: Request<K>,
+    ) -> Result<(), RequestError<K>> {
+        let Some(slot) = self.slot(request.from) else {
+            return Err(RequestError::UnknownConnection(request));
+        };
+        // Count the request in first: `wants_update` turns true before the poller can see
+        // the request, and a concurrent close either happens before (we see it) or after
+        // (the poller sees our count and waits for the request).
+        let Ok(in_flight) = signals.enter_request() else {
+            return Err(RequestError::Closed(request));
+        };
+        // Relaxed: the quota is a counter only; the queue orders the request itself.
+        if slot.queued.fetch_add(1, Ordering::Relaxed) >= self.share {
+            slot.queued.fetch_sub(1, Ordering::Relaxed);
+            signals.leave_requests(1);
+            return Err(RequestError::OverQuota(request));
+        }
+        match self.queue.enqueue(request) {
+            Ok(()) => {
+                self.high_water.fetch_max(in_flight, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(request) => {
+                slot.queued.fetch_sub(1, Ordering::Relaxed);
+                signals.leave_requests(1);
+                Err(RequestError::Full(request))
+            }
+        }
+    }
+
+    /// Takes one request off the queue and gives its connection's share back.
+    pub(crate) fn take(&self) -> Option<Request<K>> {
+        let request = self.queue.dequeue()?;
+        if let Some(slot) = self.slots.get(usize::from(request.from.index())) {
+            slot.queued.fetch_sub(1, Ordering::Relaxed);
+        }
+        Some(request)
+    }
+}
+
+/// The handle a connection uses to put requests: cheap to clone, `Send + Sync`.
+///
+/// Obtained from [`QueueServer::requester`](crate::QueueServer::requester).
+pub struct Requester<K, N, const Q: usize, const MAXC: usize> {
+    pub(crate) requests: Arc<Requests<K, Q, MAXC>>,
+    pub(crate) signals: Arc<Signals<N>>,
+}
+
+impl<K, N, const Q: usize, const MAXC: usize> Clone for Requester<K, N, Q, MAXC> {
+    fn clone(&self) -> Self {
+        Self {
+            requests: Arc::clone(&self.requests),
+            signals: Arc::clone(&self.signals),
+        }
+    }
+}
+
+impl<K, N: Notify, const Q: usize, const MAXC: usize> Requester<K, N, Q, MAXC> {
+    /// Queues a request for the poller (the seed's `put_request`).
+    ///
+    /// **Any thread or interrupt.** Never blocks, never allocates; a bounded number of
+    /// atomic steps plus one `heapless::mpmc` enqueue (see the [module docs](self) on its
+    /// progress guarantee). On success the [`Notify`] hook is told ([`Event::Request`]).
+    ///
+    /// # Errors
+    ///
+    /// Hands the request back when the queue is full, the connection is over its share,
+    /// the connection is unknown, or the request side is closed.
+    pub fn put_request(&self, request: Request<K>) -> Result<(), RequestError<K>> {
+        self.requests.put(&self.signals, request)
+    }
+
+    /// Whether the server has closed its request side.
+    pub fn is_closed(&self) -> bool {
+        self.signals.is_closed()
+    }
+}
+
+impl<K, N, const Q: usize, const MAXC: usize> fmt::Debug for Requester<K, N, Q, MAXC> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Requester")
+            .field("capacity", &Q)
+            .field("share", &self.requests.share)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,131 @@
+//! Signals shared by the computation, the requesters and the poller.
+//!
+//! - Two pending flags, one per [`Event`]: set by `put_update` / `put_request`, cleared by
+//!   the poller when it starts processing. A flag going from clear to set calls the
+//!   [`Notify`] hook, which coalesces notifications to one per poll cycle.
+//! - The demand word, read by [`Publisher::wants_update`](crate::Publisher::wants_update)
+//!   with one atomic load. It packs:
+//!   bit 0, set while a connection subscribes to updates;
+//!   bit 1, set once the request side is closed;
+//!   bits 2.., the number of requests accepted and not yet answered.
+//!
+//! Keeping the closed bit and the request count in one word makes shutdown exact: a
+//! requester adds itself to the count and learns whether the side is closed in one
+//! read-modify-write, so the poller's close and every requester's increment are totally
+//! ordered. Either the requester sees the close and gives its request back, or the poller
+//! sees the request in the count and waits for it.
+
+use crate::notify::{Event, Notify};
+use crate::sync::{AtomicBool, AtomicUsize, Ordering};
+
+pub(crate) const SUBSCRIBED: usize = 1;
+pub(crate) const CLOSED: usize = 2;
+pub(crate) const ONE_REQUEST: usize = 4;
+
+pub(crate) struct Signals<N> {
+    notify: N,
+    update_pending: AtomicBool,
+    request_pending: AtomicBool,
+    demand: AtomicUsize,
+}
+
+impl<N: Notify> Signals<N> {
+    pub(crate) fn new(notify: N) -> Self {
+        Self {
+            notify,
+            update_pending: AtomicBool::new(false),
+            request_pending: AtomicBool::new(false),
+            demand: AtomicUsize::new(0),
+        }
+    }
+
+    pub(crate) fn notifier(&self) -> &N {
+        &self.notify
+    }
+
+    fn flag(&self, event: Event) -> &AtomicBool {
+        match event {
+            Event::Update => &self.update_pending,
+            Event::Request => &self.request_pending,
+        }
+    }
+
+    /// Marks `event` pending and calls the hook if it was not pending yet.
+    #[inline]
+    pub(crate) fn raise(&self, event: Event) {
+        // AcqRel: the Release half orders the publish or enqueue before the flag, so a
+        // poller whose `begin` reads this `true` sees the work. If we read `true`, the
+        // poller has not cleared the flag yet (its clear comes later in the flag's
+        // modification order) and will see our work when it does: no notification needed.
+        if !self.flag(event).swap(true, Ordering::AcqRel) {
+            self.notify.notify(event);
+        }
+    }
+
+    /// Clears the pending flag of `event` before the poller looks for work.
+    ///
+    /// Clearing must come before the look: work that arrives after the clear raises the
+    /// flag again and notifies, so it is never left behind until some later event.
+    #[inline]
+    pub(crate) fn begin(&self, event: Event) {
+        // AcqRel: Acquire synchronises with the `raise` whose `true` we read, so its work
+        // is visible to the look that follows.
+        self.flag(event).swap(false, Ordering::AcqRel);
+    }
+
+    /// Whether `event` was raised since the poller last began processing it.
+    pub(crate) fn is_pending(&self, event: Event) -> bool {
+        self.flag(event).load(Ordering::Acquire)
+    }
+
+    /// One load: someone subscribes, or a request waits for an answer.
+    #[inline]
+    pub(crate) fn wants_update(&self) -> bool {
+        // Relaxed: the answer is advisory (skip a copy nobody needs); the request that set
+        // the count is ordered by the queue itself.
+        self.demand.load(Ordering::Relaxed) & !CLOSED != 0
+    }
+
+    /// Counts a request in before it is queued; `Err` if the request side is closed (the
+    /// count is then taken back already).
+    pub(crate) fn enter_request(&self) -> Result<usize, ()> {
+        // AcqRel: this RMW and the poller's `close` are totally ordered on `demand`; the
+        // Acquire half makes a close we read visible, the Release half publishes the count.
+        let before = self.demand.fetch_add(ONE_REQUEST, Ordering::AcqRel);
+        if before & CLOSED != 0 {
+            self.leave_requests(1);
+            return Err(());
+        }
+        Ok(before / ONE_REQUEST + 1)
+    }
+
+    /// Takes `n` requests out of the count: answered, reported, or handed back.
+    pub(crate) fn leave_requests(&self, n: usize) {
+        if n != 0 {
+            // Release: answers delivered before this are ordered before a later `0` count.
+            self.demand.fetch_sub(n * ONE_REQUEST, Ordering::Release);
+        }
+    }
+
+    /// Requests accepted (or being accepted) and not yet answered.
+    pub(crate) fn requests_in_flight(&self) -> usize {
+        self.demand.load(Ordering::Acquire) / ONE_REQUEST
+    }
+
+    pub(crate) fn set_subscribed(&self, subscribed: bool) {
+        if subscribed {
+            self.demand.fetch_or(SUBSCRIBED, Ordering::Relaxed);
+        } else {
+            self.demand.fetch_and(!SUBSCRIBED, Ordering::Relaxed);
+        }
+    }
+
+    /// Closes the request side: every later `enter_request` fails.
+    pub(crate) fn close(&self) {
+        self.demand.fetch_or(CLOSED, Ordering::AcqRel);
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.demand.load(Ordering::Acquire) & CLOSED != 0
+    }
+}

@@ -1,0 +1,58 @@
+//! [`Stats`]: what the server did, counted exactly.
+//!
+//! Poller-side counts are plain integers kept by the poller; the request side's accepted,
+//! rejected and high-water counts are relaxed atomics the requesters bump. Nothing is
+//! counted on the computation's path: the number of publishes is the newest sequence
+//! number, and the poller derives how many it missed from the gaps.
+//!
+//! Two identities hold whenever the poller is not in the middle of a call:
+//!
+//! - `updates_published = updates_received + updates_overwritten` (publishes the poller has
+//!   seen the number of; [`Publisher::published`](crate::Publisher::published) minus this
+//!   are still pending in the buffer);
+//! - `updates_received = updates_delivered + updates_superseded + u` where `u` is 1 if the
+//!   newest snapshot taken is still waiting for its fan-out, else 0;
+//! - `requests_accepted = requests_answered + requests_consolidated + requests_orphaned +`
+//!   [`pending_requests`](crate::QueueServer::pending_requests).
+
+/// A copy of the server's counters. All counts start at zero when the server is built.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Stats {
+    /// The newest sequence number the poller has seen: how many publishes it knows of.
+    pub updates_published: u64,
+    /// Snapshots the poller took from the triple buffer.
+    pub updates_received: u64,
+    /// Snapshots overwritten in the triple buffer before the poller could take them.
+    pub updates_overwritten: u64,
+    /// Snapshots fanned out to the subscribers (once each, however many subscribers).
+    pub updates_delivered: u64,
+    /// Snapshots taken but replaced by a newer one before they were fanned out: held back
+    /// by the update rate limit, taken while no connection subscribed, or taken to answer
+    /// requests between two fan-outs.
+    pub updates_superseded: u64,
+    /// Successful `on_update` calls: one per snapshot per subscriber.
+    pub deliveries: u64,
+    /// Requests queued by `put_request`.
+    pub requests_accepted: u64,
+    /// Requests handed back by `put_request` (full, over quota, unknown, closed).
+    pub requests_rejected: u64,
+    /// Requests that repeated a queued request of the same connection for the same query,
+    /// and were answered by that request's answer.
+    pub requests_consolidated: u64,
+    /// Answers delivered (one per connection per query per batch).
+    pub requests_answered: u64,
+    /// Requests whose connection was removed, or failed, before the answer.
+    pub requests_orphaned: u64,
+    /// Reads of the snapshot: one per distinct query per batch.
+    pub reads: u64,
+    /// The most requests accepted and not yet answered at one time.
+    pub queue_high_water: u64,
+    /// Connections attached.
+    pub connections_added: u64,
+    /// Connections detached, by `remove_connection` or because they failed.
+    pub connections_removed: u64,
+    /// Connections removed because one of their calls returned an error.
+    pub connections_failed: u64,
+}

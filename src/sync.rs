@@ -1,0 +1,35 @@
+//! The crate's own synchronisation primitives, in one place.
+//!
+//! Everything the crate synchronises itself (pending flags, the demand word, per-connection
+//! quotas, connection tags, shutdown) uses the types re-exported here. Built with
+//! `RUSTFLAGS="--cfg loom"`, they become [`loom`](https://docs.rs/loom)'s types, so a model
+//! checker can explore every interleaving of that protocol. The lock-free structures of the
+//! dependencies (`triple_buffer`, `heapless::mpmc`, `arc-swap`) keep their own atomics: loom
+//! sees each of their operations as one indivisible step.
+
+#[cfg(not(loom))]
+pub(crate) use alloc::sync::Arc;
+#[cfg(not(loom))]
+pub(crate) use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+#[cfg(loom)]
+pub(crate) use loom::sync::Arc;
+
+/// Thread parking for the runner: `std::thread`, or loom's model of it.
+#[cfg(all(feature = "std", not(loom)))]
+pub(crate) mod thread {
+    pub(crate) use std::thread::{current, park, park_timeout, yield_now, Thread};
+}
+
+/// Thread parking for the runner: `std::thread`, or loom's model of it.
+#[cfg(all(feature = "std", loom))]
+pub(crate) mod thread {
+    pub(crate) use loom::thread::{current, park, yield_now, Thread};
+
+    /// loom has no timed park; a timed park is modelled as a park that may return early.
+    pub(crate) fn park_timeout(_timeout: core::time::Duration) {
+        yield_now();
+    }
+}
