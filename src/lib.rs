@@ -133,6 +133,11 @@ pub use server::{ConnectionsFull, Failed, Processed, QueueServer};
 pub use snapshot::Snapshot;
 pub use stats::Stats;
 
+/// The README's example, compiled and run as a doc-test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 #[cfg(feature = "std")]
 pub use clock::StdClock;
 #[cfg(feature = "std")]

@@ -1,0 +1,182 @@
+//! The computation's path never allocates: a counting global allocator watches
+//! `put_update` and `wants_update` (and `put_request`, which connections and interrupts
+//! call) for every provided IDict kind. Counts are per thread, so other tests running in
+//! parallel cannot disturb them.
+
+use queueserver::{Builder, Connection, ConnectionError, FlagNotify, IDict, QueueServer, Request};
+use queueserver::{Response, Snapshot};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::collections::{BTreeMap, HashMap};
+
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: forwards every call to the system allocator unchanged; only counts.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        // SAFETY: same contract as ours.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Allocations and frees made by `f` on this thread.
+fn allocations_in(f: impl FnOnce()) -> u64 {
+    let before = ALLOCATIONS.with(Cell::get);
+    f();
+    ALLOCATIONS.with(Cell::get) - before
+}
+
+struct Sink;
+
+impl<D: IDict> Connection<D> for Sink {
+    fn on_update(&mut self, _: &Snapshot<D>) -> Result<(), ConnectionError> {
+        Ok(())
+    }
+    fn on_response(&mut self, _: Response<'_, D>) -> Result<(), ConnectionError> {
+        Ok(())
+    }
+}
+
+/// Publishes `states` round after round, with polls in between, and returns the
+/// allocations made by `put_update` and `wants_update` alone.
+fn publish_allocations<D: IDict>(states: &[D]) -> u64 {
+    let (mut publisher, mut server) = Builder::new(states[0].clone())
+        .notify(FlagNotify::new())
+        .build_with([Sink])
+        .unwrap();
+    let mut total = 0;
+    for round in 0..100 {
+        for state in states {
+            total += allocations_in(|| {
+                if publisher.wants_update() {
+                    publisher.put_update(state);
+                }
+            });
+        }
+        if round % 3 == 0 {
+            let _ = server.poll();
+        }
+    }
+    assert_eq!(publisher.published(), 100 * states.len() as u64);
+    total
+}
+
+#[derive(Clone, Default)]
+struct Plant {
+    position: f64,
+    velocity: f64,
+    mode: u8,
+}
+
+impl IDict for Plant {
+    type Key = u8;
+    type Value = f64;
+    fn get(&self, key: &u8) -> Option<f64> {
+        match key {
+            0 => Some(self.position),
+            1 => Some(self.velocity),
+            2 => Some(f64::from(self.mode)),
+            _ => None,
+        }
+    }
+}
+
+#[test]
+fn put_update_on_a_plain_struct_never_allocates() {
+    let states: Vec<Plant> = (0..4)
+        .map(|i| Plant {
+            position: f64::from(i),
+            velocity: -f64::from(i),
+            mode: i as u8,
+        })
+        .collect();
+    assert_eq!(publish_allocations(&states), 0);
+}
+
+#[test]
+fn put_update_on_heapless_maps_never_allocates() {
+    let mut map = heapless::index_map::FnvIndexMap::<&str, f64, 8>::new();
+    let mut states = Vec::new();
+    for i in 0..4 {
+        map.insert("x", f64::from(i)).unwrap();
+        if i == 2 {
+            map.insert("extra", 1.0).unwrap(); // key sets may differ
+        }
+        states.push(map.clone());
+    }
+    assert_eq!(publish_allocations(&states), 0);
+
+    let mut linear = heapless::LinearMap::<u8, i64, 4>::new();
+    let mut states = Vec::new();
+    for i in 0..4 {
+        linear.insert(i, i64::from(i)).unwrap();
+        states.push(linear.clone());
+    }
+    assert_eq!(publish_allocations(&states), 0);
+}
+
+#[test]
+fn put_update_on_std_maps_with_stable_keys_never_allocates() {
+    let btree: Vec<BTreeMap<&str, f64>> = (0..4)
+        .map(|i| BTreeMap::from([("a", f64::from(i)), ("b", 2.0), ("c", 3.0)]))
+        .collect();
+    assert_eq!(publish_allocations(&btree), 0);
+
+    let hash: Vec<HashMap<&str, f64>> = (0..4)
+        .map(|i| HashMap::from([("a", f64::from(i)), ("b", 2.0), ("c", 3.0)]))
+        .collect();
+    assert_eq!(publish_allocations(&hash), 0);
+}
+
+#[test]
+fn the_counter_sees_allocations_when_there_are_some() {
+    // A map whose key set changes must be rebuilt: the counter has to notice, or the
+    // zero counts above would prove nothing.
+    let changing: Vec<BTreeMap<u32, f64>> = (0..4)
+        .map(|i| BTreeMap::from([(i, 1.0), (i + 10, 2.0)]))
+        .collect();
+    assert!(publish_allocations(&changing) > 0);
+}
+
+#[test]
+fn put_request_and_wants_update_never_allocate() {
+    let (publisher, mut server) =
+        QueueServer::<BTreeMap<&str, f64>, Sink>::new(BTreeMap::from([("x", 1.0)]));
+    let id = server.add_connection(Sink).unwrap();
+    let requester = server.requester();
+    for _ in 0..50 {
+        let n = allocations_in(|| {
+            for _ in 0..8 {
+                let _ = requester.put_request(Request::key(id, "x"));
+            }
+            let refused = requester.put_request(Request::key(id, "x")).unwrap_err();
+            assert_eq!(refused.into_request(), Request::key(id, "x"));
+            assert!(publisher.wants_update());
+        });
+        assert_eq!(n, 0);
+        let _ = server.process_requests();
+    }
+    assert_eq!(server.stats().requests_accepted, 400);
+    assert_eq!(server.stats().requests_rejected, 50);
+}
