@@ -28,7 +28,7 @@ enum Drive {
 pub struct Runner<D: IDict, C, N, T, const Q: usize, const MAXC: usize> {
     stop: Arc<AtomicBool>,
     thread: thread::Thread,
-    handle: std::thread::JoinHandle<QueueServer<D, C, N, T, Q, MAXC>>,
+    handle: thread::JoinHandle<QueueServer<D, C, N, T, Q, MAXC>>,
 }
 
 impl<D, C, T, const Q: usize, const MAXC: usize> Runner<D, C, ThreadNotify, T, Q, MAXC>
@@ -76,12 +76,10 @@ where
     ) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
-        let handle = std::thread::Builder::new()
-            .name("queueserver-poller".into())
-            .spawn(move || {
-                on_start(&server);
-                run(server, &flag, drive)
-            })?;
+        let handle = thread::spawn("queueserver-poller", move || {
+            on_start(&server);
+            run(server, &flag, drive)
+        })?;
         Ok(Self {
             stop,
             thread: handle.thread().clone(),

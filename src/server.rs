@@ -367,9 +367,11 @@ where
         }
     }
 
-    fn refresh_subscribed(&self) {
+    /// Publishes whether any connection subscribes to the demand word; returns it.
+    fn refresh_subscribed(&self) -> bool {
         let subscribed = self.connections.iter().flatten().any(|c| c.wants_updates());
         self.signals.set_subscribed(subscribed);
+        subscribed
     }
 
     // ----- updates -----
@@ -412,12 +414,9 @@ where
     pub fn process_updates(&mut self) -> Processed {
         self.signals.begin(Event::Update);
         self.refresh();
-        self.refresh_subscribed();
+        let subscribed = self.refresh_subscribed();
         let mut done = Processed::default();
-        if !self.undelivered {
-            return done;
-        }
-        if !self.connections.iter().flatten().any(|c| c.wants_updates()) {
+        if !self.undelivered || !subscribed {
             return done;
         }
         let interval = self.config.min_update_interval();

@@ -112,7 +112,12 @@ impl<N: Notify> Signals<N> {
         self.demand.load(Ordering::Acquire) / ONE_REQUEST
     }
 
+    /// Sets or clears the subscribed bit. Only the poller writes that bit, so a relaxed
+    /// load tells exactly whether it must change, and an unchanged bit costs no write.
     pub(crate) fn set_subscribed(&self, subscribed: bool) {
+        if (self.demand.load(Ordering::Relaxed) & SUBSCRIBED != 0) == subscribed {
+            return;
+        }
         if subscribed {
             self.demand.fetch_or(SUBSCRIBED, Ordering::Relaxed);
         } else {

@@ -20,13 +20,31 @@ pub(crate) use loom::sync::Arc;
 /// Thread parking for the runner: `std::thread`, or loom's model of it.
 #[cfg(all(feature = "std", not(loom)))]
 pub(crate) mod thread {
-    pub(crate) use std::thread::{current, park, park_timeout, yield_now, Thread};
+    pub(crate) use std::thread::{current, park, park_timeout, yield_now, JoinHandle, Thread};
+
+    /// Spawns a named thread.
+    pub(crate) fn spawn<F, T>(name: &str, f: F) -> std::io::Result<JoinHandle<T>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        std::thread::Builder::new().name(name.into()).spawn(f)
+    }
 }
 
 /// Thread parking for the runner: `std::thread`, or loom's model of it.
 #[cfg(all(feature = "std", loom))]
 pub(crate) mod thread {
-    pub(crate) use loom::thread::{current, park, yield_now, Thread};
+    pub(crate) use loom::thread::{current, park, yield_now, JoinHandle, Thread};
+
+    /// Spawns a thread in the model (loom threads have no names).
+    pub(crate) fn spawn<F, T>(_name: &str, f: F) -> std::io::Result<JoinHandle<T>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        Ok(loom::thread::spawn(f))
+    }
 
     /// loom has no timed park; a timed park is modelled as a park that may return early.
     pub(crate) fn park_timeout(_timeout: core::time::Duration) {
