@@ -28,7 +28,6 @@ use core::time::Duration;
 /// What one poller call did, and when to call again.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-#[must_use = "`retry_after` says when rate-limited work becomes due"]
 pub struct Processed {
     /// Snapshots delivered to connections, or requests taken off the queue.
     pub handled: usize,
@@ -410,7 +409,8 @@ where
     /// **Poller.** Fans out at most one snapshot: the newest. Connections that fail are
     /// removed. With [`Config::with_min_update_interval`], a snapshot that arrives too soon
     /// waits (and is superseded by newer ones) until the interval has passed;
-    /// [`Processed::retry_after`] says when.
+    /// [`Processed::retry_after`] says when. Once the server is [closed](Self::close) the
+    /// rate limit no longer applies, so the last snapshot reaches the subscribers.
     pub fn process_updates(&mut self) -> Processed {
         self.signals.begin(Event::Update);
         self.refresh();
@@ -420,9 +420,11 @@ where
             return done;
         }
         let interval = self.config.min_update_interval();
-        if let Some(left) = self.wait_left(interval, self.last_update_at) {
-            done.retry_after = Some(left);
-            return done;
+        if !self.signals.is_closed() {
+            if let Some(left) = self.wait_left(interval, self.last_update_at) {
+                done.retry_after = Some(left);
+                return done;
+            }
         }
         if interval.is_some() {
             self.last_update_at = Some(self.clock.now());
@@ -594,7 +596,8 @@ where
     /// Closes the request side: every later `put_request` returns
     /// [`RequestError::Closed`]. Requests already accepted stay pending; keep calling
     /// [`process_requests`](Self::process_requests) (now free of its rate limit) until
-    /// [`pending_requests`](Self::pending_requests) is zero, and none is lost.
+    /// [`pending_requests`](Self::pending_requests) is zero, and none is lost. The update
+    /// rate limit is lifted too, so a last `process_updates` delivers the newest snapshot.
     pub fn close(&mut self) {
         self.signals.close();
         log::debug!("request side closed");

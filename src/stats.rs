@@ -5,7 +5,7 @@
 //! counted on the computation's path: the number of publishes is the newest sequence
 //! number, and the poller derives how many it missed from the gaps.
 //!
-//! Two identities hold whenever the poller is not in the middle of a call:
+//! Three identities hold whenever the poller is not in the middle of a call:
 //!
 //! - `updates_published = updates_received + updates_overwritten` (publishes the poller has
 //!   seen the number of; [`Publisher::published`](crate::Publisher::published) minus this

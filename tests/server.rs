@@ -397,6 +397,13 @@ fn min_update_interval_limits_deliveries_and_says_when_to_retry() {
     assert_eq!(stats.updates_superseded, 1);
     assert_eq!(stats.updates_received, 3);
     assert_eq!(stats.updates_delivered, 2);
+
+    // Closing lifts the limit: the last snapshot goes out at once.
+    publisher.put_update(&state(4.0, 0.0));
+    assert_eq!(server.process_updates().handled, 0);
+    server.close();
+    assert_eq!(server.process_updates().handled, 1);
+    assert_eq!(server.connection(id).unwrap().updates, [1, 3, 4]);
 }
 
 #[test]

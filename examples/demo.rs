@@ -1,0 +1,705 @@
+//! A 10 kHz control loop publishing its state through a `QueueServer`.
+//!
+//! The simulated plant is a damped mass on a spring, held at a setpoint by a PD controller.
+//! The setpoint is a square wave, so the figures keep moving. A control thread steps the
+//! plant every 100 µs (sleep until just before the deadline, then spin) and publishes
+//! every step with [`Publisher::put_update`]: the only crate call on that thread, wait-free
+//! and allocation-free. The state is a plain struct of `f64`s implementing [`IDict`], so
+//! the copy into the triple buffer is a memcpy.
+//!
+//! A poller thread ([`Runner::every`], 1 ms period) owns the server and three connections:
+//!
+//! 1. **ui**: subscribes to updates, which the server limits to one every 33 ms (the limit
+//!    applies to every subscriber);
+//! 2. **probe**: does not subscribe; a requester thread floods the server with key
+//!    requests (many duplicates, one unknown key) and counts the ones it gets back because
+//!    the queue or the probe's share of it is full;
+//! 3. **slow**: subscribes, and takes 2 ms over each update, on the poller's thread.
+//!
+//! Progress is printed once per second on stderr. At the end the demo prints the loop's
+//! period jitter, the latency of `put_update`, the server's counters and each connection's
+//! own counts, and checks the server's accounting identities; it exits with status 1 if
+//! one does not hold.
+//!
+//! Every thread runs at ordinary priority, so the jitter figures are what a general-purpose
+//! scheduler gives; a real-time priority and a dedicated core for the control thread would
+//! tighten them.
+//!
+//! ```text
+//! cargo run --release --example demo [-- --seconds N]
+//! ```
+
+use queueserver::{
+    Builder, Config, Connection, ConnectionError, ConnectionId, IDict, NoNotify, Publisher,
+    Request, RequestError, Requester, Response, Runner, Snapshot, StdClock,
+};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Control loop period: 10 kHz.
+const PERIOD: Duration = Duration::from_micros(100);
+/// The control loop sleeps until this long before its deadline, then spins.
+const SPIN: Duration = Duration::from_micros(50);
+/// Poller period.
+const POLL_PERIOD: Duration = Duration::from_millis(1);
+/// Subscribers get at most one snapshot per this interval (about 30 Hz).
+const UI_INTERVAL: Duration = Duration::from_millis(33);
+/// Nominal interval between two probe requests.
+const PROBE_INTERVAL: Duration = Duration::from_micros(20);
+/// How long the slow connection takes over each update.
+const SLOW_UPDATE: Duration = Duration::from_millis(2);
+/// The keys the probe asks for, in turn: mostly duplicates, and one key the plant lacks.
+const PROBE_KEYS: [&str; 6] = [
+    "position", "velocity", "position", "force", "position", "torque",
+];
+/// Default run time.
+const DEFAULT_SECONDS: u64 = 10;
+
+/// Request queue capacity and connection slots; each connection may queue `Q / MAXC`.
+const Q: usize = 64;
+const MAXC: usize = 4;
+
+// ----- the plant -------------------------------------------------------------------------
+
+/// The published state of the plant and its controller. `Copy`, so publishing it is a
+/// plain copy with no allocation.
+#[derive(Clone, Copy, Debug, Default)]
+struct Plant {
+    /// Simulated time, s.
+    time: f64,
+    /// Mass position, m.
+    position: f64,
+    /// Mass velocity, m/s.
+    velocity: f64,
+    /// Controller force, N.
+    force: f64,
+    /// Position the controller tracks, m.
+    setpoint: f64,
+    /// Kinetic plus spring energy, J.
+    energy: f64,
+}
+
+impl IDict for Plant {
+    type Key = &'static str;
+    type Value = f64;
+
+    fn get(&self, key: &&'static str) -> Option<f64> {
+        match *key {
+            "time" => Some(self.time),
+            "position" => Some(self.position),
+            "velocity" => Some(self.velocity),
+            "force" => Some(self.force),
+            "setpoint" => Some(self.setpoint),
+            "energy" => Some(self.energy),
+            _ => None,
+        }
+    }
+
+    fn copy_from(&mut self, source: &Self) {
+        *self = *source;
+    }
+}
+
+impl Plant {
+    const MASS: f64 = 1.0;
+    const SPRING: f64 = 20.0;
+    const DAMPING: f64 = 0.5;
+    const KP: f64 = 200.0;
+    const KD: f64 = 20.0;
+    /// The setpoint toggles between ±AMPLITUDE every HALF_PERIOD seconds.
+    const AMPLITUDE: f64 = 0.5;
+    const HALF_PERIOD: f64 = 1.0;
+
+    /// Advances the plant by `dt` seconds: PD control, then semi-implicit Euler.
+    fn step(&mut self, dt: f64) {
+        let phase = (self.time / Self::HALF_PERIOD) as u64;
+        self.setpoint = if phase % 2 == 0 {
+            Self::AMPLITUDE
+        } else {
+            -Self::AMPLITUDE
+        };
+        self.force = Self::KP * (self.setpoint - self.position) - Self::KD * self.velocity;
+        let accel = (self.force - Self::SPRING * self.position - Self::DAMPING * self.velocity)
+            / Self::MASS;
+        self.velocity += accel * dt;
+        self.position += self.velocity * dt;
+        self.time += dt;
+        self.energy = 0.5 * Self::MASS * self.velocity * self.velocity
+            + 0.5 * Self::SPRING * self.position * self.position;
+    }
+}
+
+// ----- connections -----------------------------------------------------------------------
+
+type State = Plant;
+type Conn = Box<dyn Connection<State> + Send>;
+
+/// Counts a subscriber shares with the main thread (the poller owns the connection).
+#[derive(Debug, Default)]
+struct UpdateCounts {
+    updates: AtomicU64,
+    last_seq: AtomicU64,
+}
+
+impl UpdateCounts {
+    fn record(&self, snapshot: &Snapshot<State>) {
+        self.updates.fetch_add(1, Ordering::Relaxed);
+        self.last_seq.store(snapshot.seq(), Ordering::Relaxed);
+    }
+}
+
+/// A user interface: shows every snapshot it is sent.
+struct Ui {
+    counts: Arc<UpdateCounts>,
+}
+
+impl Connection<State> for Ui {
+    fn on_update(&mut self, snapshot: &Snapshot<State>) -> Result<(), ConnectionError> {
+        self.counts.record(snapshot);
+        Ok(())
+    }
+
+    fn on_response(&mut self, _: Response<'_, State>) -> Result<(), ConnectionError> {
+        Ok(())
+    }
+}
+
+/// A consumer that takes [`SLOW_UPDATE`] over each snapshot, on the poller's thread.
+struct Slow {
+    counts: Arc<UpdateCounts>,
+}
+
+impl Connection<State> for Slow {
+    fn on_update(&mut self, snapshot: &Snapshot<State>) -> Result<(), ConnectionError> {
+        thread::sleep(SLOW_UPDATE);
+        self.counts.record(snapshot);
+        Ok(())
+    }
+
+    fn on_response(&mut self, _: Response<'_, State>) -> Result<(), ConnectionError> {
+        Ok(())
+    }
+}
+
+/// Answers the probe received, shared with the main thread.
+#[derive(Debug, Default)]
+struct ProbeCounts {
+    values: AtomicU64,
+    not_found: AtomicU64,
+    last_position: AtomicU64,
+}
+
+/// Asks for single values and never subscribes to updates.
+struct Probe {
+    counts: Arc<ProbeCounts>,
+}
+
+impl Connection<State> for Probe {
+    /// Never called: the probe does not subscribe.
+    fn on_update(&mut self, _: &Snapshot<State>) -> Result<(), ConnectionError> {
+        Ok(())
+    }
+
+    fn on_response(&mut self, response: Response<'_, State>) -> Result<(), ConnectionError> {
+        match response {
+            Response::Value { key, value, .. } => {
+                self.counts.values.fetch_add(1, Ordering::Relaxed);
+                if *key == "position" {
+                    self.counts
+                        .last_position
+                        .store(value.to_bits(), Ordering::Relaxed);
+                }
+            }
+            Response::NotFound { .. } => {
+                self.counts.not_found.fetch_add(1, Ordering::Relaxed);
+            }
+            Response::Snapshot(_) => {}
+        }
+        Ok(())
+    }
+
+    fn wants_updates(&self) -> bool {
+        false
+    }
+}
+
+// ----- the control loop ------------------------------------------------------------------
+
+/// What the control thread shares with the progress printer while it runs.
+#[derive(Debug, Default)]
+struct LoopCounts {
+    steps: AtomicU64,
+    overruns: AtomicU64,
+}
+
+/// What the control thread hands back when it stops.
+struct LoopResult {
+    publisher: Publisher<State, NoNotify>,
+    /// Time between the starts of consecutive steps, ns.
+    periods: Vec<u32>,
+    /// Time spent in each `put_update`, ns, timer overhead included.
+    put_latency: Vec<u32>,
+    /// Median cost of the two `Instant::now` calls around a `put_update`, ns.
+    timer_overhead: u32,
+    steps: u64,
+    overruns: u64,
+}
+
+/// Sleeps until `SPIN` before `deadline`, then spins until it.
+fn wait_until(deadline: Instant) {
+    let now = Instant::now();
+    if deadline > now + SPIN {
+        thread::sleep(deadline - now - SPIN);
+    }
+    while Instant::now() < deadline {
+        std::hint::spin_loop();
+    }
+}
+
+fn nanos(d: Duration) -> u32 {
+    u32::try_from(d.as_nanos()).unwrap_or(u32::MAX)
+}
+
+/// Steps the plant every [`PERIOD`] and publishes every step, until `stop`.
+///
+/// The sample vectors are allocated before the loop starts and never grow: once full,
+/// further samples are dropped, so the loop itself does not allocate.
+fn control_loop(
+    mut publisher: Publisher<State, NoNotify>,
+    stop: &AtomicBool,
+    counts: &LoopCounts,
+    capacity: usize,
+) -> LoopResult {
+    let mut periods: Vec<u32> = Vec::with_capacity(capacity);
+    let mut put_latency: Vec<u32> = Vec::with_capacity(capacity);
+    let mut plant = Plant::default();
+    let dt = PERIOD.as_secs_f64();
+    let (mut steps, mut overruns) = (0u64, 0u64);
+    let mut previous: Option<Instant> = None;
+
+    // What the latency measurement costs by itself, measured around nothing.
+    let mut empty: Vec<u32> = (0..1000)
+        .map(|_| {
+            let before = Instant::now();
+            nanos(before.elapsed())
+        })
+        .collect();
+    empty.sort_unstable();
+    let timer_overhead = quantile(&empty, 0.5);
+
+    let mut deadline = Instant::now() + PERIOD;
+
+    while !stop.load(Ordering::Relaxed) {
+        wait_until(deadline);
+        let start = Instant::now();
+        if let Some(previous) = previous {
+            if periods.len() < periods.capacity() {
+                periods.push(nanos(start - previous));
+            }
+        }
+        previous = Some(start);
+        // A step that starts a whole period late has missed its slot: count it and
+        // schedule from now instead of trying to catch up with a burst of steps.
+        if start.saturating_duration_since(deadline) > PERIOD {
+            overruns += 1;
+            deadline = start;
+        }
+        deadline += PERIOD;
+
+        plant.step(dt);
+        let before = Instant::now();
+        publisher.put_update(&plant);
+        let took = before.elapsed();
+        if put_latency.len() < put_latency.capacity() {
+            put_latency.push(nanos(took));
+        }
+
+        steps += 1;
+        counts.steps.store(steps, Ordering::Relaxed);
+        counts.overruns.store(overruns, Ordering::Relaxed);
+    }
+
+    LoopResult {
+        publisher,
+        periods,
+        put_latency,
+        timer_overhead,
+        steps,
+        overruns,
+    }
+}
+
+// ----- the probe's requester -------------------------------------------------------------
+
+/// What the requester thread counted.
+#[derive(Debug, Default)]
+struct RequesterCounts {
+    put: AtomicU64,
+    accepted: AtomicU64,
+    over_quota: AtomicU64,
+    full: AtomicU64,
+    other: AtomicU64,
+}
+
+/// Puts one request every [`PROBE_INTERVAL`] on average, until `stop`: a sleep that
+/// overshoots is made up by a burst of at most `MAX_BURST` requests. A refused request
+/// is counted and dropped, never retried.
+fn probe_requests(
+    requester: &Requester<&'static str, NoNotify, Q, MAXC>,
+    probe: ConnectionId,
+    stop: &AtomicBool,
+    counts: &RequesterCounts,
+) {
+    const MAX_BURST: u64 = 16;
+    let start = Instant::now();
+    let mut sent = 0u64;
+    let mut key = 0usize;
+    while !stop.load(Ordering::Relaxed) {
+        let due = (start.elapsed().as_nanos() / PROBE_INTERVAL.as_nanos()) as u64;
+        for _ in 0..due.saturating_sub(sent).min(MAX_BURST) {
+            let request = Request::key(probe, PROBE_KEYS[key]);
+            key = (key + 1) % PROBE_KEYS.len();
+            counts.put.fetch_add(1, Ordering::Relaxed);
+            let counter = match requester.put_request(request) {
+                Ok(()) => &counts.accepted,
+                Err(RequestError::OverQuota(_)) => &counts.over_quota,
+                Err(RequestError::Full(_)) => &counts.full,
+                Err(_) => &counts.other,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        // Whatever the burst did not cover is skipped, not owed.
+        sent = sent.max(due);
+        thread::sleep(PROBE_INTERVAL);
+    }
+}
+
+// ----- statistics ------------------------------------------------------------------------
+
+/// The `p`-th quantile (0..=1) of sorted samples, by the nearest-rank method.
+fn quantile(sorted: &[u32], p: f64) -> u32 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = (p * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn us(ns: u32) -> f64 {
+    f64::from(ns) / 1000.0
+}
+
+fn parse_seconds() -> Result<u64, String> {
+    let mut seconds = DEFAULT_SECONDS;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--seconds" => {
+                let value = args.next().ok_or("--seconds needs a value")?;
+                seconds = value
+                    .parse()
+                    .ok()
+                    .filter(|&s| s > 0)
+                    .ok_or_else(|| format!("--seconds: not a positive integer: {value}"))?;
+            }
+            "-h" | "--help" => {
+                return Err(format!(
+                    "usage: demo [--seconds N]   (default {DEFAULT_SECONDS})"
+                ))
+            }
+            other => return Err(format!("unknown argument: {other} (try --help)")),
+        }
+    }
+    Ok(seconds)
+}
+
+fn main() -> ExitCode {
+    let seconds = match parse_seconds() {
+        Ok(seconds) => seconds,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+
+    // ----- build the server and its connections (everything allocates here) -----
+    let ui_counts = Arc::new(UpdateCounts::default());
+    let slow_counts = Arc::new(UpdateCounts::default());
+    let probe_counts = Arc::new(ProbeCounts::default());
+
+    // The loop's thread publishes; nothing on it may block, so no hook wakes the poller
+    // (`ThreadNotify` would unpark it, a syscall on the control thread). The poller runs
+    // every millisecond instead, a delay far below the 33 ms update interval.
+    let config = Config::new().with_min_update_interval(UI_INTERVAL);
+    let built = Builder::new(Plant::default())
+        .notify(NoNotify)
+        .clock(StdClock::new())
+        .config(config)
+        .capacity::<Q, MAXC>()
+        .build::<Conn>();
+    let (publisher, mut server) = match built {
+        Ok(parts) => parts,
+        Err(error) => {
+            eprintln!("bad configuration: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut add = |connection: Conn| {
+        server
+            .add_connection(connection)
+            .expect("MAXC slots hold the demo's three connections")
+    };
+    let ui = add(Box::new(Ui {
+        counts: Arc::clone(&ui_counts),
+    }));
+    let probe = add(Box::new(Probe {
+        counts: Arc::clone(&probe_counts),
+    }));
+    let slow = add(Box::new(Slow {
+        counts: Arc::clone(&slow_counts),
+    }));
+    let requester = server.requester();
+    let reader = server.reader();
+    let share = server.share();
+
+    println!(
+        "plant at {:.0} Hz for {seconds} s; poller every {:?}; updates every {:?} at most; \
+         queue {Q}, {share} per connection",
+        1.0 / PERIOD.as_secs_f64(),
+        POLL_PERIOD,
+        UI_INTERVAL,
+    );
+    println!("connections: ui {ui}, probe {probe}, slow {slow}");
+
+    // ----- start the threads -----
+    let runner = match Runner::every(server, POLL_PERIOD) {
+        Ok(runner) => runner,
+        Err(error) => {
+            eprintln!("cannot start the poller: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let stop_loop = Arc::new(AtomicBool::new(false));
+    let stop_probe = Arc::new(AtomicBool::new(false));
+    let loop_counts = Arc::new(LoopCounts::default());
+    let requester_counts = Arc::new(RequesterCounts::default());
+
+    let capacity = usize::try_from(seconds)
+        .unwrap_or(usize::MAX / 2)
+        .saturating_add(1)
+        .saturating_mul(10_000);
+    let control = {
+        let (stop, counts) = (Arc::clone(&stop_loop), Arc::clone(&loop_counts));
+        thread::Builder::new()
+            .name("control".into())
+            .spawn(move || control_loop(publisher, &stop, &counts, capacity))
+            .expect("spawn the control thread")
+    };
+    let prober = {
+        let (stop, counts) = (Arc::clone(&stop_probe), Arc::clone(&requester_counts));
+        thread::Builder::new()
+            .name("probe".into())
+            .spawn(move || {
+                probe_requests(&requester, probe, &stop, &counts);
+            })
+            .expect("spawn the probe thread")
+    };
+
+    // ----- progress, once per second -----
+    let started = Instant::now();
+    for second in 1..=seconds {
+        thread::sleep(
+            (started + Duration::from_secs(second)).saturating_duration_since(Instant::now()),
+        );
+        let latest = reader.load();
+        eprintln!(
+            "[{:>5.1} s] published {:>7}  overruns {:>3}  latest seq {:>7} position {:+.4}  \
+             ui {:>4}  slow {:>4}  probe answers {:>6} (rejected {:>7})",
+            started.elapsed().as_secs_f64(),
+            loop_counts.steps.load(Ordering::Relaxed),
+            loop_counts.overruns.load(Ordering::Relaxed),
+            latest.seq(),
+            latest.position,
+            ui_counts.updates.load(Ordering::Relaxed),
+            slow_counts.updates.load(Ordering::Relaxed),
+            probe_counts.values.load(Ordering::Relaxed)
+                + probe_counts.not_found.load(Ordering::Relaxed),
+            requester_counts.over_quota.load(Ordering::Relaxed)
+                + requester_counts.full.load(Ordering::Relaxed),
+        );
+    }
+
+    // ----- shut down: requests first, then the loop, then the poller -----
+    stop_probe.store(true, Ordering::Relaxed);
+    prober.join().expect("the probe thread panicked");
+    stop_loop.store(true, Ordering::Relaxed);
+    let LoopResult {
+        publisher,
+        mut periods,
+        mut put_latency,
+        timer_overhead,
+        steps,
+        overruns,
+    } = control.join().expect("the control thread panicked");
+    let elapsed = started.elapsed();
+    let server = match runner.shutdown() {
+        Ok(server) => server,
+        Err(_) => {
+            eprintln!("a connection panicked on the poller thread");
+            return ExitCode::FAILURE;
+        }
+    };
+    let stats = server.stats();
+    let pending = server.pending_requests();
+
+    // ----- summary -----
+    periods.sort_unstable();
+    put_latency.sort_unstable();
+    let target = nanos(PERIOD);
+    let mut deviation: Vec<u32> = periods.iter().map(|&p| p.abs_diff(target)).collect();
+    deviation.sort_unstable();
+
+    println!();
+    println!("== summary after {:.2} s ==", elapsed.as_secs_f64());
+    println!(
+        "control loop: {steps} steps ({:.0} Hz), {overruns} overruns (a step more than one \
+         period late)",
+        steps as f64 / elapsed.as_secs_f64(),
+    );
+    println!(
+        "  period (target {:.1} µs, {} samples): p50 {:.2} µs, min {:.2} µs, max {:.2} µs",
+        us(target),
+        periods.len(),
+        us(quantile(&periods, 0.5)),
+        us(periods.first().copied().unwrap_or(0)),
+        us(periods.last().copied().unwrap_or(0)),
+    );
+    println!(
+        "  jitter |period - target|: p50 {:.2} µs, p99 {:.2} µs, max {:.2} µs",
+        us(quantile(&deviation, 0.5)),
+        us(quantile(&deviation, 0.99)),
+        us(quantile(&deviation, 1.0)),
+    );
+    println!(
+        "put_update latency ({} samples, {timer_overhead} ns of timer overhead included): \
+         p50 {} ns, p99 {} ns, p99.9 {} ns, max {} ns",
+        put_latency.len(),
+        quantile(&put_latency, 0.5),
+        quantile(&put_latency, 0.99),
+        quantile(&put_latency, 0.999),
+        quantile(&put_latency, 1.0),
+    );
+    println!(
+        "updates: published {} (server saw {}), received {}, overwritten {}, delivered {}, \
+         superseded {}, deliveries {}",
+        publisher.published(),
+        stats.updates_published,
+        stats.updates_received,
+        stats.updates_overwritten,
+        stats.updates_delivered,
+        stats.updates_superseded,
+        stats.deliveries,
+    );
+    println!(
+        "requests: put {}, accepted {}, rejected {} (over quota {}, full {}, other {}), \
+         consolidated {}, answered {}, orphaned {}, pending {pending}; reads {}, queue high \
+         water {}",
+        requester_counts.put.load(Ordering::Relaxed),
+        stats.requests_accepted,
+        stats.requests_rejected,
+        requester_counts.over_quota.load(Ordering::Relaxed),
+        requester_counts.full.load(Ordering::Relaxed),
+        requester_counts.other.load(Ordering::Relaxed),
+        stats.requests_consolidated,
+        stats.requests_answered,
+        stats.requests_orphaned,
+        stats.reads,
+        stats.queue_high_water,
+    );
+
+    let attached = |id| {
+        if server.connection(id).is_some() {
+            "attached"
+        } else {
+            "removed"
+        }
+    };
+    println!("connections ({} failed):", stats.connections_failed);
+    for (name, id, counts) in [("ui", ui, &ui_counts), ("slow", slow, &slow_counts)] {
+        let updates = counts.updates.load(Ordering::Relaxed);
+        println!(
+            "  {name:<5} {id} {}: {updates} updates ({:.1}/s), last seq {}",
+            attached(id),
+            updates as f64 / elapsed.as_secs_f64(),
+            counts.last_seq.load(Ordering::Relaxed),
+        );
+    }
+    println!(
+        "  probe {probe} {}: {} values, {} not found, last position {:+.4}",
+        attached(probe),
+        probe_counts.values.load(Ordering::Relaxed),
+        probe_counts.not_found.load(Ordering::Relaxed),
+        f64::from_bits(probe_counts.last_position.load(Ordering::Relaxed)),
+    );
+    println!(
+        "final snapshot: seq {}, position {:+.4}, setpoint {:+.1}, energy {:.4}",
+        server.snapshot().seq(),
+        server.snapshot().position,
+        server.snapshot().setpoint,
+        server.snapshot().energy,
+    );
+
+    // ----- accounting -----
+    let answers = probe_counts.values.load(Ordering::Relaxed)
+        + probe_counts.not_found.load(Ordering::Relaxed);
+    let checks = [
+        (
+            "requests_accepted == answered + consolidated + orphaned + pending",
+            stats.requests_accepted
+                == stats.requests_answered
+                    + stats.requests_consolidated
+                    + stats.requests_orphaned
+                    + pending as u64,
+        ),
+        (
+            "updates_published == received + overwritten",
+            stats.updates_published == stats.updates_received + stats.updates_overwritten,
+        ),
+        (
+            // Shutdown lifts the update rate limit, so the newest snapshot went out too.
+            "updates_received == delivered + superseded",
+            stats.updates_received == stats.updates_delivered + stats.updates_superseded,
+        ),
+        (
+            "ui received the last publish",
+            ui_counts.last_seq.load(Ordering::Relaxed) == publisher.published(),
+        ),
+        (
+            "server saw every publish",
+            stats.updates_published == publisher.published(),
+        ),
+        (
+            "probe answers == requests_answered",
+            answers == stats.requests_answered,
+        ),
+        (
+            "requests put == accepted + rejected",
+            requester_counts.put.load(Ordering::Relaxed)
+                == stats.requests_accepted + stats.requests_rejected,
+        ),
+    ];
+    let mut ok = true;
+    println!("accounting:");
+    for (what, holds) in checks {
+        println!("  {} {what}", if holds { "ok  " } else { "FAIL" });
+        ok &= holds;
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
