@@ -81,6 +81,13 @@ fn builder_rejects_bad_settings_with_typed_errors() {
         .capacity::<16, 2>()
         .build::<Recorder>();
     assert_eq!(fine.unwrap().1.share(), 8);
+
+    // More slots than queue entries: every connection may still queue one request.
+    let (_, tiny) = Builder::new(state(0.0, 0.0))
+        .capacity::<2, 8>()
+        .build::<Recorder>()
+        .unwrap();
+    assert_eq!(tiny.share(), 1);
 }
 
 #[test]
