@@ -5,7 +5,9 @@
 //! counted on the computation's path: the number of publishes is the newest sequence
 //! number, and the poller derives how many it missed from the gaps.
 //!
-//! Three identities hold whenever the poller is not in the middle of a call:
+//! Three identities hold whenever the poller is not in the middle of a call, and (for the
+//! last) no `put_request` is either: a request is counted pending a moment before it is
+//! counted accepted, and a refused one is counted pending for a moment too.
 //!
 //! - `updates_published = updates_received + updates_overwritten` (publishes the poller has
 //!   seen the number of; [`Publisher::published`](crate::Publisher::published) minus this
