@@ -18,7 +18,44 @@ use core::fmt;
 /// Publishes snapshots of the computation's IDict. `Send`, not `Clone`.
 ///
 /// Obtained with the server from [`QueueServer::new`](crate::QueueServer::new) or
-/// [`Builder::build`](crate::Builder::build).
+/// [`Builder::build`](crate::Builder::build). There is only ever one: it cannot be cloned,
+/// so the single-producer rule of the triple buffer holds by construction.
+///
+/// ```compile_fail
+/// # use queueserver::{Connection, ConnectionError, QueueServer, Response, Snapshot};
+/// # use std::collections::BTreeMap;
+/// # type D = BTreeMap<u8, f64>;
+/// # struct Nobody;
+/// # impl Connection<D> for Nobody {
+/// #     fn on_update(&mut self, _: &Snapshot<D>) -> Result<(), ConnectionError> { Ok(()) }
+/// #     fn on_response(&mut self, _: Response<'_, D>) -> Result<(), ConnectionError> { Ok(()) }
+/// # }
+/// let (publisher, _server) = QueueServer::<BTreeMap<u8, f64>, Nobody>::new(BTreeMap::new());
+/// let second = publisher.clone(); // error: `Publisher` is not `Clone`
+/// ```
+///
+/// It moves to the computation's thread:
+///
+/// ```
+/// # use queueserver::{Connection, ConnectionError, QueueServer, Response, Snapshot};
+/// # use std::collections::BTreeMap;
+/// # type D = BTreeMap<u8, f64>;
+/// # struct Nobody;
+/// # impl Connection<D> for Nobody {
+/// #     fn on_update(&mut self, _: &Snapshot<D>) -> Result<(), ConnectionError> { Ok(()) }
+/// #     fn on_response(&mut self, _: Response<'_, D>) -> Result<(), ConnectionError> { Ok(()) }
+/// # }
+/// let (mut publisher, mut server) = QueueServer::<D, Nobody>::new(BTreeMap::from([(0, 0.0)]));
+/// std::thread::spawn(move || {
+///     for i in 0..1000 {
+///         publisher.put_update(&BTreeMap::from([(0, f64::from(i))]));
+///     }
+/// })
+/// .join()
+/// .unwrap();
+/// server.poll();
+/// assert_eq!(server.snapshot().seq(), 1000);
+/// ```
 pub struct Publisher<D: IDict, N> {
     input: triple_buffer::Input<Snapshot<D>>,
     seq: u64,

@@ -16,6 +16,18 @@ use std::sync::Arc;
 // ----- construction -----
 
 #[test]
+fn handles_cross_threads_as_their_roles_need() {
+    fn send<T: Send>() {}
+    fn sync<T: Sync>() {}
+    send::<queueserver::Publisher<State, queueserver::NoNotify>>();
+    send::<QueueServer<State, Recorder>>();
+    send::<queueserver::Requester<&'static str, queueserver::NoNotify, 64, 8>>();
+    sync::<queueserver::Requester<&'static str, queueserver::NoNotify, 64, 8>>();
+    send::<queueserver::Reader<State>>();
+    sync::<queueserver::Reader<State>>();
+}
+
+#[test]
 fn new_starts_from_the_initial_idict() {
     let (publisher, server) = QueueServer::<State, Recorder>::new(state(1.0, 2.0));
     assert_eq!(publisher.published(), 0);
