@@ -132,6 +132,15 @@ impl Tally {
     }
 }
 
+/// Waits until every requester has been refused once (the queue has filled), or all have
+/// finished.
+fn wait_until_primed(primed: &AtomicUsize, finished: &AtomicUsize, threads: usize, start: Instant) {
+    while primed.load(Ordering::Acquire) < threads && finished.load(Ordering::Acquire) < threads {
+        assert!(start.elapsed() < WATCHDOG, "requesters never refused");
+        thread::yield_now();
+    }
+}
+
 /// Puts `request`, counts the outcome, and checks that a refused request comes back
 /// unchanged.
 fn put<K, N, const Q: usize, const MAXC: usize>(
@@ -722,12 +731,7 @@ fn every_accepted_request_answered_exactly_once() {
             .collect();
 
         let poller = s.spawn(move || {
-            while primed.load(Ordering::Acquire) < THREADS
-                && finished.load(Ordering::Acquire) < THREADS
-            {
-                assert!(start.elapsed() < WATCHDOG, "requesters never refused");
-                thread::yield_now();
-            }
+            wait_until_primed(primed, finished, THREADS, start);
             loop {
                 let _ = server.poll();
                 if finished.load(Ordering::Acquire) == THREADS && server.pending_requests() == 0 {
@@ -962,12 +966,7 @@ fn duplicates_consolidated_under_concurrency() {
             .collect();
 
         let poller = s.spawn(move || {
-            while primed.load(Ordering::Acquire) < THREADS
-                && finished.load(Ordering::Acquire) < THREADS
-            {
-                assert!(start.elapsed() < WATCHDOG, "requesters never refused");
-                thread::yield_now();
-            }
+            wait_until_primed(primed, finished, THREADS, start);
             loop {
                 call.fetch_add(1, Ordering::Relaxed);
                 let _ = server.poll();
