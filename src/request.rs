@@ -116,7 +116,6 @@ pub(crate) struct Requests<K, const Q: usize, const MAXC: usize> {
     pub(crate) share: u32,
     pub(crate) accepted: AtomicUsize,
     pub(crate) rejected: AtomicUsize,
-    pub(crate) high_water: AtomicUsize,
 }
 
 impl<K, const Q: usize, const MAXC: usize> Requests<K, Q, MAXC> {
@@ -143,7 +142,6 @@ impl<K, const Q: usize, const MAXC: usize> Requests<K, Q, MAXC> {
             share,
             accepted: AtomicUsize::new(0),
             rejected: AtomicUsize::new(0),
-            high_water: AtomicUsize::new(0),
         }
     }
 
@@ -183,7 +181,7 @@ impl<K, const Q: usize, const MAXC: usize> Requests<K, Q, MAXC> {
         // Count the request in first: `wants_update` turns true before the poller can see
         // the request, and a concurrent close either happens before (we see it) or after
         // (the poller sees our count and waits for the request).
-        let Ok(in_flight) = signals.enter_request() else {
+        let Ok(()) = signals.enter_request() else {
             return Err(RequestError::Closed(request));
         };
         // Relaxed: the quota is a counter only; the queue orders the request itself.
@@ -193,10 +191,7 @@ impl<K, const Q: usize, const MAXC: usize> Requests<K, Q, MAXC> {
             return Err(RequestError::OverQuota(request));
         }
         match self.queue.enqueue(request) {
-            Ok(()) => {
-                self.high_water.fetch_max(in_flight, Ordering::Relaxed);
-                Ok(())
-            }
+            Ok(()) => Ok(()),
             Err(request) => {
                 slot.queued.fetch_sub(1, Ordering::Relaxed);
                 signals.leave_requests(1);

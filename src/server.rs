@@ -96,6 +96,7 @@ struct Counters {
     answered: u64,
     orphaned: u64,
     reads: u64,
+    high_water: usize,
     added: u64,
     removed: u64,
     failed: u64,
@@ -515,6 +516,10 @@ where
         for (index, error) in failures {
             self.fail(index, error);
         }
+        // Between two batches the count only grows (refused requests leave again at
+        // once), so its value just before this batch leaves is the peak since the last.
+        let in_flight = self.signals.requests_in_flight();
+        self.counters.high_water = self.counters.high_water.max(in_flight);
         self.signals.leave_requests(done.handled);
         self.batch.clear();
         done
@@ -639,7 +644,7 @@ where
             requests_answered: c.answered,
             requests_orphaned: c.orphaned,
             reads: c.reads,
-            queue_high_water: r.high_water.load(Ordering::Relaxed) as u64,
+            queue_high_water: c.high_water.max(self.signals.requests_in_flight()) as u64,
             connections_added: c.added,
             connections_removed: c.removed,
             connections_failed: c.failed,

@@ -88,7 +88,7 @@ impl<N: Notify> Signals<N> {
 
     /// Counts a request in before it is queued; `Err` if the request side is closed (the
     /// count is then taken back already).
-    pub(crate) fn enter_request(&self) -> Result<usize, ()> {
+    pub(crate) fn enter_request(&self) -> Result<(), ()> {
         // AcqRel: this RMW and the poller's `close` are totally ordered on `demand`; the
         // Acquire half makes a close we read visible, the Release half publishes the count.
         let before = self.demand.fetch_add(ONE_REQUEST, Ordering::AcqRel);
@@ -96,7 +96,7 @@ impl<N: Notify> Signals<N> {
             self.leave_requests(1);
             return Err(());
         }
-        Ok(before / ONE_REQUEST + 1)
+        Ok(())
     }
 
     /// Takes `n` requests out of the count: answered, reported, or handed back.

@@ -1,7 +1,7 @@
 //! [`Stats`]: what the server did, counted exactly.
 //!
-//! Poller-side counts are plain integers kept by the poller; the request side's accepted,
-//! rejected and high-water counts are relaxed atomics the requesters bump. Nothing is
+//! Poller-side counts are plain integers kept by the poller; the request side's accepted
+//! and rejected counts are relaxed atomics the requesters bump. Nothing is
 //! counted on the computation's path: the number of publishes is the newest sequence
 //! number, and the poller derives how many it missed from the gaps.
 //!
@@ -49,7 +49,9 @@ pub struct Stats {
     pub requests_orphaned: u64,
     /// Reads of the snapshot: one per distinct query per batch.
     pub reads: u64,
-    /// The most requests accepted and not yet answered at one time.
+    /// The most requests accepted and not yet answered at one time. The poller samples the
+    /// count just before each batch is answered, when it is at its peak since the last
+    /// batch; a request being refused at that instant can add one per requester.
     pub queue_high_water: u64,
     /// Connections attached.
     pub connections_added: u64,

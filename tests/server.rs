@@ -229,6 +229,33 @@ fn requests_are_consolidated_one_read_per_key_one_answer_per_connection() {
 }
 
 #[test]
+fn the_high_water_mark_keeps_the_most_requests_pending_at_once() {
+    let (_, mut server) = QueueServer::new(state(0.0, 0.0));
+    let id = server.add_connection(Recorder::requester()).unwrap();
+    let put = |server: &QueueServer<State, Recorder>, n| {
+        for _ in 0..n {
+            server.put_request(Request::key(id, "x")).unwrap();
+        }
+    };
+    put(&server, 3);
+    // Seen before the poller ran.
+    assert_eq!(server.stats().queue_high_water, 3);
+    put(&server, 2);
+    let _ = server.process_requests();
+    put(&server, 4);
+    assert_eq!(server.stats().queue_high_water, 5);
+    let _ = server.process_requests();
+    put(&server, 7);
+    let _ = server.process_requests();
+    assert_eq!(server.stats().queue_high_water, 7);
+    // A refused request does not count.
+    put(&server, 8);
+    assert!(server.put_request(Request::key(id, "x")).is_err());
+    let _ = server.process_requests();
+    assert_eq!(server.stats().queue_high_water, 8);
+}
+
+#[test]
 fn answers_come_from_the_newest_snapshot() {
     let (mut publisher, mut server) = QueueServer::new(state(0.0, 0.0));
     let id = server.add_connection(Recorder::requester()).unwrap();
@@ -455,6 +482,18 @@ fn min_request_interval_holds_requests_and_consolidates_them_into_the_next_read(
     let stats = server.stats();
     assert_eq!(stats.reads, 2);
     assert_eq!(stats.requests_consolidated, 1);
+}
+
+#[test]
+fn a_manual_clock_only_moves_forward() {
+    use queueserver::{Clock, NoClock};
+    let clock = ManualClock::new();
+    assert!(clock.set(Duration::from_millis(5)));
+    assert!(!clock.set(Duration::from_millis(4)));
+    clock.advance(Duration::from_millis(1));
+    assert_eq!(clock.now(), Duration::from_millis(6));
+    assert!(clock.is_running());
+    assert!(!NoClock.is_running());
 }
 
 #[test]
