@@ -75,7 +75,8 @@ impl<D: IDict, N: Notify> Publisher<D, N> {
     ///
     /// **Computation.** Wait-free: copies `idict` into the triple buffer's back buffer with
     /// [`IDict::copy_from`] (no allocation when that copy allocates nothing), publishes it
-    /// with one atomic swap, marks an update pending, and calls the [`Notify`] hook if no
+    /// with one atomic swap, and, unless it replaced a snapshot the poller has not taken
+    /// yet, marks an update pending (one more swap) and calls the [`Notify`] hook if no
     /// update was pending. A snapshot the poller has not taken yet is overwritten, never
     /// queued; the poller counts it in
     /// [`Stats::updates_overwritten`](crate::Stats::updates_overwritten).
@@ -85,8 +86,17 @@ impl<D: IDict, N: Notify> Publisher<D, N> {
         let back = self.input.input_buffer_mut();
         back.set_seq(self.seq);
         back.data_mut().copy_from(idict);
-        self.input.publish();
-        self.signals.raise(Event::Update);
+        // `publish` returns true when it replaced a snapshot the poller has not taken.
+        // The publish that made the back buffer dirty then raised the update flag (below),
+        // and the poller has either not cleared the flag since, or cleared it and not yet
+        // taken the buffer. Either way the poller takes the buffer again after an Acquire
+        // clear that saw that raise, so it finds the buffer dirty, and its take (a swap)
+        // comes after this publish in the buffer's modification order: it takes this
+        // snapshot. A raise would only repeat that notification, so it is skipped, and a
+        // loop that outruns its poller pays one atomic swap per publish.
+        if !self.input.publish() {
+            self.signals.raise(Event::Update);
+        }
     }
 
     /// Whether anyone needs a new snapshot: a connection subscribes to updates, or a

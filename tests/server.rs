@@ -568,6 +568,39 @@ fn notifications_are_coalesced_to_one_per_poll_cycle() {
 }
 
 #[test]
+fn a_snapshot_taken_to_answer_a_request_still_leaves_the_next_publish_pending() {
+    let hook = Arc::new(CountingNotify::default());
+    let (mut publisher, mut server) = Builder::new(state(0.0, 0.0))
+        .notify(Arc::clone(&hook))
+        .build::<Recorder>()
+        .unwrap();
+    let id = server.add_connection(Recorder::subscriber()).unwrap();
+
+    publisher.put_update(&state(1.0, 0.0));
+    server.put_request(Request::key(id, "x")).unwrap();
+    // Takes snapshot 1 to answer, without beginning the update cycle.
+    let _ = server.process_requests();
+    assert_eq!(
+        server.connection(id).unwrap().answers,
+        [Answer::Value("x", 1.0, 1)]
+    );
+
+    // The buffer was taken, so this publish raises again (the flag is still set: no
+    // second notification); the one after replaces an untaken snapshot.
+    publisher.put_update(&state(2.0, 0.0));
+    publisher.put_update(&state(3.0, 0.0));
+    assert_eq!(hook.updates.load(Ordering::Relaxed), 1);
+    assert!(server.has_pending_events());
+    let _ = server.process_updates();
+    assert_eq!(server.connection(id).unwrap().updates, [3]);
+    assert!(!server.has_pending_events());
+
+    // After a full cycle the next publish notifies again.
+    publisher.put_update(&state(4.0, 0.0));
+    assert_eq!(hook.updates.load(Ordering::Relaxed), 2);
+}
+
+#[test]
 fn a_rejected_request_does_not_notify() {
     let hook = Arc::new(CountingNotify::default());
     let (_, server) = Builder::new(state(0.0, 0.0))
