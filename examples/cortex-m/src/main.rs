@@ -38,6 +38,7 @@ mod heap;
 mod link;
 mod plant;
 mod report;
+mod state_idict;
 
 use core::cell::RefCell;
 use core::mem::MaybeUninit;
@@ -167,8 +168,10 @@ pub mod costs {
     pub static PUT_UPDATE: Series<SAMPLES> = Series::new();
     /// A plain copy of the same 64 bytes, for comparison.
     pub static PLAIN_COPY: Series<SAMPLES> = Series::new();
-    /// `Requester::put_request`, from PendSV, accepted or not.
+    /// `Requester::put_request`, from PendSV, accepted.
     pub static PUT_REQUEST: Series<SAMPLES> = Series::new();
+    /// `Requester::put_request`, from PendSV, refused (the probe over its share).
+    pub static PUT_REQUEST_REFUSED: Series<SAMPLES> = Series::new();
     /// `process_updates` taking a new snapshot and holding it back (update rate limit).
     pub static UPDATES_HELD: Series<SAMPLES> = Series::new();
     /// `process_updates` delivering to the console, its semihosting write included.
@@ -460,7 +463,11 @@ fn PendSV() {
             PENDSV_WATCH,
             put_request(requester, Request::key(*probe, key))
         );
-        keep(&costs::PUT_REQUEST, instructions, runs);
+        let series = match result {
+            Ok(()) => &costs::PUT_REQUEST,
+            Err(_) => &costs::PUT_REQUEST_REFUSED,
+        };
+        keep(series, instructions, runs);
         ISR_REQUESTS.add(&result);
     }
 }

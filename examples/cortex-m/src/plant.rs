@@ -4,8 +4,9 @@
 //! each a sawtooth of the step. Every value is a function of the step alone and exact in
 //! `f32`, so whoever receives a snapshot or a value can check it against the step it claims
 //! to come from: a torn copy or a value read from the wrong snapshot shows.
-
-use queueserver::IDict;
+//!
+//! This module does not use the crate (the footprint baseline shares it); `IDict` is
+//! implemented in `state_idict.rs`.
 
 /// Channels besides the step counter.
 pub const CHANNELS: usize = 15;
@@ -61,22 +62,5 @@ impl State {
     /// must hold).
     pub fn is_state_of(&self, seq: u64) -> bool {
         u32::try_from(seq).is_ok_and(|step| *self == State::at(step))
-    }
-}
-
-impl IDict for State {
-    type Key = u8;
-    type Value = f32;
-
-    fn get(&self, key: &u8) -> Option<f32> {
-        match *key {
-            // Exact below 2^24.
-            0 => Some(self.step as f32),
-            k => self.channels.get(usize::from(k) - 1).copied(),
-        }
-    }
-
-    fn copy_from(&mut self, source: &Self) {
-        *self = *source;
     }
 }

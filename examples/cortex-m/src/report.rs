@@ -78,12 +78,16 @@ pub fn report(run: &Run<'_>) -> bool {
         "\ncosts in instructions (1 SysTick count = {} instructions); each includes the call",
         INSTRUCTIONS_PER_COUNT
     );
-    let series: [(&str, &Series<SAMPLES>); 10] = [
+    let series: [(&str, &Series<SAMPLES>); 11] = [
         ("empty call", &costs::EMPTY_CALL),
         ("wants_update", &costs::WANTS_UPDATE),
         ("put_update (64-byte State)", &costs::PUT_UPDATE),
         ("plain copy of the State", &costs::PLAIN_COPY),
-        ("put_request (PendSV)", &costs::PUT_REQUEST),
+        ("put_request (PendSV), accepted", &costs::PUT_REQUEST),
+        (
+            "put_request (PendSV), refused over quota",
+            &costs::PUT_REQUEST_REFUSED,
+        ),
         ("process_updates, new, rate-limited", &costs::UPDATES_HELD),
         (
             "process_updates, delivered + semihosting",
