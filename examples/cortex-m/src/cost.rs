@@ -32,15 +32,18 @@ pub use crate::board::INSTRUCTIONS_PER_COUNT;
 /// instructions before the next change at the latest.
 pub const MARK_PAD: u32 = INSTRUCTIONS_PER_COUNT - 6;
 
-/// Instructions of a mark's own code that lie between the two changes it locates and its
-/// edges (the fixed parts of the two marks), taken out of every measurement.
+/// The marks' own instructions between the two changes they locate: the first mark ends
+/// `phase + 14` instructions after its change, the second starts `4 × turns + 1 − phase`
+/// before its own, and one more makes the count exclusive of both ends.
 const MARK_OVERHEAD: i64 = 16;
 
 /// Where the two marks of one measurement write what they saw. One per execution context
 /// (handler or main loop): a mark writes its stopwatch without synchronisation.
 #[repr(C)]
 pub struct Stopwatch {
-    /// `[counter after the change, spin turns, phase]` of the first mark, then of the second.
+    /// `[counter after the change the spin saw, spin turns, phase]` of the first mark, then
+    /// of the second. The phase is how many instructions (0 to 3) the change came before
+    /// the spin's read that saw it.
     marks: [AtomicU32; 6],
 }
 
@@ -59,7 +62,8 @@ impl Stopwatch {
         let (end, end_turns, end_phase) = (read(3), read(4), read(5));
         // The counter counts down from the reload value to 0, then reloads.
         let period = SYST::get_reload() + 1;
-        // The first mark located the change *after* the one its spin saw: one count lower.
+        // The first mark's three reads locate the change *after* the one its spin saw, one
+        // count lower; the second mark's spin locates its change itself.
         let after_start = (start + period - 1) % period;
         let counts = (after_start + period - end) % period;
         let instructions = i64::from(counts * INSTRUCTIONS_PER_COUNT) + i64::from(end_phase)
