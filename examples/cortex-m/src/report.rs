@@ -1,0 +1,275 @@
+//! The end of a run: what the server did, what it cost, and whether it all adds up.
+//!
+//! The checks are the identities of the crate's `Stats` (see `src/stats.rs`) with nothing
+//! left in flight, plus the counts kept on the other side of each path: by the publisher,
+//! by the requesters (accepted and refused), and by the connections (updates and answers,
+//! each checked on arrival). A few more make sure every path really ran: overwritten and
+//! superseded snapshots, consolidated duplicates, refused requests, unknown keys, rate limits.
+
+use crate::cost::{Series, Summary, INSTRUCTIONS_PER_COUNT};
+use crate::heap::HeapCounts;
+use crate::plant::State;
+use crate::{costs, Server, Tally, ISR_REQUESTS, MAXC, Q, SAMPLES, TICKS};
+use core::mem::size_of;
+use core::sync::atomic::Ordering;
+use cortex_m_semihosting::hprintln;
+use queueserver::{ConnectionId, Publisher, Requester, Snapshot};
+
+/// What the main loop hands over at the end.
+pub struct Run<'a> {
+    /// The server, closed and drained.
+    pub server: &'a Server,
+    /// The console's id.
+    pub console: ConnectionId,
+    /// The probe's id.
+    pub probe: ConnectionId,
+    /// The heap's counts when it was sealed.
+    pub at_start: HeapCounts,
+    /// The heap's counts now.
+    pub after: HeapCounts,
+    /// The stopwatch's self-test: runs checked, or the first `(expected, measured)` that
+    /// differed.
+    pub stopwatch: Result<usize, (u32, u32)>,
+    /// Snapshots the publisher published.
+    pub published: u32,
+    /// What the main loop's `put_request` calls returned.
+    pub main_requests: &'a Tally,
+}
+
+/// Prints the run's figures and checks; returns whether every check passed.
+pub fn report(run: &Run<'_>) -> bool {
+    let stats = run.server.stats();
+    let console = run.server.connection(run.console);
+    let probe = run.server.connection(run.probe);
+
+    hprintln!("\nheap");
+    hprintln!(
+        "  at start: {} allocations, {} bytes asked, {} bytes in use",
+        run.at_start.allocations,
+        run.at_start.bytes,
+        run.at_start.used
+    );
+    hprintln!(
+        "  after:    {} allocations, {} frees, {} after start",
+        run.after.allocations,
+        run.after.frees,
+        run.after.late
+    );
+    hprintln!("\nsizes (bytes)");
+    hprintln!(
+        "  State {}, Snapshot<State> {}, Publisher {}, Requester {}, QueueServer {} (Q = {}, MAXC = {})",
+        size_of::<State>(),
+        size_of::<Snapshot<State>>(),
+        size_of::<Publisher<State, &'static queueserver::FlagNotify>>(),
+        size_of::<Requester<u8, &'static queueserver::FlagNotify, Q, MAXC>>(),
+        size_of::<Server>(),
+        Q,
+        MAXC
+    );
+    hprintln!("\nstats {:#?}", stats);
+    for (name, link) in [("console", console), ("probe", probe)] {
+        match link {
+            Some(link) => hprintln!("{} {:?}", name, link),
+            None => hprintln!("{} is no longer attached", name),
+        }
+    }
+
+    hprintln!(
+        "\ncosts in instructions (1 SysTick count = {} instructions); each includes the call",
+        INSTRUCTIONS_PER_COUNT
+    );
+    let series: [(&str, &Series<SAMPLES>); 11] = [
+        ("empty call", &costs::EMPTY_CALL),
+        ("wants_update", &costs::WANTS_UPDATE),
+        ("put_update (64-byte State)", &costs::PUT_UPDATE),
+        ("plain copy of the State", &costs::PLAIN_COPY),
+        ("put_request (PendSV), accepted", &costs::PUT_REQUEST),
+        (
+            "put_request (PendSV), refused over quota",
+            &costs::PUT_REQUEST_REFUSED,
+        ),
+        ("process_updates, new, rate-limited", &costs::UPDATES_HELD),
+        (
+            "process_updates, delivered + semihosting",
+            &costs::UPDATES_DELIVERED,
+        ),
+        ("process_requests, rate-limited", &costs::REQUESTS_HELD),
+        ("process_requests, one batch", &costs::REQUESTS_BATCH),
+        ("  the same, per request in the batch", &costs::PER_REQUEST),
+    ];
+    for (name, series) in series {
+        match series.summary() {
+            Some(s) => print_summary(name, &s, series.dropped()),
+            None => hprintln!("  {:<42} no sample", name),
+        }
+    }
+    if let Some(s) = costs::BATCH_SIZE.summary() {
+        hprintln!(
+            "  batch sizes: min {}, median {}, max {} requests",
+            s.min,
+            s.median,
+            s.max
+        );
+    }
+
+    hprintln!("\nchecks");
+    let mut checks = Checks::default();
+    match run.stopwatch {
+        Ok(runs) => checks.check(
+            &format_args!("stopwatch exact on {} runs of nops", runs),
+            true,
+        ),
+        Err((expected, measured)) => checks.check(
+            &format_args!(
+                "stopwatch: {expected} nops measured as {measured} (run with -icount shift=0)"
+            ),
+            false,
+        ),
+    }
+    let (start, after) = (&run.at_start, &run.after);
+    checks.check(
+        &"no allocation or free after start",
+        after.late == 0 && after.allocations == start.allocations && after.frees == start.frees,
+    );
+    checks.check(
+        &"every period published, and the poller knows it",
+        run.published == TICKS && stats.updates_published == u64::from(TICKS),
+    );
+    checks.check(
+        &"updates_published = updates_received + updates_overwritten",
+        stats.updates_published == stats.updates_received + stats.updates_overwritten,
+    );
+    checks.check(
+        &"updates_received = updates_delivered + updates_superseded (none waiting)",
+        stats.updates_received == stats.updates_delivered + stats.updates_superseded,
+    );
+    let pending = run.server.pending_requests() as u64;
+    checks.check(
+        &"requests_accepted = answered + consolidated + orphaned + pending",
+        stats.requests_accepted
+            == stats.requests_answered
+                + stats.requests_consolidated
+                + stats.requests_orphaned
+                + pending,
+    );
+    checks.check(
+        &"no request pending or orphaned",
+        pending == 0 && stats.requests_orphaned == 0,
+    );
+    let (main, isr) = (run.main_requests, &ISR_REQUESTS);
+    let accepted = main.accepted.load(Ordering::Relaxed) + isr.accepted.load(Ordering::Relaxed);
+    checks.check(
+        &"accepted as the requesters counted them",
+        stats.requests_accepted == u64::from(accepted),
+    );
+    checks.check(
+        &"rejected as the requesters counted them",
+        stats.requests_rejected == u64::from(main.rejected() + isr.rejected()),
+    );
+    checks.check(
+        &"no refusal but over quota or full",
+        main.unexpected.load(Ordering::Relaxed) == 0 && isr.unexpected.load(Ordering::Relaxed) == 0,
+    );
+    checks.check(
+        &"no connection failed or removed",
+        stats.connections_added == 2
+            && stats.connections_removed == 0
+            && stats.connections_failed == 0,
+    );
+    match (console, probe) {
+        (Some(console), Some(probe)) => {
+            checks.check(
+                &"no fault seen by a connection",
+                console.faults + probe.faults == 0,
+            );
+            checks.check(
+                &"answers received = requests_answered",
+                u64::from(console.answers() + probe.answers()) == stats.requests_answered,
+            );
+            checks.check(
+                &"deliveries = updates_delivered = the console's updates",
+                stats.deliveries == stats.updates_delivered
+                    && stats.deliveries == u64::from(console.updates),
+            );
+            checks.check(
+                &"the console got the last snapshot; the probe, not subscribed, none",
+                console.last_update == u64::from(TICKS) && probe.updates == 0,
+            );
+            checks.check(
+                &"unknown keys answered \"not found\"",
+                probe.not_found > 0 && console.not_found == 0,
+            );
+            checks.check(&"whole snapshots answered", console.snapshots > 0);
+        }
+        _ => checks.check(&"both connections still attached", false),
+    }
+    checks.check(
+        &"overwritten and superseded snapshots seen",
+        stats.updates_overwritten > 0 && stats.updates_superseded > 0,
+    );
+    checks.check(
+        &"duplicate requests consolidated",
+        stats.requests_consolidated > 0,
+    );
+    checks.check(
+        &"floods refused over quota",
+        isr.over_quota.load(Ordering::Relaxed) > 0,
+    );
+    checks.check(
+        &"one read per distinct key: 0 < reads <= answered",
+        0 < stats.reads && stats.reads <= stats.requests_answered,
+    );
+    checks.check(
+        &"queue high-water mark within the capacity",
+        0 < stats.queue_high_water && stats.queue_high_water <= Q as u64,
+    );
+    checks.check(
+        &"rate limits held work back",
+        costs::UPDATES_HELD.summary().is_some() && costs::REQUESTS_HELD.summary().is_some(),
+    );
+    hprintln!("checks: {} passed, {} failed", checks.passed, checks.failed);
+    hprintln!(
+        "RESULT: {}",
+        if checks.failed == 0 { "PASS" } else { "FAIL" }
+    );
+    checks.failed == 0
+}
+
+fn print_summary(name: &str, s: &Summary, dropped: u32) {
+    // Hundredths of a SysTick count, in integers.
+    let hundredths = s.median * 100 / INSTRUCTIONS_PER_COUNT;
+    hprintln!(
+        "  {:<42} {:>5} calls  min {:>5}  median {:>5}  max {:>5}  (median {}.{:02} counts){}",
+        name,
+        s.count,
+        s.min,
+        s.median,
+        s.max,
+        hundredths / 100,
+        hundredths % 100,
+        if dropped > 0 {
+            "  [some dropped: an interrupt ran into them]"
+        } else {
+            ""
+        },
+    );
+}
+
+/// Tallies and prints checks.
+#[derive(Default)]
+struct Checks {
+    passed: u32,
+    failed: u32,
+}
+
+impl Checks {
+    fn check(&mut self, what: &dyn core::fmt::Display, ok: bool) {
+        if ok {
+            self.passed += 1;
+            hprintln!("  ok    {}", what);
+        } else {
+            self.failed += 1;
+            hprintln!("  FAIL  {}", what);
+        }
+    }
+}
