@@ -100,6 +100,30 @@ struct Counters {
     added: u64,
     removed: u64,
     failed: u64,
+    accepted: Widened,
+    rejected: Widened,
+}
+
+/// A requester-side `usize` counter read as a `u64`. Each fold adds what the counter
+/// gained since the last fold, modulo `usize::MAX + 1`, so a 32-bit counter's wrap is not
+/// lost as long as the poller folds at least once per 2^32 increments. The poller folds at
+/// every `process_updates` and `process_requests`.
+#[derive(Clone, Copy, Default)]
+struct Widened {
+    seen: usize,
+    total: u64,
+}
+
+impl Widened {
+    /// The total, given the counter's value `now`.
+    fn at(self, now: usize) -> u64 {
+        self.total + now.wrapping_sub(self.seen) as u64
+    }
+
+    fn fold(&mut self, now: usize) {
+        self.total = self.at(now);
+        self.seen = now;
+    }
 }
 
 /// The server: owns the connections, takes snapshots, answers requests (the seed's
@@ -404,6 +428,17 @@ where
         (elapsed < interval).then(|| interval - elapsed)
     }
 
+    /// Widens the requesters' counts (a `usize` each, 32 bits on most embedded targets).
+    fn fold_request_counts(&mut self) {
+        let r = &self.requests;
+        self.counters
+            .accepted
+            .fold(r.accepted.load(Ordering::Relaxed));
+        self.counters
+            .rejected
+            .fold(r.rejected.load(Ordering::Relaxed));
+    }
+
     /// Takes the newest snapshot, if there is one, and pushes it to every subscribed
     /// connection (the seed's `process_updates`).
     ///
@@ -414,6 +449,7 @@ where
     /// rate limit no longer applies, so the last snapshot reaches the subscribers.
     pub fn process_updates(&mut self) -> Processed {
         self.signals.begin(Event::Update);
+        self.fold_request_counts();
         self.refresh();
         let subscribed = self.refresh_subscribed();
         let mut done = Processed::default();
@@ -484,6 +520,7 @@ where
     /// [closed](Self::close) the rate limit no longer applies.
     pub fn process_requests(&mut self) -> Processed {
         self.signals.begin(Event::Request);
+        self.fold_request_counts();
         let mut done = Processed::default();
         if self.signals.requests_in_flight() == 0 {
             return done;
@@ -638,8 +675,8 @@ where
             updates_delivered: c.delivered,
             updates_superseded: c.superseded,
             deliveries: c.deliveries,
-            requests_accepted: r.accepted.load(Ordering::Relaxed) as u64,
-            requests_rejected: r.rejected.load(Ordering::Relaxed) as u64,
+            requests_accepted: c.accepted.at(r.accepted.load(Ordering::Relaxed)),
+            requests_rejected: c.rejected.at(r.rejected.load(Ordering::Relaxed)),
             requests_consolidated: c.consolidated,
             requests_answered: c.answered,
             requests_orphaned: c.orphaned,
@@ -695,5 +732,26 @@ impl<D: IDict, C, N, T, const Q: usize, const MAXC: usize> fmt::Debug
             .field("max_connections", &MAXC)
             .field("config", &self.config)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Widened;
+
+    #[test]
+    fn a_widened_count_survives_the_counter_wrapping() {
+        // 10 counted so far; the counter stood 3 short of wrapping at the last fold.
+        let mut count = Widened {
+            seen: usize::MAX - 2,
+            total: 10,
+        };
+        assert_eq!(count.at(usize::MAX), 12);
+        // 5 more increments wrap it round to 2.
+        assert_eq!(count.at(2), 15);
+        count.fold(2);
+        assert_eq!(count.at(2), 15);
+        count.fold(7);
+        assert_eq!(count.at(7), 20);
     }
 }

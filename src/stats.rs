@@ -39,6 +39,11 @@ pub struct Stats {
     /// Requests queued by `put_request`.
     pub requests_accepted: u64,
     /// Requests handed back by `put_request` (full, over quota, unknown, closed).
+    ///
+    /// Requesters count it in a `usize`, which the poller widens at every
+    /// `process_updates` and `process_requests`: on a 32-bit target it stays exact as long
+    /// as the poller runs at least once per 2^32 rejections. (Accepted requests cannot
+    /// outrun the poller that far: the queue holds at most `Q`.)
     pub requests_rejected: u64,
     /// Requests that repeated a queued request of the same connection for the same query,
     /// and were answered by that request's answer.
