@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# Shows that every loom model can fail: each mutation below breaks one ordering of the
+# crate's synchronisation in a copy of the crate, and the model that guards that ordering
+# must report it. Exits non-zero unless every mutation is caught; `src/` itself carries no
+# mutation hook.
+#
+#   loom-tests/mutants.sh            # every mutation
+#   loom-tests/mutants.sh NAME...    # only these
+#
+# Builds go to target/loom-mutants (MUTANTS_TARGET_DIR to change, relative to the crate's
+# root), so that the dependencies are built once for all mutations.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+export CARGO_TERM_COLOR=never
+export RUSTFLAGS="--cfg loom"
+export LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-3}"
+# Deadlock reports name where each thread is blocked.
+export LOOM_LOCATION=1
+target=${MUTANTS_TARGET_DIR:-target/loom-mutants}
+[[ $target == /* ]] || target=$root/$target
+export CARGO_TARGET_DIR=$target
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+only=("$@")
+caught=()
+missed=()
+
+# mutant NAME TEST MODEL FILE SED_SCRIPT...
+#
+# Copies the crate, applies each sed script to FILE (each must change it), builds, and runs
+# the model MODEL of loom-tests/tests/TEST.rs, which must fail with a panic.
+mutant() {
+    local name=$1 test=$2 model=$3 file=$4
+    shift 4
+    if ((${#only[@]})) && [[ " ${only[*]} " != *" $name "* ]]; then
+        return
+    fi
+    local crate=$work/crate
+    rm -rf "$crate"
+    mkdir "$crate"
+    cp -r Cargo.toml Cargo.lock README.md src loom-tests "$crate/"
+    local script
+    for script in "$@"; do
+        cp "$crate/$file" "$work/before"
+        sed -i -e "$script" "$crate/$file"
+        if cmp -s "$work/before" "$crate/$file"; then
+            echo "mutation $name no longer applies to $file: $script" >&2
+            exit 2
+        fi
+    done
+
+    printf '\n=== %s\nmodel: loom-tests/tests/%s.rs, %s\n' "$name" "$test" "$model"
+    diff -U1 "$root/$file" "$crate/$file" | tail -n +3 | grep -v '^@@' || true
+    if ! (cd "$crate" && cargo test -q --release -p queueserver-loom-tests --test "$test" \
+        --no-run >"$work/build.log" 2>&1); then
+        cat "$work/build.log" >&2
+        echo "mutation $name does not build" >&2
+        exit 2
+    fi
+    local start=$SECONDS
+    if (cd "$crate" && cargo test -q --release -p queueserver-loom-tests --test "$test" \
+        -- --exact "$model" >"$work/run.log" 2>&1); then
+        echo "NOT CAUGHT: the model passed ($((SECONDS - start)) s)"
+        missed+=("$name")
+    elif grep -q 'panicked at' "$work/run.log"; then
+        echo "caught in $((SECONDS - start)) s; loom says:"
+        # The first panic: where, and its message (a deadlock lists every thread).
+        awk '/panicked at/ { p = 1 } /^(stack backtrace:|note: )/ { if (p) exit } p' \
+            "$work/run.log" | cut -c1-400 | sed 's/^/    /'
+        caught+=("$name")
+    else
+        cat "$work/run.log" >&2
+        echo "mutation $name: the model failed without a panic" >&2
+        exit 2
+    fi
+}
+
+# 1. The poller clears the update flag after taking the snapshot instead of before: a
+#    publish between the two finds the flag still set, and is left with no update pending.
+mutant clear-after-take updates publishing_races_with_processing src/server.rs \
+    '/^        self.signals.begin(Event::Update);$/d' \
+    '/pub fn process_updates/,/^    }$/s/^        self.refresh();$/        self.refresh();\n        self.signals.begin(Event::Update);/'
+
+# 2. The per-connection quota is bumped with a load and a store instead of one fetch_add:
+#    the poller's give-back in between is lost (the quota leaks) or counted twice.
+mutant quota-load-store requests requesters_race_with_the_drain src/request.rs \
+    's/if slot.queued.fetch_add(1, Ordering::Relaxed) >= self.share {/let queued = slot.queued.load(Ordering::Relaxed);\n        slot.queued.store(queued + 1, Ordering::Relaxed);\n        if queued >= self.share {/'
+
+# 3. The poller clears a pending flag with Relaxed instead of AcqRel: it consumes the
+#    requester's `true` without synchronising with it, reads a stale request count of zero,
+#    and leaves the request queued with no event pending.
+mutant clear-relaxed wakeup a_request_racing_with_a_polling_poller_is_never_left_unflagged \
+    src/signal.rs \
+    's/self.flag(event).swap(false, Ordering::AcqRel);/self.flag(event).swap(false, Ordering::Relaxed);/'
+
+# 4. The poller clears the request flag after draining the queue instead of before: a
+#    request put during the drain finds the flag still set, does not notify, and the runner
+#    parks with it queued.
+mutant clear-after-drain wakeup a_notified_runner_wakes_for_every_request src/server.rs \
+    '/^        self.signals.begin(Event::Request);$/d' \
+    's/^        if self.batch.is_empty() {$/        self.signals.begin(Event::Request);\n        if self.batch.is_empty() {/'
+
+# 5. The poller sets and clears the subscribed bit with a load and a store instead of one
+#    read-modify-write: a request counted in between is wiped from the demand word, and the
+#    count wraps below zero when it is answered.
+mutant subscribed-load-store demand demand_follows_requests_and_subscribers src/signal.rs \
+    's/self.demand.fetch_or(SUBSCRIBED, Ordering::Relaxed);/let demand = self.demand.load(Ordering::Relaxed);\n            self.demand.store(demand | SUBSCRIBED, Ordering::Relaxed);/' \
+    's/self.demand.fetch_and(!SUBSCRIBED, Ordering::Relaxed);/let demand = self.demand.load(Ordering::Relaxed);\n            self.demand.store(demand \& !SUBSCRIBED, Ordering::Relaxed);/'
+
+# 6. The poller takes a batch out of the request count before answering it instead of
+#    after: `wants_update` (and `pending_requests`) read zero while answers are still being
+#    given.
+mutant uncount-before-answer demand demand_follows_requests_and_subscribers src/server.rs \
+    '/^        self.signals.leave_requests(done.handled);$/d' \
+    's/^        done.handled = self.batch.len();$/&\n        self.signals.leave_requests(done.handled);/'
+
+# 7. A requester checks for the close with a load before counting itself in: the poller
+#    can close, find nothing pending and stop between the two, and the request is accepted
+#    after the last drain.
+mutant closed-check-before-count shutdown shutdown_races_with_requests src/signal.rs \
+    's/let before = self.demand.fetch_add(ONE_REQUEST, Ordering::AcqRel);/let before = self.demand.load(Ordering::Acquire);\n        if before \& CLOSED == 0 {\n            self.demand.fetch_add(ONE_REQUEST, Ordering::AcqRel);\n        }/' \
+    '/^            self.leave_requests(1);$/d'
+
+# 8. The poller answers a request without checking the generation of its connection: a
+#    request of a removed connection goes to the next connection in the same slot instead of
+#    being counted orphaned.
+mutant no-generation-check shutdown removal_races_with_requests src/server.rs \
+    's/if self.generations\[index\] == request.from.generation() \&\& !failed_now =>/if !failed_now =>/'
+
+printf '\n%d mutation(s) caught' "${#caught[@]}"
+((${#caught[@]})) && printf ': %s' "${caught[*]}"
+printf '\n'
+if ((${#missed[@]})); then
+    echo "NOT CAUGHT: ${missed[*]}" >&2
+    exit 1
+fi
