@@ -107,7 +107,7 @@ struct Counters {
 /// A requester-side `usize` counter read as a `u64`. Each fold adds what the counter
 /// gained since the last fold, modulo `usize::MAX + 1`, so a 32-bit counter's wrap is not
 /// lost as long as the poller folds at least once per 2^32 increments. The poller folds at
-/// every `process_updates` and `process_requests`.
+/// every `process_updates` and `process_requests` where `usize` is narrower than `u64`.
 #[derive(Clone, Copy, Default)]
 struct Widened {
     seen: usize,
@@ -429,7 +429,12 @@ where
     }
 
     /// Widens the requesters' counts (a `usize` each, 32 bits on most embedded targets).
+    /// Where `usize` is 64 bits wide there is nothing to widen, and no load is spent.
+    #[inline]
     fn fold_request_counts(&mut self) {
+        if usize::BITS >= u64::BITS {
+            return;
+        }
         let r = &self.requests;
         self.counters
             .accepted
