@@ -130,6 +130,13 @@ mutant closed-check-before-count shutdown shutdown_races_with_requests src/signa
 mutant no-generation-check shutdown removal_races_with_requests src/server.rs \
     's/if self.generations\[index\] == request.from.generation() \&\& !failed_now =>/if !failed_now =>/'
 
+# 9. The publisher skips the flag when its publish found the back buffer clean (the
+#    opposite of the rule: skip only when it replaced an untaken snapshot): a publish after
+#    the poller took the last one raises nothing, and the runner parks with it pending.
+mutant raise-inverted wakeup a_notified_runner_wakes_for_a_publish_after_it_took_the_last \
+    src/publisher.rs \
+    's/if !self.input.publish() {/if self.input.publish() {/'
+
 printf '\n%d mutation(s) caught' "${#caught[@]}"
 ((${#caught[@]})) && printf ': %s' "${caught[*]}"
 printf '\n'

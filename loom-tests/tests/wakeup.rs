@@ -166,6 +166,44 @@ fn a_notified_runner_wakes_for_every_publish() {
 }
 
 #[test]
+fn a_notified_runner_wakes_for_a_publish_after_it_took_the_last() {
+    // Each publish waits until the one before was delivered, so every publish after the
+    // first finds the back buffer taken: it must raise the flag again, or the runner
+    // sleeps through it.
+    check(
+        "wakeup: put_update after each delivery vs a parking runner",
+        || {
+            let (mut publisher, mut server) = Builder::new(Pair::at(0))
+                .notify(ThreadNotify::new())
+                .capacity::<2, 1>()
+                .build::<Probe>()
+                .unwrap();
+            let delivered = Arc::new(AtomicU64::new(0));
+            let probe = {
+                let (delivered, waiter) = (Arc::clone(&delivered), thread::current());
+                Probe::subscriber().on_update(move |seq| {
+                    delivered.store(seq, Ordering::Release);
+                    waiter.unpark();
+                })
+            };
+            let id = server.add_connection(probe).unwrap();
+            let runner = Runner::notified(server).unwrap();
+
+            for step in 1..=u64::from(PUTS) {
+                publisher.put_update(&Pair::at(step));
+                while delivered.load(Ordering::Acquire) < step {
+                    thread::park();
+                }
+            }
+
+            let server = runner.shutdown().unwrap();
+            assert_eq!(server.connection(id).unwrap().updates, [1, 2]);
+            assert_eq!(server.stats().updates_overwritten, 0);
+        },
+    );
+}
+
+#[test]
 fn a_notified_runner_wakes_for_publishes_and_requests_together() {
     check(
         "wakeup: put_update and put_request vs a parking runner",
