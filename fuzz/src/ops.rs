@@ -242,11 +242,12 @@ impl Scenario {
             logs: BTreeMap::new(),
             labels: 0,
             reader: None,
+            checked: BTreeMap::new(),
         };
-        run.compare("build");
+        run.compare(After::Build);
         for (step, op) in self.ops.iter().enumerate() {
             run.apply(*op, step);
-            run.compare(&format!("step {step}: {op:?}"));
+            run.compare(After::Step(step, op));
         }
         run.finish();
     }
@@ -342,6 +343,26 @@ struct Run<const Q: usize, const MAXC: usize> {
     logs: BTreeMap<u32, Rc<RefCell<Vec<Call>>>>,
     labels: u32,
     reader: Option<Reader<Data>>,
+    /// How many calls of each connection have been compared already.
+    checked: BTreeMap<u32, usize>,
+}
+
+/// When a comparison is made, for its failure message.
+#[derive(Clone, Copy)]
+enum After<'a> {
+    Build,
+    Step(usize, &'a Op),
+    FinalPoll,
+}
+
+impl std::fmt::Display for After<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            After::Build => f.write_str("the build"),
+            After::Step(step, op) => write!(f, "step {step}: {op:?}"),
+            After::FinalPoll => f.write_str("the final poll"),
+        }
+    }
 }
 
 /// Everything the server shows between operations.
@@ -555,17 +576,27 @@ impl<const Q: usize, const MAXC: usize> Run<Q, MAXC> {
         }
     }
 
-    fn compare(&self, after: &str) {
+    fn compare(&mut self, after: After<'_>) {
         if let Err(broken) = self.model.check_identities() {
             panic!("after {after}: the model broke a documented identity: {broken}");
         }
         assert_eq!(self.view_real(), self.view_model(), "after {after}");
-        let real: BTreeMap<u32, Vec<Call>> = self
-            .logs
-            .iter()
-            .map(|(&label, calls)| (label, calls.borrow().clone()))
-            .collect();
-        assert_eq!(&real, self.model.calls(), "calls received, after {after}");
+        // Calls are only ever appended: compare the ones made since the last comparison.
+        let expected = self.model.calls();
+        assert!(
+            self.logs.keys().eq(expected.keys()),
+            "connections, after {after}"
+        );
+        for ((&label, real), expected) in self.logs.iter().zip(expected.values()) {
+            let real = real.borrow();
+            let checked = self.checked.entry(label).or_default();
+            assert_eq!(
+                real.get(*checked..),
+                expected.get(*checked..),
+                "calls received by connection {label}, after {after}"
+            );
+            *checked = real.len();
+        }
     }
 
     /// Closes the server and drains it, as a shutdown would: every accepted request is
@@ -577,6 +608,6 @@ impl<const Q: usize, const MAXC: usize> Run<Q, MAXC> {
         let expected = self.model.poll();
         Self::same_processed(real, expected, usize::MAX, "final poll");
         assert_eq!(self.real.pending_requests(), 0, "requests left after close");
-        self.compare("the final poll");
+        self.compare(After::FinalPoll);
     }
 }
