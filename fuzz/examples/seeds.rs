@@ -1,19 +1,27 @@
-//! Writes the hand-made seeds of the `server_ops` corpus: one scenario per edge of the
-//! server's contract, encoded in the byte form `arbitrary` decodes them from.
+//! Writes the hand-made seeds: for `server_ops`, one scenario per edge of the server's
+//! contract, encoded in the byte form `arbitrary` decodes them from; for `parse`, one
+//! valid encoding of each serialized type in each format.
 //!
 //! ```sh
-//! cd fuzz && cargo run --example seeds    # writes corpus/server_ops/seed-*
+//! cd fuzz && cargo run --example seeds    # writes corpus/*/seed-*
 //! ```
 //!
-//! Every seed is decoded again and compared with the scenario it was made from, so a
+//! Every scenario is decoded again and compared with the one it was made from, so a
 //! change of `arbitrary`'s format, or of the operation types, fails here instead of
-//! leaving seeds that mean something else.
+//! leaving seeds that mean something else; and every seed must pass its target.
 
 use arbitrary::{Arbitrary, Unstructured};
+use queueserver::{Config, ConnectionId, Query, Request, Stats};
 use queueserver_fuzz::ops::{
     BehaviourPick, Fault, IdPick, KeyPick, Op, QueryPick, Scenario, Shape,
 };
+use queueserver_fuzz::parse::{self, SnapshotParts, RAW};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Debug;
 use std::path::Path;
+use std::time::Duration;
 
 /// The byte form `arbitrary` 1.5 decodes a value from.
 trait Encode {
@@ -491,6 +499,59 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
     ]
 }
 
+/// A `parse` seed: `value` in both formats, after the byte that selects its type.
+fn encodings<T>(name: &str, target: u8, value: &T) -> Vec<(String, Vec<u8>)>
+where
+    T: Serialize + DeserializeOwned + PartialEq + Debug,
+{
+    let postcard = postcard::to_allocvec(value).expect("postcard serializes");
+    let json = serde_json::to_vec(value).expect("JSON serializes");
+    assert_eq!(postcard::from_bytes::<T>(&postcard).as_ref(), Ok(value));
+    assert_eq!(&serde_json::from_slice::<T>(&json).expect("JSON"), value);
+    vec![
+        (
+            format!("{name}-postcard"),
+            [&[RAW | target][..], &postcard].concat(),
+        ),
+        (
+            format!("{name}-json"),
+            [&[RAW | 0x08 | target][..], &json].concat(),
+        ),
+    ]
+}
+
+fn parse_seeds() -> Vec<(String, Vec<u8>)> {
+    let id = ConnectionId::from_parts(1, 2);
+    let config = Config::new()
+        .with_min_update_interval(Duration::from_millis(33))
+        .with_max_pending_per_connection(2);
+    let stats = Stats {
+        requests_accepted: 5,
+        requests_answered: 4,
+        requests_orphaned: 1,
+        ..Stats::default()
+    };
+    let snapshot = SnapshotParts {
+        seq: 7,
+        data: BTreeMap::from([(1u8, -3i32), (4, 9)]),
+    };
+    let named = SnapshotParts {
+        seq: 1 << 40,
+        data: BTreeMap::from([("speed".to_string(), -1i64), ("ü".to_string(), 2)]),
+    };
+    [
+        encodings("snapshot", 0, &snapshot),
+        encodings("named-snapshot", 1, &named),
+        encodings("request", 2, &Request::key(id, "speed".to_string())),
+        encodings("byte-request", 3, &Request::<u8>::snapshot(id)),
+        encodings("query", 4, &Query::Key("x".to_string())),
+        encodings("id", 5, &ConnectionId::from_parts(3, u16::MAX)),
+        encodings("stats", 6, &stats),
+        encodings("config", 7, &config),
+    ]
+    .concat()
+}
+
 fn main() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/server_ops");
     std::fs::create_dir_all(&dir).expect("the corpus directory");
@@ -506,6 +567,15 @@ fn main() {
         );
         // The seed must pass: the server and the model agree on it.
         scenario.run();
+        let path = dir.join(format!("seed-{name}"));
+        std::fs::write(&path, &bytes).expect("a written seed");
+        println!("{} ({} bytes)", path.display(), bytes.len());
+    }
+
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/parse");
+    std::fs::create_dir_all(&dir).expect("the corpus directory");
+    for (name, bytes) in parse_seeds() {
+        parse::run(&bytes);
         let path = dir.join(format!("seed-{name}"));
         std::fs::write(&path, &bytes).expect("a written seed");
         println!("{} ({} bytes)", path.display(), bytes.len());
