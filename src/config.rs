@@ -63,12 +63,16 @@ impl Config {
         self.min_request_interval
     }
 
-    /// The per-connection share of a queue of capacity `q` shared by `maxc` connections.
+    /// The per-connection share of a queue of capacity `q` shared by `maxc` connections
+    /// (`maxc` = 0 counts as 1).
     pub const fn max_pending_per_connection(&self, q: usize, maxc: usize) -> u32 {
         match self.max_pending_per_connection {
             Some(share) => share,
             None => {
-                let even = q / maxc;
+                let even = match q.checked_div(maxc) {
+                    Some(even) => even,
+                    None => q,
+                };
                 if even == 0 {
                     1
                 } else if even > u32::MAX as usize {

@@ -518,10 +518,11 @@ where
     ///
     /// **Poller.** Takes at most `Q` requests; reads the newest snapshot once per distinct
     /// query; answers each connection once per query ([`Response::NotFound`] for a key the
-    /// snapshot does not have); counts duplicates as consolidated and requests of removed
-    /// connections as orphaned. With [`Config::with_min_request_interval`], a call too soon
-    /// after the last read leaves the requests queued to be consolidated into the next
-    /// read, and [`Processed::retry_after`] says when. Once the server is
+    /// snapshot does not have); counts duplicates of an answered request as consolidated,
+    /// and requests of removed or failed connections, duplicates included, as orphaned.
+    /// With [`Config::with_min_request_interval`], a call too soon after the last read
+    /// leaves the requests queued to be consolidated into the next read, and
+    /// [`Processed::retry_after`] says when. Once the server is
     /// [closed](Self::close) the rate limit no longer applies.
     pub fn process_requests(&mut self) -> Processed {
         self.signals.begin(Event::Request);
@@ -583,13 +584,22 @@ where
                 Query::Key(key) => Some(snapshot.get(key)),
                 Query::All => None,
             };
+            // The connection of the previous request, and whether it was answered.
             let mut previous = None;
             for request in group {
-                if previous == Some(request.from) {
-                    counters.consolidated += 1;
-                    continue;
+                if let Some((from, answered)) = previous {
+                    if from == request.from {
+                        // A repeat shares the fate of the first: answered by its answer,
+                        // or orphaned with it.
+                        if answered {
+                            counters.consolidated += 1;
+                        } else {
+                            counters.orphaned += 1;
+                        }
+                        continue;
+                    }
                 }
-                previous = Some(request.from);
+                previous = Some((request.from, false));
                 let index = usize::from(request.from.index());
                 let failed_now = failures.iter().any(|(i, _)| *i == index);
                 let connection = match self.connections.get_mut(index) {
@@ -610,7 +620,10 @@ where
                     (Query::All, _) => Response::Snapshot(snapshot),
                 };
                 match connection.on_response(response) {
-                    Ok(()) => counters.answered += 1,
+                    Ok(()) => {
+                        counters.answered += 1;
+                        previous = Some((request.from, true));
+                    }
                     Err(error) => {
                         counters.orphaned += 1;
                         // At most one entry per slot: cannot overflow.

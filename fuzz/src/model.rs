@@ -1,0 +1,668 @@
+//! A reference model of a single-threaded `QueueServer`, written from its documentation
+//! (the crate docs, the docs of `Stats`, `Config`, `Request` and the server's methods, and
+//! the design notes), with plain std collections and no atomics.
+//!
+//! The model keeps the state the documentation talks about, in the most direct form: the
+//! request queue is a `VecDeque` of requests, a connection's share is counted from the
+//! queue itself, the high-water mark is the largest queue length ever seen, and a batch is
+//! answered by walking it sorted. Nothing here is shared with the crate except its public
+//! value types (ids, requests, errors, stats), so the server and the model can disagree.
+//!
+//! Where the documentation leaves a choice open, the model follows the crate's reasonable
+//! choice, and says so in a comment marked **Choice**.
+
+use queueserver::{
+    ConfigError, ConnectionError, ConnectionId, Processed, Query, Request, RequestError, Stats,
+};
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+/// The key of the IDict the fuzzer publishes.
+pub type Key = u8;
+/// Its values.
+pub type Value = i32;
+/// The IDict the fuzzer publishes.
+pub type Data = BTreeMap<Key, Value>;
+
+/// What a connection was handed, as it saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Seen {
+    /// `on_update` with the snapshot numbered `seq`.
+    Update {
+        /// Its sequence number.
+        seq: u64,
+        /// Its data.
+        data: Data,
+    },
+    /// `on_response` with a value.
+    Value {
+        /// The key asked for.
+        key: Key,
+        /// Its value.
+        value: Value,
+        /// The snapshot it was read from.
+        seq: u64,
+    },
+    /// `on_response` saying the key does not exist.
+    NotFound {
+        /// The key asked for.
+        key: Key,
+        /// The snapshot searched.
+        seq: u64,
+    },
+    /// `on_response` with the whole snapshot.
+    Snapshot {
+        /// Its sequence number.
+        seq: u64,
+        /// Its data.
+        data: Data,
+    },
+}
+
+/// One call a connection received, and what it returned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Call {
+    /// What it was handed.
+    pub seen: Seen,
+    /// What it answered.
+    pub result: Result<(), ConnectionError>,
+}
+
+/// How a connection behaves: whether it subscribes, and when it fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Behaviour {
+    /// What `wants_updates` returns when the connection is attached.
+    pub wants_updates: bool,
+    /// `on_update` fails once this many calls of it have succeeded.
+    pub fail_update_after: Option<u32>,
+    /// `on_response` fails once this many calls of it have succeeded.
+    pub fail_response_after: Option<u32>,
+    /// The error it fails with.
+    pub error: ConnectionError,
+}
+
+impl Behaviour {
+    /// The result of the next `on_update`, after `ok` successful ones.
+    pub fn update_result(&self, ok: u32) -> Result<(), ConnectionError> {
+        Self::result(self.fail_update_after, ok, self.error)
+    }
+
+    /// The result of the next `on_response`, after `ok` successful ones.
+    pub fn response_result(&self, ok: u32) -> Result<(), ConnectionError> {
+        Self::result(self.fail_response_after, ok, self.error)
+    }
+
+    fn result(after: Option<u32>, ok: u32, error: ConnectionError) -> Result<(), ConnectionError> {
+        match after {
+            Some(n) if ok >= n => Err(error),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The settings a model and a server are built with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// The request queue's capacity `Q`.
+    pub q: usize,
+    /// The number of connection slots `MAXC`.
+    pub maxc: usize,
+    /// `Config::with_max_pending_per_connection`, if set.
+    pub share: Option<u32>,
+    /// `Config::with_min_update_interval`, if set.
+    pub update_interval: Option<Duration>,
+    /// `Config::with_min_request_interval`, if set.
+    pub request_interval: Option<Duration>,
+}
+
+impl Settings {
+    /// The per-connection share: the one set, or an even share of the queue, at least 1.
+    pub fn share(&self) -> u32 {
+        self.share.unwrap_or_else(|| {
+            let even = self.q / self.maxc.max(1);
+            u32::try_from(even.max(1)).unwrap_or(u32::MAX)
+        })
+    }
+
+    /// Whether a server with these settings and a running clock may be built.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let share = self.share();
+        if share == 0 || share as usize > self.q {
+            return Err(ConfigError::Share {
+                share,
+                capacity: self.q,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// An attached connection, as the model sees it.
+#[derive(Clone, Debug)]
+struct Conn {
+    label: u32,
+    behaviour: Behaviour,
+    wants_updates: bool,
+    updates_ok: u32,
+    responses_ok: u32,
+}
+
+/// A connection the server removed because it failed: its id, label and error.
+pub type FailedConn = (ConnectionId, u32, ConnectionError);
+
+/// The reference model of one server, its publisher, one requester and a counting hook.
+#[derive(Debug)]
+pub struct Model {
+    settings: Settings,
+    now: Duration,
+    closed: bool,
+    /// Publishes so far: the sequence number of the newest.
+    published: u64,
+    /// The data of the newest publish.
+    newest: Data,
+    /// The data of the snapshot the poller took last (its number is
+    /// `stats.updates_published`).
+    taken: Data,
+    /// The snapshot taken last still waits for its fan-out.
+    undelivered: bool,
+    /// The subscription bit of `wants_update`, as the poller last wrote it.
+    subscribed: bool,
+    last_fan_out: Option<Duration>,
+    last_read: Option<Duration>,
+    slots: Vec<Option<Conn>>,
+    generations: Vec<u16>,
+    queue: VecDeque<Request<Key>>,
+    failed: VecDeque<FailedConn>,
+    update_pending: bool,
+    request_pending: bool,
+    notified: (usize, usize),
+    stats: Stats,
+    calls: BTreeMap<u32, Vec<Call>>,
+}
+
+impl Model {
+    /// A model server built with `settings` from `initial`, or the error the builder gives.
+    pub fn new(settings: Settings, initial: Data) -> Result<Self, ConfigError> {
+        settings.check()?;
+        Ok(Self {
+            settings,
+            now: Duration::ZERO,
+            closed: false,
+            published: 0,
+            newest: initial.clone(),
+            taken: initial,
+            undelivered: false,
+            subscribed: false,
+            last_fan_out: None,
+            last_read: None,
+            slots: vec![None; settings.maxc],
+            generations: vec![0; settings.maxc],
+            queue: VecDeque::new(),
+            failed: VecDeque::new(),
+            update_pending: false,
+            request_pending: false,
+            notified: (0, 0),
+            stats: Stats::default(),
+            calls: BTreeMap::new(),
+        })
+    }
+
+    // ----- the computation -----
+
+    /// `Publisher::put_update(data)`.
+    pub fn publish(&mut self, data: &Data) {
+        self.published += 1;
+        self.newest.clone_from(data);
+        // The hook is told when the pending flag goes from clear to set.
+        if !self.update_pending {
+            self.update_pending = true;
+            self.notified.0 += 1;
+        }
+    }
+
+    /// `Publisher::published()`.
+    pub fn published(&self) -> u64 {
+        self.published
+    }
+
+    // ----- connections -----
+
+    fn conn(&self, id: ConnectionId) -> Option<&Conn> {
+        let index = usize::from(id.index());
+        match self.slots.get(index) {
+            Some(Some(conn)) if self.generations[index] == id.generation() => Some(conn),
+            _ => None,
+        }
+    }
+
+    fn queued_in_slot(&self, index: usize) -> usize {
+        self.queue
+            .iter()
+            .filter(|r| usize::from(r.from.index()) == index)
+            .count()
+    }
+
+    fn any_subscriber(&self) -> bool {
+        self.slots.iter().flatten().any(|c| c.wants_updates)
+    }
+
+    /// `QueueServer::add_connection`: the id, or the label handed back when every slot is
+    /// taken.
+    pub fn add_connection(
+        &mut self,
+        label: u32,
+        behaviour: Behaviour,
+    ) -> Result<ConnectionId, u32> {
+        let free: Vec<usize> = (0..self.settings.maxc)
+            .filter(|&i| self.slots[i].is_none())
+            .collect();
+        // Documented: a slot none of whose former connection's requests are still queued
+        // is preferred. **Choice**: among equals, the lowest index.
+        let Some(&index) = free
+            .iter()
+            .find(|&&i| self.queued_in_slot(i) == 0)
+            .or_else(|| free.first())
+        else {
+            return Err(label);
+        };
+        self.slots[index] = Some(Conn {
+            label,
+            behaviour,
+            wants_updates: behaviour.wants_updates,
+            updates_ok: 0,
+            responses_ok: 0,
+        });
+        self.calls.entry(label).or_default();
+        self.stats.connections_added += 1;
+        self.subscribed = self.any_subscriber();
+        // Documented: the generation counts the connections that used the slot before.
+        Ok(ConnectionId::from_parts(
+            index as u16,
+            self.generations[index],
+        ))
+    }
+
+    fn detach(&mut self, index: usize) -> Conn {
+        let conn = self.slots[index].take().expect("an attached slot");
+        self.generations[index] = self.generations[index].wrapping_add(1);
+        self.stats.connections_removed += 1;
+        self.subscribed = self.any_subscriber();
+        conn
+    }
+
+    /// `QueueServer::remove_connection`: the label of the connection removed.
+    pub fn remove_connection(&mut self, id: ConnectionId) -> Option<u32> {
+        self.conn(id)?;
+        Some(self.detach(usize::from(id.index())).label)
+    }
+
+    fn fail(&mut self, index: usize, error: ConnectionError) {
+        let id = ConnectionId::from_parts(index as u16, self.generations[index]);
+        let conn = self.detach(index);
+        self.stats.connections_failed += 1;
+        // Documented: the last `MAXC` failed connections are kept; the oldest makes room.
+        if self.failed.len() == self.settings.maxc {
+            self.failed.pop_front();
+        }
+        self.failed.push_back((id, conn.label, error));
+    }
+
+    /// `QueueServer::take_failed`.
+    pub fn take_failed(&mut self) -> Option<FailedConn> {
+        self.failed.pop_front()
+    }
+
+    /// Changes what an attached connection's `wants_updates` returns; whether `id` is
+    /// attached (`QueueServer::connection_mut(id).is_some()`).
+    pub fn set_wants_updates(&mut self, id: ConnectionId, wants: bool) -> bool {
+        let index = usize::from(id.index());
+        if self.conn(id).is_none() {
+            return false;
+        }
+        // Documented: `wants_updates` is read by the poller on `process_updates`; the
+        // demand bit changes then, not now.
+        self.slots[index].as_mut().expect("attached").wants_updates = wants;
+        true
+    }
+
+    /// `QueueServer::is_attached`.
+    pub fn is_attached(&self, id: ConnectionId) -> bool {
+        self.conn(id).is_some()
+    }
+
+    /// The label of the connection `id` (`QueueServer::connection`).
+    pub fn label(&self, id: ConnectionId) -> Option<u32> {
+        self.conn(id).map(|c| c.label)
+    }
+
+    /// `QueueServer::connection_ids`, in slot order.
+    pub fn connection_ids(&self) -> Vec<ConnectionId> {
+        (0..self.settings.maxc)
+            .filter(|&i| self.slots[i].is_some())
+            .map(|i| ConnectionId::from_parts(i as u16, self.generations[i]))
+            .collect()
+    }
+
+    /// The calls each connection ever received, by label.
+    pub fn calls(&self) -> &BTreeMap<u32, Vec<Call>> {
+        &self.calls
+    }
+
+    fn call(&mut self, index: usize, seen: Seen, update: bool) -> Result<(), ConnectionError> {
+        let conn = self.slots[index].as_mut().expect("an attached slot");
+        let result = if update {
+            conn.behaviour.update_result(conn.updates_ok)
+        } else {
+            conn.behaviour.response_result(conn.responses_ok)
+        };
+        if result.is_ok() {
+            if update {
+                conn.updates_ok += 1;
+            } else {
+                conn.responses_ok += 1;
+            }
+        }
+        self.calls
+            .get_mut(&conn.label)
+            .expect("a known label")
+            .push(Call { seen, result });
+        result
+    }
+
+    // ----- the clock and the rate limits -----
+
+    /// `ManualClock::advance(by)`.
+    pub fn advance(&mut self, by: Duration) {
+        self.now = self.now.saturating_add(by);
+    }
+
+    /// The time left before a limit of `interval`, last let through at `last`, lets work
+    /// through. Documented: the limit is lifted once the server is closed.
+    fn wait_left(&self, interval: Option<Duration>, last: Option<Duration>) -> Option<Duration> {
+        if self.closed {
+            return None;
+        }
+        let elapsed = self.now.saturating_sub(last?);
+        let interval = interval?;
+        (elapsed < interval).then(|| interval - elapsed)
+    }
+
+    // ----- updates -----
+
+    /// Takes the newest publish if the poller has not seen it yet.
+    fn take_newest(&mut self) {
+        let seen = self.stats.updates_published;
+        if self.published == seen {
+            return;
+        }
+        // Documented: the snapshots published between the last one taken and this one
+        // were overwritten; a taken one that was never fanned out is superseded.
+        self.stats.updates_overwritten += self.published - seen - 1;
+        self.stats.updates_published = self.published;
+        self.stats.updates_received += 1;
+        if self.undelivered {
+            self.stats.updates_superseded += 1;
+        }
+        self.undelivered = true;
+        self.taken.clone_from(&self.newest);
+    }
+
+    /// `QueueServer::process_updates`.
+    pub fn process_updates(&mut self) -> Processed {
+        self.update_pending = false;
+        self.take_newest();
+        self.subscribed = self.any_subscriber();
+        let mut done = Processed::default();
+        // **Choice**: nothing to fan out, or nobody to fan it out to, is no work, so no
+        // retry time either.
+        if !self.undelivered || !self.subscribed {
+            return done;
+        }
+        let interval = self.settings.update_interval;
+        if let Some(left) = self.wait_left(interval, self.last_fan_out) {
+            done.retry_after = Some(left);
+            return done;
+        }
+        if interval.is_some() {
+            self.last_fan_out = Some(self.now);
+        }
+        self.undelivered = false;
+        self.stats.updates_delivered += 1;
+        let seq = self.stats.updates_published;
+        let mut failures = Vec::new();
+        // **Choice**: subscribers are called in slot order, so the failed ones are handed
+        // back in slot order.
+        for index in 0..self.settings.maxc {
+            if !self.slots[index].as_ref().is_some_and(|c| c.wants_updates) {
+                continue;
+            }
+            let seen = Seen::Update {
+                seq,
+                data: self.taken.clone(),
+            };
+            match self.call(index, seen, true) {
+                Ok(()) => done.handled += 1,
+                Err(error) => failures.push((index, error)),
+            }
+        }
+        self.stats.deliveries += done.handled as u64;
+        done.failed = failures.len();
+        for (index, error) in failures {
+            self.fail(index, error);
+        }
+        done
+    }
+
+    // ----- requests -----
+
+    /// `Requester::put_request` (and `QueueServer::put_request`).
+    pub fn put_request(&mut self, request: Request<Key>) -> Result<(), RequestError<Key>> {
+        let result = self.try_put(request);
+        if result.is_ok() {
+            self.stats.requests_accepted += 1;
+            let in_flight = self.queue.len() as u64;
+            self.stats.queue_high_water = self.stats.queue_high_water.max(in_flight);
+            if !self.request_pending {
+                self.request_pending = true;
+                self.notified.1 += 1;
+            }
+        } else {
+            self.stats.requests_rejected += 1;
+        }
+        result
+    }
+
+    fn try_put(&mut self, request: Request<Key>) -> Result<(), RequestError<Key>> {
+        // **Choice**: an unknown connection is told so even once the server is closed;
+        // documented: the share is checked before the queue's room.
+        if self.conn(request.from).is_none() {
+            return Err(RequestError::UnknownConnection(request));
+        }
+        if self.closed {
+            return Err(RequestError::Closed(request));
+        }
+        // **Choice**: the share is counted per slot, so a connection attached to a slot
+        // whose former connection still has requests queued starts with those counted
+        // against it until the poller drains them (`add_connection` prefers a slot with
+        // none queued, so only a connection that finds no such slot free is affected).
+        let queued = self.queued_in_slot(usize::from(request.from.index()));
+        if queued >= self.settings.share() as usize {
+            return Err(RequestError::OverQuota(request));
+        }
+        if self.queue.len() >= self.settings.q {
+            return Err(RequestError::Full(request));
+        }
+        self.queue.push_back(request);
+        Ok(())
+    }
+
+    /// `QueueServer::process_requests`.
+    pub fn process_requests(&mut self) -> Processed {
+        self.request_pending = false;
+        let mut done = Processed::default();
+        if self.queue.is_empty() {
+            return done;
+        }
+        let interval = self.settings.request_interval;
+        if let Some(left) = self.wait_left(interval, self.last_read) {
+            done.retry_after = Some(left);
+            return done;
+        }
+        // Documented: answers come from the newest snapshot. **Choice**: it is taken only
+        // when requests are about to be answered.
+        self.take_newest();
+        if interval.is_some() {
+            self.last_read = Some(self.now);
+        }
+        // The whole queue fits in one batch of `Q`.
+        let mut batch: Vec<Request<Key>> = self.queue.drain(..).collect();
+        done.handled = batch.len();
+        // Documented: a batch is handled in the order of `Request`: by query, then
+        // connection.
+        batch.sort();
+        let seq = self.stats.updates_published;
+        let mut failures: Vec<(usize, ConnectionError)> = Vec::new();
+        let mut last_query: Option<&Query<Key>> = None;
+        let mut last: Option<(ConnectionId, bool)> = None;
+        for request in &batch {
+            if last_query != Some(&request.query) {
+                last_query = Some(&request.query);
+                last = None;
+                self.stats.reads += 1;
+            }
+            match last {
+                // Documented: a repeat of a connection's query is consolidated into its
+                // answer; with no answer (its connection is gone) it is orphaned too.
+                Some((from, answered)) if from == request.from => {
+                    if answered {
+                        self.stats.requests_consolidated += 1;
+                    } else {
+                        self.stats.requests_orphaned += 1;
+                    }
+                    continue;
+                }
+                _ => {}
+            }
+            let index = usize::from(request.from.index());
+            let failed_now = failures.iter().any(|&(i, _)| i == index);
+            if self.conn(request.from).is_none() || failed_now {
+                self.stats.requests_orphaned += 1;
+                last = Some((request.from, false));
+                continue;
+            }
+            let seen = match request.query {
+                Query::Key(key) => match self.taken.get(&key) {
+                    Some(&value) => Seen::Value { key, value, seq },
+                    None => Seen::NotFound { key, seq },
+                },
+                Query::All => Seen::Snapshot {
+                    seq,
+                    data: self.taken.clone(),
+                },
+            };
+            let answered = match self.call(index, seen, false) {
+                Ok(()) => {
+                    self.stats.requests_answered += 1;
+                    true
+                }
+                Err(error) => {
+                    self.stats.requests_orphaned += 1;
+                    failures.push((index, error));
+                    false
+                }
+            };
+            last = Some((request.from, answered));
+        }
+        done.failed = failures.len();
+        for (index, error) in failures {
+            self.fail(index, error);
+        }
+        done
+    }
+
+    /// `QueueServer::poll`.
+    pub fn poll(&mut self) -> Processed {
+        let updates = self.process_updates();
+        updates.merge(self.process_requests())
+    }
+
+    /// `QueueServer::close`.
+    pub fn close(&mut self) {
+        self.closed = true;
+    }
+
+    // ----- what the server shows -----
+
+    /// `QueueServer::stats`.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// `QueueServer::pending_requests`.
+    pub fn pending_requests(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// `QueueServer::wants_update` and `Publisher::wants_update`.
+    pub fn wants_update(&self) -> bool {
+        self.subscribed || !self.queue.is_empty()
+    }
+
+    /// `QueueServer::has_pending_events`.
+    pub fn has_pending_events(&self) -> bool {
+        self.update_pending || self.request_pending
+    }
+
+    /// `QueueServer::is_closed` and `Requester::is_closed`.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// The newest snapshot the poller took: `QueueServer::snapshot` and `Reader::load`.
+    pub fn snapshot(&self) -> (u64, &Data) {
+        (self.stats.updates_published, &self.taken)
+    }
+
+    /// How often the hook was told of (updates, requests).
+    pub fn notified(&self) -> (usize, usize) {
+        self.notified
+    }
+
+    /// `QueueServer::share`.
+    pub fn share(&self) -> u32 {
+        self.settings.share()
+    }
+
+    /// Checks the identities `Stats` documents; `Err` says which one fails.
+    pub fn check_identities(&self) -> Result<(), String> {
+        let s = &self.stats;
+        let pending = u64::from(self.undelivered);
+        let checks = [
+            (
+                "published = received + overwritten",
+                s.updates_published == s.updates_received + s.updates_overwritten,
+            ),
+            (
+                "received = delivered + superseded + pending fan-out",
+                s.updates_received == s.updates_delivered + s.updates_superseded + pending,
+            ),
+            (
+                "accepted = answered + consolidated + orphaned + pending",
+                s.requests_accepted
+                    == s.requests_answered
+                        + s.requests_consolidated
+                        + s.requests_orphaned
+                        + self.queue.len() as u64,
+            ),
+            (
+                "removed = failed + removed by hand <= added",
+                s.connections_failed <= s.connections_removed
+                    && s.connections_removed <= s.connections_added,
+            ),
+        ];
+        match checks.iter().find(|(_, ok)| !ok) {
+            Some((what, _)) => Err(format!("stats identity broken: {what}: {s:?}")),
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! Regression tests for bugs the fuzz targets found, each reduced to the public API.
+
+mod common;
+
+use common::{state, Recorder};
+use queueserver::{Config, ConfigError, ConnectionError, QueueServer, Request};
+
+/// `server_ops`: repeats of a request were counted consolidated ("answered by that
+/// request's answer") even when that request was never answered because its connection
+/// had failed or been removed. They are orphaned, like the request they repeat.
+#[test]
+fn repeats_of_an_unanswered_request_are_orphaned_not_consolidated() {
+    // The connection fails on its first answer.
+    let (_, mut server) = QueueServer::new(state(0.0, 0.0));
+    let failing = server
+        .add_connection(Recorder {
+            fail_responses: Some(ConnectionError::Closed),
+            ..Recorder::requester()
+        })
+        .unwrap();
+    let answered = server.add_connection(Recorder::requester()).unwrap();
+    for _ in 0..2 {
+        server.put_request(Request::snapshot(failing)).unwrap();
+        server.put_request(Request::snapshot(answered)).unwrap();
+    }
+    let done = server.process_requests();
+    assert_eq!((done.handled, done.failed), (4, 1));
+    let stats = server.stats();
+    assert_eq!(stats.requests_answered, 1);
+    assert_eq!(stats.requests_consolidated, 1);
+    assert_eq!(stats.requests_orphaned, 2);
+
+    // The connection is removed before the poller answers.
+    let (_, mut server) = QueueServer::new(state(0.0, 0.0));
+    let gone = server.add_connection(Recorder::requester()).unwrap();
+    for _ in 0..3 {
+        server.put_request(Request::key(gone, "x")).unwrap();
+    }
+    server.remove_connection(gone).unwrap();
+    assert_eq!(server.process_requests().handled, 3);
+    let stats = server.stats();
+    assert_eq!(stats.requests_consolidated, 0);
+    assert_eq!(stats.requests_orphaned, 3);
+    assert_eq!(
+        stats.requests_accepted,
+        stats.requests_answered + stats.requests_consolidated + stats.requests_orphaned
+    );
+}
+
+/// `parse`: `Config::max_pending_per_connection` and `Config::validate` divided by `maxc`
+/// and panicked for `maxc` = 0, where a bad value must be a `ConfigError`, never a panic.
+#[test]
+fn the_default_share_of_zero_slots_is_the_whole_queue() {
+    let config = Config::new();
+    assert_eq!(config.max_pending_per_connection(8, 0), 8);
+    assert_eq!(config.validate(8, 0, false), Ok(()));
+    assert_eq!(
+        config.validate(0, 0, true),
+        Err(ConfigError::Share {
+            share: 1,
+            capacity: 0
+        })
+    );
+}
