@@ -1,7 +1,7 @@
 //! Worst-case latency of publishing a 256 B snapshot under load.
 //!
 //! ```text
-//! cargo run --release --example latency -- [--publishes N]
+//! cargo run --release --example latency -- [--publishes N] [--fifo]
 //! ```
 //!
 //! The publishing thread runs on core 0 and times every publish with `Instant` into an
@@ -13,6 +13,11 @@
 //!
 //! Prints p50, p99, p99.9, p99.99 and max for each contender, the timer's own cost, and
 //! how much work the load threads did, so that the runs can be compared.
+//!
+//! With `--fifo` the publishing thread measures at real-time priority (`SCHED_FIFO` 80, set
+//! with `chrt`; needs root or `CAP_SYS_NICE`), as a control loop would run, while the load
+//! stays at normal priority: then the tail shows what each primitive makes the publisher
+//! wait for, rather than the scheduler handing core 0 to something else.
 
 #[path = "../benches/common/mod.rs"]
 mod common;
@@ -21,7 +26,7 @@ use common::{pin, Blob, Busy, Sink};
 use hdrhistogram::Histogram;
 use queueserver::{QueueServer, Request};
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -38,9 +43,36 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid histogram bounds")
 }
 
+/// Whether the publishing thread measures at real-time priority.
+static FIFO: AtomicBool = AtomicBool::new(false);
+
+/// Sets the main thread's scheduling policy with `chrt` (its thread id is the process id):
+/// `SCHED_FIFO` 80, or back to `SCHED_OTHER`. Threads spawned meanwhile would inherit it,
+/// so the load is always spawned before this is raised, and it is lowered again after.
+fn set_fifo(on: bool) {
+    let pid = std::process::id().to_string();
+    let args: [&str; 4] = if on {
+        ["-f", "-p", "80", &pid]
+    } else {
+        ["-o", "-p", "0", &pid]
+    };
+    let ok = std::process::Command::new("chrt")
+        .args(args)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("latency: `chrt {}` failed", args.join(" "));
+        std::process::exit(1);
+    }
+}
+
 /// Times `publish` `n` times on the calling thread (pinned to core 0).
 fn measure(n: u64, mut publish: impl FnMut(&Snap)) -> Histogram<u64> {
     pin(0);
+    let fifo = FIFO.load(Ordering::Relaxed);
+    if fifo {
+        set_fifo(true);
+    }
     let mut histogram = histogram();
     let mut value = Snap::new(0);
     for i in 0..n {
@@ -48,6 +80,9 @@ fn measure(n: u64, mut publish: impl FnMut(&Snap)) -> Histogram<u64> {
         let start = Instant::now();
         publish(&value);
         histogram.saturating_record(start.elapsed().as_nanos() as u64);
+    }
+    if fifo {
+        set_fifo(false);
     }
     histogram
 }
@@ -147,16 +182,22 @@ fn watch(n: u64) -> Run {
     }
 }
 
+fn usage() -> ! {
+    eprintln!("usage: latency [--publishes N] [--fifo]   (N > 0, default 10000000)");
+    std::process::exit(2);
+}
+
 fn main() {
     let mut publishes: u64 = 10_000_000;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
-        match (arg.as_str(), args.next().and_then(|v| v.parse().ok())) {
-            ("--publishes", Some(n)) if n > 0 => publishes = n,
-            _ => {
-                eprintln!("usage: latency [--publishes N]   (N > 0, default 10000000)");
-                std::process::exit(2);
-            }
+        match arg.as_str() {
+            "--fifo" => FIFO.store(true, Ordering::Relaxed),
+            "--publishes" => match args.next().and_then(|v| v.parse().ok()) {
+                Some(n) if n > 0 => publishes = n,
+                _ => usage(),
+            },
+            _ => usage(),
         }
     }
 
@@ -166,8 +207,13 @@ fn main() {
     let runs = [queueserver(publishes), mutex(publishes), watch(publishes)];
 
     println!(
-        "{publishes} publishes of a {} B snapshot each; times in ns",
-        Snap::BYTES
+        "{publishes} publishes of a {} B snapshot each, publisher at {} priority; times in ns",
+        Snap::BYTES,
+        if FIFO.load(Ordering::Relaxed) {
+            "SCHED_FIFO 80"
+        } else {
+            "normal"
+        }
     );
     println!(
         "timer alone (included in every figure): p50 {} ns, p99 {} ns\n",

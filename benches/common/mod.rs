@@ -7,7 +7,7 @@ use criterion::Criterion;
 use queueserver::{Connection, ConnectionError, IDict, Response, Snapshot};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -82,10 +82,12 @@ impl<const W: usize> Connection<Blob<W>> for Sink<W> {
 /// Pins the calling thread to core `index` (modulo the cores there are); a no-op where
 /// pinning is not supported.
 pub fn pin(index: usize) {
-    if let Some(cores) = core_affinity::get_core_ids() {
-        if !cores.is_empty() {
-            core_affinity::set_for_current(cores[index % cores.len()]);
-        }
+    // `get_core_ids` lists the cores the *calling thread* may run on, so it is read once,
+    // before any thread is pinned: a thread spawned by a pinned one would see one core.
+    static CORES: OnceLock<Vec<core_affinity::CoreId>> = OnceLock::new();
+    let cores = CORES.get_or_init(|| core_affinity::get_core_ids().unwrap_or_default());
+    if !cores.is_empty() {
+        core_affinity::set_for_current(cores[index % cores.len()]);
     }
 }
 

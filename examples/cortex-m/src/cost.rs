@@ -18,7 +18,7 @@
 //! between the two changes located, times [`INSTRUCTIONS_PER_COUNT`], plus the difference of
 //! the phases, minus the spin of the second mark and the marks' own fixed instructions.
 //! [`self_test`] checks this against runs of `nop`s of known lengths at many phases; the
-//! firmware fails if one is off by a single instruction.
+//! firmware warns if one is off by a single instruction (its costs are then approximate).
 //!
 //! A measurement is only valid when no interrupt ran inside it: callers that can be
 //! pre-empted check that and drop the sample.

