@@ -16,7 +16,9 @@
 use loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use loom::sync::Arc;
 use loom::thread;
-use queueserver::{Builder, Event, Notify, Query, Request, Runner, ThreadNotify};
+use queueserver::{
+    Builder, ConnectionId, Event, NoClock, Notify, Publisher, Query, Request, Runner, ThreadNotify,
+};
 use queueserver_loom_tests::{check, put, Pair, Probe};
 
 /// Requests, or publishes, racing with the poller.
@@ -125,34 +127,49 @@ fn a_notified_runner_wakes_for_every_request() {
     });
 }
 
+/// A `Runner` driven by `ThreadNotify`, serving one subscriber that records the newest
+/// sequence number delivered and unparks the calling thread.
+fn subscribed_runner() -> (
+    Publisher<Pair, ThreadNotify>,
+    Runner<Pair, Probe, ThreadNotify, NoClock, 2, 1>,
+    ConnectionId,
+    Arc<AtomicU64>,
+) {
+    let (publisher, mut server) = Builder::new(Pair::at(0))
+        .notify(ThreadNotify::new())
+        .capacity::<2, 1>()
+        .build::<Probe>()
+        .unwrap();
+    let delivered = Arc::new(AtomicU64::new(0));
+    let probe = {
+        let (delivered, waiter) = (Arc::clone(&delivered), thread::current());
+        Probe::subscriber().on_update(move |seq| {
+            delivered.store(seq, Ordering::Release);
+            waiter.unpark();
+        })
+    };
+    let id = server.add_connection(probe).unwrap();
+    let runner = Runner::notified(server).unwrap();
+    (publisher, runner, id, delivered)
+}
+
+/// Parks until snapshot `seq` has been delivered. Only the runner can end this wait; if it
+/// sleeps through a publish, loom reports a deadlock.
+fn wait_for_delivery(delivered: &AtomicU64, seq: u64) {
+    while delivered.load(Ordering::Acquire) < seq {
+        thread::park();
+    }
+}
+
 #[test]
 fn a_notified_runner_wakes_for_every_publish() {
     check("wakeup: put_update vs a parking runner", || {
-        let (mut publisher, mut server) = Builder::new(Pair::at(0))
-            .notify(ThreadNotify::new())
-            .capacity::<2, 1>()
-            .build::<Probe>()
-            .unwrap();
-        let delivered = Arc::new(AtomicU64::new(0));
-        let probe = {
-            let (delivered, waiter) = (Arc::clone(&delivered), thread::current());
-            Probe::subscriber().on_update(move |seq| {
-                delivered.store(seq, Ordering::Release);
-                waiter.unpark();
-            })
-        };
-        let id = server.add_connection(probe).unwrap();
-        let runner = Runner::notified(server).unwrap();
-
+        let (mut publisher, runner, id, delivered) = subscribed_runner();
         let last = u64::from(PUTS);
         for step in 1..=last {
             publisher.put_update(&Pair::at(step));
         }
-        // Only the runner can end this wait; if it sleeps through a publish, loom reports
-        // a deadlock.
-        while delivered.load(Ordering::Acquire) < last {
-            thread::park();
-        }
+        wait_for_delivery(&delivered, last);
 
         let server = runner.shutdown().unwrap();
         assert_eq!(server.connection(id).unwrap().updates.last(), Some(&last));
@@ -173,27 +190,10 @@ fn a_notified_runner_wakes_for_a_publish_after_it_took_the_last() {
     check(
         "wakeup: put_update after each delivery vs a parking runner",
         || {
-            let (mut publisher, mut server) = Builder::new(Pair::at(0))
-                .notify(ThreadNotify::new())
-                .capacity::<2, 1>()
-                .build::<Probe>()
-                .unwrap();
-            let delivered = Arc::new(AtomicU64::new(0));
-            let probe = {
-                let (delivered, waiter) = (Arc::clone(&delivered), thread::current());
-                Probe::subscriber().on_update(move |seq| {
-                    delivered.store(seq, Ordering::Release);
-                    waiter.unpark();
-                })
-            };
-            let id = server.add_connection(probe).unwrap();
-            let runner = Runner::notified(server).unwrap();
-
+            let (mut publisher, runner, id, delivered) = subscribed_runner();
             for step in 1..=u64::from(PUTS) {
                 publisher.put_update(&Pair::at(step));
-                while delivered.load(Ordering::Acquire) < step {
-                    thread::park();
-                }
+                wait_for_delivery(&delivered, step);
             }
 
             let server = runner.shutdown().unwrap();
