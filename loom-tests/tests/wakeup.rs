@@ -127,11 +127,14 @@ fn a_notified_runner_wakes_for_every_request() {
     });
 }
 
+/// The runner of the publish models.
+type NotifiedRunner = Runner<Pair, Probe, ThreadNotify, NoClock, 2, 1>;
+
 /// A `Runner` driven by `ThreadNotify`, serving one subscriber that records the newest
 /// sequence number delivered and unparks the calling thread.
 fn subscribed_runner() -> (
     Publisher<Pair, ThreadNotify>,
-    Runner<Pair, Probe, ThreadNotify, NoClock, 2, 1>,
+    NotifiedRunner,
     ConnectionId,
     Arc<AtomicU64>,
 ) {
