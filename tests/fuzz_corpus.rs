@@ -45,11 +45,19 @@ fn replay(target: &str, run: fn(&[u8])) {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "reads the corpus directory, which Miri's isolation forbids; the same cases run natively"
+)]
 fn server_ops_corpus_agrees_with_the_model() {
     replay("server_ops", ops::run);
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "reads the corpus directory, which Miri's isolation forbids; the same cases run natively"
+)]
 fn parse_corpus_passes_its_checks() {
     replay("parse", parse::run);
 }
