@@ -224,7 +224,6 @@ fn main() {
     println!("|---|---:|---:|---:|---:|---:|");
     for run in &runs {
         let h = &run.histogram;
-        assert_eq!(h.len(), publishes, "every publish was recorded");
         println!(
             "| {} | {} | {} | {} | {} | {} |",
             run.name,
