@@ -4,13 +4,23 @@
 //! [`Config::min_request_interval`](crate::Config::min_request_interval)) compare times read
 //! from a `Clock`. Only the poller reads it. `no_std` users implement it over their timer;
 //! std users take [`StdClock`]; tests take [`ManualClock`].
+//!
+//! A clock may go backwards: a reading earlier than the last one the poller kept counts as
+//! "the interval has passed", so a wrapping tick counter (a 32-bit millisecond counter wraps
+//! every 49.7 days) lets work through at once instead of holding it until the counter
+//! catches up.
 
 use core::cell::Cell;
 use core::time::Duration;
 
-/// A monotonic time source, read by the poller only.
+/// A time source, read by the poller only.
+///
+/// It should be monotonic, but need not be: a reading earlier than the one a rate limit last
+/// recorded counts as "the interval has passed" (the work goes through and the limit
+/// restarts from the new reading). A wrapping tick counter is therefore a valid clock: at
+/// each wrap, work held by a rate limit goes through at most one interval early.
 pub trait Clock {
-    /// Time since an arbitrary, fixed origin. Must never go backwards.
+    /// Time since an arbitrary origin. See the trait's docs for a reading that goes back.
     fn now(&self) -> Duration;
 
     /// Whether this clock measures time at all. Only [`NoClock`] says no; the server then
@@ -63,6 +73,12 @@ impl ManualClock {
             self.now.set(to);
         }
         moves
+    }
+
+    /// Moves the clock back by `by` (not below zero), as a wrapping tick counter or a clock
+    /// reset would: for testing how the rate limits take it (see [`Clock`]).
+    pub fn rewind(&self, by: Duration) {
+        self.now.set(self.now.get().saturating_sub(by));
     }
 }
 

@@ -422,9 +422,13 @@ where
     }
 
     /// Time left before a rate limit of `interval` since `last` lets work through.
+    ///
+    /// A reading earlier than `last` (a clock that went back, a tick counter that wrapped)
+    /// counts as the interval having passed: waiting for the clock to catch up could take
+    /// as long as the jump, while every `retry_after` would say less.
     fn wait_left(&self, interval: Option<Duration>, last: Option<Duration>) -> Option<Duration> {
         let (interval, last) = (interval?, last?);
-        let elapsed = self.clock.now().saturating_sub(last);
+        let elapsed = self.clock.now().checked_sub(last)?;
         (elapsed < interval).then(|| interval - elapsed)
     }
 
