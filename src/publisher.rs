@@ -80,12 +80,18 @@ impl<D: IDict, N: Notify> Publisher<D, N> {
     /// update was pending. A snapshot the poller has not taken yet is overwritten, never
     /// queued; the poller counts it in
     /// [`Stats::updates_overwritten`](crate::Stats::updates_overwritten).
+    ///
+    /// If [`IDict::copy_from`] panics, nothing is published and no sequence number is used
+    /// up: the half-written back buffer is overwritten by the next publish, and the poller
+    /// sees no gap.
     #[inline]
     pub fn put_update(&mut self, idict: &D) {
-        self.seq += 1;
+        // The number is taken once the copy has returned: the same instructions as
+        // numbering first, in another order (nothing is held across the copy).
         let back = self.input.input_buffer_mut();
-        back.set_seq(self.seq);
         back.data_mut().copy_from(idict);
+        self.seq += 1;
+        back.set_seq(self.seq);
         // `publish` returns true when it replaced a snapshot the poller has not taken.
         // The publish that made the back buffer dirty then raised the update flag (below),
         // and the poller has either not cleared the flag since, or cleared it and not yet

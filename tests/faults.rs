@@ -7,7 +7,26 @@ mod common;
 
 use common::{state, Answer, Recorder};
 use core::time::Duration;
-use queueserver::{Builder, Config, ManualClock, Request};
+use queueserver::{
+    Builder, Config, Connection, ConnectionError, IDict, ManualClock, QueueServer, Request,
+    Response, Snapshot,
+};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// Records the sequence numbers of the snapshots it is sent, for any IDict.
+#[derive(Debug, Default)]
+struct Seqs(Vec<u64>);
+
+impl<D: IDict> Connection<D> for Seqs {
+    fn on_update(&mut self, snapshot: &Snapshot<D>) -> Result<(), ConnectionError> {
+        self.0.push(snapshot.seq());
+        Ok(())
+    }
+
+    fn on_response(&mut self, _: Response<'_, D>) -> Result<(), ConnectionError> {
+        Ok(())
+    }
+}
 
 // ----- a clock that goes back -----
 
@@ -51,4 +70,66 @@ fn a_clock_reading_earlier_than_the_last_lets_held_work_through() {
     assert_eq!((held.handled, held.retry_after), (0, Some(interval)));
     server.clock().advance(interval);
     assert_eq!(server.poll().handled, 2);
+}
+
+// ----- a panicking copy -----
+
+/// An IDict whose copy panics when the source says so, half-way through.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Fragile {
+    first: u32,
+    second: u32,
+    poisoned: bool,
+}
+
+impl IDict for Fragile {
+    type Key = u8;
+    type Value = u32;
+
+    fn get(&self, key: &u8) -> Option<u32> {
+        match key {
+            0 => Some(self.first),
+            1 => Some(self.second),
+            _ => None,
+        }
+    }
+
+    fn copy_from(&mut self, source: &Self) {
+        self.first = source.first;
+        assert!(!source.poisoned, "copy of a poisoned state");
+        self.second = source.second;
+        self.poisoned = source.poisoned;
+    }
+}
+
+#[test]
+fn a_panic_inside_copy_from_uses_up_no_sequence_number() {
+    let (mut publisher, mut server) = QueueServer::new(Fragile::default());
+    let id = server.add_connection(Seqs::default()).unwrap();
+    let at = |n| Fragile {
+        first: n,
+        second: n,
+        poisoned: false,
+    };
+    publisher.put_update(&at(1));
+    let poisoned = Fragile {
+        poisoned: true,
+        ..at(2)
+    };
+    let unwound = catch_unwind(AssertUnwindSafe(|| publisher.put_update(&poisoned)));
+    assert!(unwound.is_err());
+    assert_eq!(publisher.published(), 1, "the failed publish took a number");
+    publisher.put_update(&at(3));
+    assert_eq!(publisher.published(), 2);
+
+    let _ = server.poll();
+    let stats = server.stats();
+    assert_eq!(stats.updates_published, 2);
+    assert_eq!(
+        stats.updates_overwritten, 1,
+        "only snapshot 1 was overwritten"
+    );
+    assert_eq!(server.snapshot().seq(), 2);
+    assert_eq!(server.snapshot().data(), &at(3));
+    assert_eq!(server.connection(id).unwrap().0, [2]);
 }
