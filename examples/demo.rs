@@ -605,7 +605,7 @@ fn main() -> ExitCode {
     );
     println!(
         "requests: put {}, accepted {}, rejected {} (over quota {}, full {}, other {}), \
-         consolidated {}, answered {}, orphaned {}, pending {pending}; reads {}, queue high \
+         consolidated {}, answered {}, orphaned {}, pending {pending}; reads {}, pending high \
          water {}",
         requester_counts.put.load(Ordering::Relaxed),
         stats.requests_accepted,
@@ -617,7 +617,7 @@ fn main() -> ExitCode {
         stats.requests_answered,
         stats.requests_orphaned,
         stats.reads,
-        stats.queue_high_water,
+        stats.pending_high_water,
     );
 
     let attached = |id| {

@@ -703,7 +703,7 @@ where
             requests_answered: c.answered,
             requests_orphaned: c.orphaned,
             reads: c.reads,
-            queue_high_water: c.high_water.max(self.signals.requests_in_flight()) as u64,
+            pending_high_water: c.high_water.max(self.signals.requests_in_flight()) as u64,
             connections_added: c.added,
             connections_removed: c.removed,
             connections_failed: c.failed,

@@ -54,10 +54,16 @@ pub struct Stats {
     pub requests_orphaned: u64,
     /// Reads of the snapshot: one per distinct query per batch.
     pub reads: u64,
-    /// The most requests accepted and not yet answered at one time. The poller samples the
-    /// count just before each batch is answered, when it is at its peak since the last
-    /// batch; a request being refused at that instant can add one per requester.
-    pub queue_high_water: u64,
+    /// The most requests pending at one time: accepted and not yet answered (queued, in the
+    /// batch being answered, or being put), the count
+    /// [`pending_requests`](crate::QueueServer::pending_requests) gives. It can exceed `Q`:
+    /// requesters may refill the queue while the poller still answers the batch it took
+    /// from it.
+    ///
+    /// The poller samples the count just before each batch leaves it, when it is at its
+    /// peak since the last batch, and [`stats`](crate::QueueServer::stats) adds the count of
+    /// the moment; a request being refused at that instant can add one per requester.
+    pub pending_high_water: u64,
     /// Connections attached.
     pub connections_added: u64,
     /// Connections detached, by `remove_connection` or because they failed.

@@ -5,11 +5,11 @@
 
 mod common;
 
-use common::{state, Answer, Recorder};
+use common::{state, Answer, Recorder, State};
 use core::time::Duration;
 use queueserver::{
-    Builder, Config, Connection, ConnectionError, IDict, ManualClock, QueueServer, Request,
-    Response, Snapshot,
+    Builder, Config, Connection, ConnectionError, ConnectionId, IDict, ManualClock, NoNotify,
+    QueueServer, Request, Requester, Response, Snapshot,
 };
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -132,4 +132,65 @@ fn a_panic_inside_copy_from_uses_up_no_sequence_number() {
     assert_eq!(server.snapshot().seq(), 2);
     assert_eq!(server.snapshot().data(), &at(3));
     assert_eq!(server.connection(id).unwrap().0, [2]);
+}
+
+// ----- the pending high-water mark -----
+
+/// Puts `refill` more requests through its own requester each time it is answered.
+struct Refiller {
+    requester: Requester<&'static str, NoNotify, 4, 1>,
+    me: Option<ConnectionId>,
+    refill: usize,
+    answers: usize,
+}
+
+impl Connection<State> for Refiller {
+    fn on_update(&mut self, _: &Snapshot<State>) -> Result<(), ConnectionError> {
+        Ok(())
+    }
+
+    fn on_response(&mut self, _: Response<'_, State>) -> Result<(), ConnectionError> {
+        self.answers += 1;
+        let me = self.me.expect("the id is set before the first request");
+        for _ in 0..std::mem::take(&mut self.refill) {
+            self.requester.put_request(Request::key(me, "v")).unwrap();
+        }
+        Ok(())
+    }
+
+    fn wants_updates(&self) -> bool {
+        false
+    }
+}
+
+#[test]
+fn the_pending_high_water_mark_counts_requests_pending_not_queue_places() {
+    // A queue of 4, all of it the one connection's share.
+    let (_, mut server) = Builder::new(state(0.0, 0.0))
+        .capacity::<4, 1>()
+        .build::<Refiller>()
+        .unwrap();
+    let requester = server.requester();
+    let id = server
+        .add_connection(Refiller {
+            requester: server.requester(),
+            me: None,
+            refill: 4,
+            answers: 0,
+        })
+        .unwrap();
+    server.connection_mut(id).unwrap().me = Some(id);
+    for _ in 0..4 {
+        requester.put_request(Request::key(id, "x")).unwrap();
+    }
+    // The first answer refills the whole queue while the batch of 4 is still in hand: 8
+    // requests pending at once, twice the queue's capacity, and the mark says so.
+    let _ = server.process_requests();
+    assert_eq!(server.pending_requests(), 4);
+    assert_eq!(server.stats().pending_high_water, 8);
+    let _ = server.process_requests();
+    let stats = server.stats();
+    assert_eq!(stats.pending_high_water, 8);
+    assert_eq!(stats.requests_accepted, 8);
+    assert_eq!(stats.requests_answered + stats.requests_consolidated, 8);
 }

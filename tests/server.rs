@@ -239,20 +239,20 @@ fn the_high_water_mark_keeps_the_most_requests_pending_at_once() {
     };
     put(&server, 3);
     // Seen before the poller ran.
-    assert_eq!(server.stats().queue_high_water, 3);
+    assert_eq!(server.stats().pending_high_water, 3);
     put(&server, 2);
     let _ = server.process_requests();
     put(&server, 4);
-    assert_eq!(server.stats().queue_high_water, 5);
+    assert_eq!(server.stats().pending_high_water, 5);
     let _ = server.process_requests();
     put(&server, 7);
     let _ = server.process_requests();
-    assert_eq!(server.stats().queue_high_water, 7);
+    assert_eq!(server.stats().pending_high_water, 7);
     // A refused request does not count.
     put(&server, 8);
     assert!(server.put_request(Request::key(id, "x")).is_err());
     let _ = server.process_requests();
-    assert_eq!(server.stats().queue_high_water, 8);
+    assert_eq!(server.stats().pending_high_water, 8);
 }
 
 #[test]

@@ -4,7 +4,7 @@
 //!
 //! The model keeps the state the documentation talks about, in the most direct form: the
 //! request queue is a `VecDeque` of requests, a connection's share is counted from the
-//! queue itself, the high-water mark is the largest queue length ever seen, and a batch is
+//! queue itself, the high-water mark is the most requests ever pending, and a batch is
 //! answered by walking it sorted. Nothing here is shared with the crate except its public
 //! value types (ids, requests, errors, stats), so the server and the model can disagree.
 //!
@@ -461,7 +461,7 @@ impl Model {
         if result.is_ok() {
             self.stats.requests_accepted += 1;
             let in_flight = self.queue.len() as u64;
-            self.stats.queue_high_water = self.stats.queue_high_water.max(in_flight);
+            self.stats.pending_high_water = self.stats.pending_high_water.max(in_flight);
             if !self.request_pending {
                 self.request_pending = true;
                 self.notified.1 += 1;

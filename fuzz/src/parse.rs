@@ -468,7 +468,7 @@ fn stats_from(f: [u64; 16]) -> Stats {
         requests_answered: f[9],
         requests_orphaned: f[10],
         reads: f[11],
-        queue_high_water: f[12],
+        pending_high_water: f[12],
         connections_added: f[13],
         connections_removed: f[14],
         connections_failed: f[15],
