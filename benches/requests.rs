@@ -76,7 +76,7 @@ fn put(c: &mut Criterion) {
 
     group.bench_function("crossbeam ArrayQueue push", |b| {
         let queue = crossbeam_queue::ArrayQueue::new(1024);
-        let request = Request::key(ConnectionId::from_parts(0, 0), 3u16);
+        let request = Request::key(ConnectionId::from_parts(0, 0, 0), 3u16);
         b.iter_custom(|iters| {
             timed_runs(
                 iters,
@@ -88,7 +88,7 @@ fn put(c: &mut Criterion) {
 
     group.bench_function("std mpsc send", |b| {
         let (sender, receiver) = std::sync::mpsc::channel();
-        let request = Request::key(ConnectionId::from_parts(0, 0), 3u16);
+        let request = Request::key(ConnectionId::from_parts(0, 0, 0), 3u16);
         b.iter_custom(|iters| {
             timed_runs(
                 iters,

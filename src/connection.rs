@@ -6,29 +6,55 @@
 //! [`Stats::connections_failed`](crate::Stats::connections_failed), logged, and handed back
 //! through [`QueueServer::take_failed`](crate::QueueServer::take_failed).
 //!
-//! Each connection has a [`ConnectionId`]: a slot index (the number of slots is the
-//! server's `MAXC`) and a generation, so a request from a removed connection is never
-//! answered to the next connection in the same slot.
+//! Each connection has a [`ConnectionId`]: the identity of the server that issued it, a
+//! slot index (the number of slots is the server's `MAXC`) and the slot's generation. An id
+//! names one connection of one server, once: a removed connection's id is never valid again,
+//! and an id issued by one server is refused by every other.
 
 use crate::idict::IDict;
 use crate::snapshot::Snapshot;
 use core::fmt;
 
-/// Names a connection of one server: a slot index and that slot's generation.
+/// Names one connection of one server: the server's identity, a slot index and that slot's
+/// generation.
+///
+/// # Never reused
+///
+/// A server refuses an id whose server identity is not its own
+/// ([`RequestError::UnknownConnection`](crate::RequestError::UnknownConnection)), and
+/// gives each connection in a slot a generation above that of every connection the slot held
+/// before. The bounds that remain:
+///
+/// - a slot has generations `0..u32::MAX` (the poller may skip one to give a newcomer an
+///   empty share; see [`QueueServer::add_connection`](crate::QueueServer::add_connection)),
+///   so it serves at least 2^31 connections, and then it is retired: its ids stay invalid and
+///   the server has one slot fewer;
+/// - server identities come from a process-wide 32-bit counter: an id can only be mistaken
+///   by a server built 2^32 server constructions after its own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct ConnectionId {
+    server: u32,
     index: u16,
-    generation: u16,
+    generation: u32,
 }
 
 impl ConnectionId {
     /// An id from its parts. Ids come from
     /// [`QueueServer::add_connection`](crate::QueueServer::add_connection); building one by
     /// hand is for tests and for decoding an id received over a wire.
-    pub const fn from_parts(index: u16, generation: u16) -> Self {
-        Self { index, generation }
+    pub const fn from_parts(server: u32, index: u16, generation: u32) -> Self {
+        Self {
+            server,
+            index,
+            generation,
+        }
+    }
+
+    /// The identity of the server that issued it ([`QueueServer::id`](crate::QueueServer::id)).
+    pub const fn server(self) -> u32 {
+        self.server
     }
 
     /// The slot index, below the server's `MAXC`.
@@ -36,20 +62,15 @@ impl ConnectionId {
         self.index
     }
 
-    /// How many connections used this slot before (wrapping).
-    pub const fn generation(self) -> u16 {
+    /// The slot's generation: above that of every connection the slot held before.
+    pub const fn generation(self) -> u32 {
         self.generation
-    }
-
-    /// The id packed in 32 bits, as stored in the slot's atomic tag.
-    pub(crate) const fn to_bits(self) -> u32 {
-        (self.generation as u32) << 16 | self.index as u32
     }
 }
 
 impl fmt::Display for ConnectionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "#{}.{}", self.index, self.generation)
+        write!(f, "#{}.{}@{}", self.index, self.generation, self.server)
     }
 }
 

@@ -5,11 +5,23 @@
 //! `heapless::mpmc::Queue` of capacity `Q`, or comes back in a [`RequestError`] saying why.
 //! Each connection may have at most `share` requests queued (see
 //! [`Config::max_pending_per_connection`](crate::Config::max_pending_per_connection)), so one
-//! connection flooding the queue cannot take the room of the others.
+//! connection flooding the queue cannot take the room of the others. A connection attached to
+//! a reused slot starts with an empty share: the requests its predecessor left queued count
+//! in another counter (see [`QueueServer::add_connection`](crate::QueueServer::add_connection)
+//! for the one exception).
 //!
 //! # Progress
 //!
-//! `put_request` takes a bounded number of steps of its own, plus one enqueue.
+//! `put_request` takes a fixed number of steps of its own: comparisons, one atomic load
+//! (the slot's tag) and at most six atomic read-modify-writes (the share, the slot's tag
+//! again, the pending count, the accepted or refused count; the share or the pending count
+//! taken back when it refuses; the pending flag when it accepts), plus one enqueue and,
+//! when the flag was clear, the [`Notify`] hook. A request refused past the first check
+//! counts against its connection's share for those few steps, so a request of the same
+//! connection put at that very moment may be told `OverQuota` by one. (A request whose
+//! connection is detached between the two checks of the tag counts, for those steps,
+//! against the slot's counter of its generation's parity: two connections later, that can
+//! be the share of the slot's newest connection.)
 //! `heapless::mpmc::Queue` is not strictly lock-free (heapless issue 583): a requester
 //! pre-empted in the middle of its enqueue can make others see the queue as full, and the
 //! poller see it as empty, until it resumes. A requester told `Full` may retry; the
@@ -99,27 +111,40 @@ impl<K> fmt::Display for RequestError<K> {
 #[cfg(feature = "std")]
 impl<K: fmt::Debug> std::error::Error for RequestError<K> {}
 
-/// Tag of a slot that holds no connection.
+/// Tag of a slot that holds no connection: above every generation.
 pub(crate) const FREE: u32 = u32::MAX;
 
-/// Per-connection state that requesters read: who holds the slot, and how many of its
-/// requests are queued.
+/// Per-slot state that requesters read: which connection holds the slot, and how many
+/// requests its connections have queued.
 pub(crate) struct Slot {
+    /// The generation of the connection attached, or [`FREE`].
     pub(crate) tag: AtomicU32,
-    pub(crate) queued: AtomicU32,
+    /// Requests queued (or being put) under the slot's generations, by parity: a connection
+    /// counts in one, its predecessor in the other, so requests the predecessor left queued
+    /// (or is still putting) never count against the newcomer's share.
+    pub(crate) queued: [AtomicU32; 2],
+}
+
+impl Slot {
+    /// The share counter of the connection of generation `generation`.
+    pub(crate) fn queued(&self, generation: u32) -> &AtomicU32 {
+        &self.queued[(generation & 1) as usize]
+    }
 }
 
 /// The shared half of the request path.
 pub(crate) struct Requests<K, const Q: usize, const MAXC: usize> {
     pub(crate) queue: heapless::mpmc::Queue<Request<K>, Q>,
     pub(crate) slots: [Slot; MAXC],
+    /// The identity every id this server issues carries.
+    pub(crate) server: u32,
     pub(crate) share: u32,
     pub(crate) accepted: AtomicUsize,
     pub(crate) rejected: AtomicUsize,
 }
 
 impl<K, const Q: usize, const MAXC: usize> Requests<K, Q, MAXC> {
-    pub(crate) fn new(share: u32) -> Self {
+    pub(crate) fn new(share: u32, server: u32) -> Self {
         const {
             assert!(
                 Q >= 2 && Q.is_power_of_two(),
@@ -137,19 +162,21 @@ impl<K, const Q: usize, const MAXC: usize> Requests<K, Q, MAXC> {
             queue: heapless::mpmc::Queue::new(),
             slots: core::array::from_fn(|_| Slot {
                 tag: AtomicU32::new(FREE),
-                queued: AtomicU32::new(0),
+                queued: [AtomicU32::new(0), AtomicU32::new(0)],
             }),
+            server,
             share,
             accepted: AtomicUsize::new(0),
             rejected: AtomicUsize::new(0),
         }
     }
 
+    /// The slot `id` names, if `id` was issued by this server: plain comparisons, no atomic.
     fn slot(&self, id: ConnectionId) -> Option<&Slot> {
-        let slot = self.slots.get(usize::from(id.index()))?;
-        // Acquire: pairs with the poller's Release store of the tag when it attaches the
-        // connection.
-        (slot.tag.load(Ordering::Acquire) == id.to_bits()).then_some(slot)
+        if id.server() != self.server {
+            return None;
+        }
+        self.slots.get(usize::from(id.index()))
     }
 
     pub(crate) fn put<N: Notify>(
@@ -175,25 +202,50 @@ impl<K, const Q: usize, const MAXC: usize> Requests<K, Q, MAXC> {
         signals: &Signals<N>,
         request: Request<K>,
     ) -> Result<(), RequestError<K>> {
-        let Some(slot) = self.slot(request.from) else {
+        let id = request.from;
+        // A stale or foreign id is refused before it touches any count. Relaxed: a filter
+        // only; the read-modify-write below decides.
+        let Some(slot) = self
+            .slot(id)
+            .filter(|slot| slot.tag.load(Ordering::Relaxed) == id.generation())
+        else {
             return Err(RequestError::UnknownConnection(request));
         };
-        // Count the request in first: `wants_update` turns true before the poller can see
-        // the request, and a concurrent close either happens before (we see it) or after
-        // (the poller sees our count and waits for the request).
+        // Count the request against its connection's share before the deciding check that
+        // the connection is attached, so that the poller, once it has detached a
+        // connection, sees every request that got past that check (below).
+        // Relaxed: the tag's read-modify-write below orders it.
+        let queued = slot.queued(id.generation());
+        let before = queued.fetch_add(1, Ordering::Relaxed);
+        // A read-modify-write, not a load: it reads the newest tag in the tag's modification
+        // order. If it reads our generation, it comes before the poller's detaching swap,
+        // whose Acquire half then synchronises with this Release half, so the poller sees
+        // our count when it picks the share counter of the slot's next connection. If it
+        // comes after the swap, it reads another tag and we take our count back. (A load
+        // could read our generation after the swap, and the count could be missed.)
+        // Acquire: pairs with the poller's Release store of the tag when it attaches the
+        // connection.
+        if slot.tag.fetch_add(0, Ordering::AcqRel) != id.generation() {
+            queued.fetch_sub(1, Ordering::Relaxed);
+            return Err(RequestError::UnknownConnection(request));
+        }
+        // Counted in before it is queued: `wants_update` turns true before the poller can
+        // see the request, and a concurrent close either happens before (we see it) or
+        // after (the poller sees our count and waits for the request).
         let Ok(()) = signals.enter_request() else {
+            queued.fetch_sub(1, Ordering::Relaxed);
             return Err(RequestError::Closed(request));
         };
         // Relaxed: the quota is a counter only; the queue orders the request itself.
-        if slot.queued.fetch_add(1, Ordering::Relaxed) >= self.share {
-            slot.queued.fetch_sub(1, Ordering::Relaxed);
+        if before >= self.share {
+            queued.fetch_sub(1, Ordering::Relaxed);
             signals.leave_requests(1);
             return Err(RequestError::OverQuota(request));
         }
         match self.queue.enqueue(request) {
             Ok(()) => Ok(()),
             Err(request) => {
-                slot.queued.fetch_sub(1, Ordering::Relaxed);
+                queued.fetch_sub(1, Ordering::Relaxed);
                 signals.leave_requests(1);
                 Err(RequestError::Full(request))
             }
@@ -203,8 +255,10 @@ impl<K, const Q: usize, const MAXC: usize> Requests<K, Q, MAXC> {
     /// Takes one request off the queue and gives its connection's share back.
     pub(crate) fn take(&self) -> Option<Request<K>> {
         let request = self.queue.dequeue()?;
-        if let Some(slot) = self.slots.get(usize::from(request.from.index())) {
-            slot.queued.fetch_sub(1, Ordering::Relaxed);
+        let id = request.from;
+        // Every queued request passed `slot`, so its slot exists.
+        if let Some(slot) = self.slot(id) {
+            slot.queued(id.generation()).fetch_sub(1, Ordering::Relaxed);
         }
         Some(request)
     }

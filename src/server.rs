@@ -52,7 +52,7 @@ impl Processed {
     }
 }
 
-/// Every slot is taken: the connection comes back.
+/// Every slot is taken (or retired): the connection comes back.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionsFull<C>(pub C);
 
@@ -187,7 +187,9 @@ pub struct QueueServer<
     signals: Arc<Signals<N>>,
     requests: Arc<Requests<D::Key, Q, MAXC>>,
     connections: [Option<C>; MAXC],
-    generations: [u16; MAXC],
+    /// Per slot: the generation of its connection, or of the next one if it is free;
+    /// [`FREE`] once the slot is retired.
+    generations: [u32; MAXC],
     failed: heapless::Deque<Failed<C>, MAXC>,
     config: Config,
     clock: T,
@@ -199,6 +201,15 @@ pub struct QueueServer<
     batch: heapless::Vec<Request<D::Key>, Q>,
     #[cfg(feature = "std")]
     reader: Option<std::sync::Arc<arc_swap::ArcSwap<Snapshot<D>>>>,
+}
+
+/// The next server identity, process-wide. Core's atomic, not the `sync` shim's: the
+/// identity names a server; no protocol depends on it.
+static NEXT_SERVER_ID: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(1);
+
+/// A server identity not given out before (until the counter wraps, after 2^32 servers).
+fn next_server_id() -> u32 {
+    NEXT_SERVER_ID.fetch_add(1, core::sync::atomic::Ordering::Relaxed)
 }
 
 impl<D: IDict, C: Connection<D>> QueueServer<D, C> {
@@ -254,7 +265,7 @@ where
         let server = Self {
             output,
             signals: Arc::clone(&signals),
-            requests: Arc::new(Requests::new(share)),
+            requests: Arc::new(Requests::new(share, next_server_id())),
             connections: core::array::from_fn(|_| None),
             generations: [0; MAXC],
             failed: heapless::Deque::new(),
@@ -275,29 +286,42 @@ where
 
     /// Attaches a connection and returns its id.
     ///
-    /// **Poller.** `O(MAXC)`, no allocation. Prefers a slot none of whose former
-    /// connection's requests are still queued.
+    /// **Poller.** `O(MAXC)`, no allocation.
+    ///
+    /// The new connection starts with an empty share of the queue: requests that a former
+    /// connection of its slot left queued (or is still putting) never count against it. A
+    /// slot keeps two share counters and gives a newcomer a generation whose counter is
+    /// empty, skipping one generation if it must; a slot where neither is empty (its last
+    /// two connections both still have requests queued: it was reused twice without a
+    /// `process_requests` in between) is taken only when no other free slot qualifies, and
+    /// then the newcomer's share counts those requests until the poller has drained them.
+    /// Among equals, the lowest slot.
     ///
     /// # Errors
     ///
-    /// [`ConnectionsFull`] hands the connection back when all `MAXC` slots are taken.
+    /// [`ConnectionsFull`] hands the connection back when every slot is taken (or retired:
+    /// see [`ConnectionId`]).
     pub fn add_connection(&mut self, connection: C) -> Result<ConnectionId, ConnectionsFull<C>> {
-        let free = |i: &usize| self.connections[*i].is_none();
-        let quiet = |i: &usize| self.requests.slots[*i].queued.load(Ordering::Relaxed) == 0;
-        let Some(index) = (0..MAXC)
+        let free = |i: &usize| self.connections[*i].is_none() && self.generations[*i] != FREE;
+        let choice = (0..MAXC)
             .filter(free)
-            .find(quiet)
-            .or_else(|| (0..MAXC).find(free))
-        else {
+            .find_map(|i| self.empty_share_generation(i).map(|g| (i, g)))
+            .or_else(|| (0..MAXC).find(free).map(|i| (i, self.generations[i])));
+        let Some((index, generation)) = choice else {
             return Err(ConnectionsFull(connection));
         };
+        self.generations[index] = generation;
         // MAXC < u16::MAX is checked at compile time, so the index fits.
-        let id = ConnectionId::from_parts(index as u16, self.generations[index]);
+        let id = ConnectionId::from_parts(self.id(), index as u16, generation);
         self.connections[index] = Some(connection);
-        // Release: a requester that reads this tag (Acquire) sees the slot ready.
+        // Release: a requester whose read-modify-write reads this tag (Acquire) sees the slot
+        // ready. A swap rather than a store, so that every write of the tag is a
+        // read-modify-write. (A plain store would be ordered after the requesters'
+        // read-modify-writes it follows just as well, but loom does not model that and would
+        // let a later load of the tag read a requester's write.)
         self.requests.slots[index]
             .tag
-            .store(id.to_bits(), Ordering::Release);
+            .swap(generation, Ordering::AcqRel);
         self.counters.added += 1;
         self.refresh_subscribed();
         log::debug!("connection {} added", id);
@@ -315,10 +339,30 @@ where
         self.detach(usize::from(id.index()))
     }
 
+    /// A generation for a newcomer in the free slot `index` whose share counter is empty:
+    /// the slot's next generation or, failing that, the one after (the other counter).
+    fn empty_share_generation(&self, index: usize) -> Option<u32> {
+        let next = self.generations[index];
+        let slot = &self.requests.slots[index];
+        // Relaxed: the detaching swap synchronised with every requester that counted itself
+        // in under the slot's former connections and got past the tag (see `try_put`);
+        // requesters still to come read a tag that is not theirs and take their count back.
+        [next, next.saturating_add(1)]
+            .into_iter()
+            .find(|&g| g != FREE && slot.queued(g).load(Ordering::Relaxed) == 0)
+    }
+
+    /// The server's identity: every [`ConnectionId`] it issues carries it, and it refuses
+    /// ids that carry another.
+    pub fn id(&self) -> u32 {
+        self.requests.server
+    }
+
     /// Whether `id` names an attached connection.
     pub fn is_attached(&self, id: ConnectionId) -> bool {
         let index = usize::from(id.index());
-        index < MAXC
+        id.server() == self.id()
+            && index < MAXC
             && self.connections[index].is_some()
             && self.generations[index] == id.generation()
     }
@@ -345,7 +389,7 @@ where
     pub fn connection_ids(&self) -> impl Iterator<Item = ConnectionId> + '_ {
         (0..MAXC)
             .filter(|&i| self.connections[i].is_some())
-            .map(|i| ConnectionId::from_parts(i as u16, self.generations[i]))
+            .map(|i| ConnectionId::from_parts(self.id(), i as u16, self.generations[i]))
     }
 
     /// How many connections are attached.
@@ -363,19 +407,21 @@ where
 
     fn detach(&mut self, index: usize) -> Option<C> {
         let connection = self.connections[index].take()?;
-        // Release: requesters that still hold the old id read FREE (or a newer tag) and
-        // are told the connection is unknown.
-        self.requests.slots[index]
-            .tag
-            .store(FREE, Ordering::Release);
-        self.generations[index] = self.generations[index].wrapping_add(1);
+        // A read-modify-write: its Acquire half synchronises with every requester whose
+        // tag read-modify-write came before it (they read the old generation, and counted
+        // themselves in first), so `empty_share_generation` sees their counts. Requesters
+        // after it read FREE (or a newer tag) and are told the connection is unknown.
+        self.requests.slots[index].tag.swap(FREE, Ordering::AcqRel);
+        // The generation is below FREE while attached; the next one may be FREE: the slot is
+        // then retired.
+        self.generations[index] += 1;
         self.counters.removed += 1;
         self.refresh_subscribed();
         Some(connection)
     }
 
     fn fail(&mut self, index: usize, error: ConnectionError) {
-        let id = ConnectionId::from_parts(index as u16, self.generations[index]);
+        let id = ConnectionId::from_parts(self.id(), index as u16, self.generations[index]);
         if let Some(connection) = self.detach(index) {
             self.counters.failed += 1;
             log::warning!("connection {} removed: {}", id, error);

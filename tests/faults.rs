@@ -9,7 +9,7 @@ use common::{state, Answer, Recorder, State};
 use core::time::Duration;
 use queueserver::{
     Builder, Config, Connection, ConnectionError, ConnectionId, IDict, ManualClock, NoNotify,
-    QueueServer, Request, Requester, Response, Snapshot,
+    QueueServer, Request, RequestError, Requester, Response, Snapshot,
 };
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -193,4 +193,148 @@ fn the_pending_high_water_mark_counts_requests_pending_not_queue_places() {
     assert_eq!(stats.pending_high_water, 8);
     assert_eq!(stats.requests_accepted, 8);
     assert_eq!(stats.requests_answered + stats.requests_consolidated, 8);
+}
+
+// ----- stale and foreign ids -----
+
+#[test]
+fn a_removed_connections_id_is_never_valid_again() {
+    // One slot, reused far more often than a 16-bit generation could count.
+    const CYCLES: u32 = 70_000;
+    let (_, mut server) = Builder::new(state(0.0, 0.0))
+        .capacity::<4, 1>()
+        .build::<Recorder>()
+        .unwrap();
+    let first = server.add_connection(Recorder::requester()).unwrap();
+    let mut last = first;
+    for _ in 0..CYCLES {
+        server.remove_connection(last).unwrap();
+        let next = server.add_connection(Recorder::requester()).unwrap();
+        assert_eq!(next.index(), first.index());
+        assert!(next.generation() > last.generation());
+        last = next;
+    }
+    assert!(!server.is_attached(first));
+    assert!(server.connection(first).is_none());
+    assert_eq!(
+        server.put_request(Request::key(first, "x")),
+        Err(RequestError::UnknownConnection(Request::key(first, "x")))
+    );
+    assert!(server.remove_connection(first).is_none());
+    server.put_request(Request::key(last, "x")).unwrap();
+    let _ = server.process_requests();
+    assert_eq!(server.connection(last).unwrap().answers.len(), 1);
+    assert_eq!(server.stats().requests_orphaned, 0);
+}
+
+#[test]
+fn an_id_issued_by_another_server_is_refused() {
+    let (_, mut here) = QueueServer::new(state(0.0, 0.0));
+    let (_, mut there) = QueueServer::new(state(0.0, 0.0));
+    // The same slot and generation in both servers.
+    let ours = here.add_connection(Recorder::requester()).unwrap();
+    let theirs = there.add_connection(Recorder::requester()).unwrap();
+    assert_eq!(
+        (ours.index(), ours.generation()),
+        (theirs.index(), theirs.generation())
+    );
+    assert_ne!(here.id(), there.id());
+    assert_ne!(ours, theirs);
+    assert_eq!((ours.server(), theirs.server()), (here.id(), there.id()));
+
+    assert_eq!(
+        here.requester().put_request(Request::key(theirs, "x")),
+        Err(RequestError::UnknownConnection(Request::key(theirs, "x")))
+    );
+    assert!(!here.is_attached(theirs));
+    assert!(here.connection(theirs).is_none());
+    assert!(here.remove_connection(theirs).is_none());
+    let _ = here.process_requests();
+    assert!(here.connection(ours).unwrap().answers.is_empty());
+    assert_eq!(here.stats().requests_accepted, 0);
+}
+
+// ----- a reused slot -----
+
+#[test]
+fn a_connection_in_a_reused_slot_starts_with_an_empty_share() {
+    let (_, mut server) = Builder::new(state(0.0, 0.0))
+        .capacity::<4, 1>()
+        .config(Config::new().with_max_pending_per_connection(2))
+        .build::<Recorder>()
+        .unwrap();
+    let old = server.add_connection(Recorder::requester()).unwrap();
+    for _ in 0..2 {
+        server.put_request(Request::key(old, "x")).unwrap();
+    }
+    server.remove_connection(old).unwrap();
+    let new = server.add_connection(Recorder::requester()).unwrap();
+    assert_eq!(new.index(), old.index());
+    // The two requests the old connection left queued do not count against the new one.
+    for _ in 0..2 {
+        server.put_request(Request::key(new, "v")).unwrap();
+    }
+    assert!(matches!(
+        server.put_request(Request::key(new, "v")),
+        Err(RequestError::OverQuota(_))
+    ));
+    let _ = server.process_requests();
+    let stats = server.stats();
+    assert_eq!(stats.requests_orphaned, 2);
+    assert_eq!(stats.requests_answered + stats.requests_consolidated, 2);
+    assert_eq!(server.connection(new).unwrap().answers.len(), 1);
+}
+
+#[test]
+fn a_slot_skips_a_generation_to_give_a_newcomer_an_empty_share() {
+    let (_, mut server) = Builder::new(state(0.0, 0.0))
+        .capacity::<4, 1>()
+        .config(Config::new().with_max_pending_per_connection(2))
+        .build::<Recorder>()
+        .unwrap();
+    let first = server.add_connection(Recorder::requester()).unwrap();
+    for _ in 0..2 {
+        server.put_request(Request::key(first, "x")).unwrap();
+    }
+    server.remove_connection(first).unwrap();
+    let second = server.add_connection(Recorder::requester()).unwrap();
+    server.remove_connection(second).unwrap();
+    // The next generation would share its counter with the first connection, whose
+    // requests are still queued: the slot skips it.
+    let third = server.add_connection(Recorder::requester()).unwrap();
+    assert_eq!(
+        (first.generation(), second.generation(), third.generation()),
+        (0, 1, 3)
+    );
+    for _ in 0..2 {
+        server.put_request(Request::key(third, "v")).unwrap();
+    }
+}
+
+#[test]
+fn a_slot_reused_twice_without_a_drain_charges_the_newcomer_until_the_next_drain() {
+    // The documented exception: both counters of the only slot hold requests of its last
+    // two connections.
+    let (_, mut server) = Builder::new(state(0.0, 0.0))
+        .capacity::<4, 1>()
+        .config(Config::new().with_max_pending_per_connection(2))
+        .build::<Recorder>()
+        .unwrap();
+    let mut last = server.add_connection(Recorder::requester()).unwrap();
+    for _ in 0..2 {
+        for _ in 0..2 {
+            server.put_request(Request::key(last, "x")).unwrap();
+        }
+        server.remove_connection(last).unwrap();
+        last = server.add_connection(Recorder::requester()).unwrap();
+    }
+    assert!(matches!(
+        server.put_request(Request::key(last, "v")),
+        Err(RequestError::OverQuota(_))
+    ));
+    let _ = server.process_requests();
+    assert_eq!(server.stats().requests_orphaned, 4);
+    for _ in 0..2 {
+        server.put_request(Request::key(last, "v")).unwrap();
+    }
 }

@@ -48,8 +48,8 @@ fn with_connections_attaches_them_in_order() {
     assert_eq!(
         ids,
         [
-            ConnectionId::from_parts(0, 0),
-            ConnectionId::from_parts(1, 0)
+            ConnectionId::from_parts(server.id(), 0, 0),
+            ConnectionId::from_parts(server.id(), 1, 0)
         ]
     );
     assert!(server.connection(ids[0]).unwrap().subscribed);
@@ -350,12 +350,12 @@ fn a_connection_over_its_share_gets_the_request_back_and_others_still_get_in() {
 #[test]
 fn requests_from_unknown_or_removed_connections_come_back() {
     let (_, mut server) = QueueServer::<State, Recorder>::new(state(0.0, 0.0));
-    let nobody = ConnectionId::from_parts(3, 0);
+    let nobody = ConnectionId::from_parts(server.id(), 3, 0);
     assert_eq!(
         server.put_request(Request::key(nobody, "x")),
         Err(RequestError::UnknownConnection(Request::key(nobody, "x")))
     );
-    let beyond = ConnectionId::from_parts(500, 0);
+    let beyond = ConnectionId::from_parts(server.id(), 500, 0);
     assert!(matches!(
         server.put_request(Request::key(beyond, "x")),
         Err(RequestError::UnknownConnection(_))
@@ -607,7 +607,7 @@ fn a_rejected_request_does_not_notify() {
         .notify(Arc::clone(&hook))
         .build::<Recorder>()
         .unwrap();
-    let nobody = ConnectionId::from_parts(0, 0);
+    let nobody = ConnectionId::from_parts(server.id(), 0, 0);
     assert!(server.put_request(Request::key(nobody, "x")).is_err());
     assert_eq!(hook.requests.load(Ordering::Relaxed), 0);
 }

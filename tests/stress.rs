@@ -37,7 +37,7 @@ use queueserver::{
     QueueServer, Request, RequestError, Requester, Response, Runner, Snapshot, Stats, ThreadNotify,
 };
 use std::fmt::Debug;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -1413,21 +1413,21 @@ impl Connection<Echo> for Tagged {
     }
 }
 
-const DETACHED: u32 = u32::MAX;
+const DETACHED: u64 = u64::MAX;
 
-fn encode(id: ConnectionId) -> u32 {
-    u32::from(id.generation()) << 16 | u32::from(id.index())
+/// An id of the server `server` in one word (its slot and generation), for an atomic.
+fn encode(id: ConnectionId) -> u64 {
+    u64::from(id.generation()) << 16 | u64::from(id.index())
 }
 
-fn decode(bits: u32) -> ConnectionId {
-    ConnectionId::from_parts((bits & 0xFFFF) as u16, (bits >> 16) as u16)
+fn decode(server: u32, bits: u64) -> ConnectionId {
+    ConnectionId::from_parts(server, (bits & 0xFFFF) as u16, (bits >> 16) as u32)
 }
 
 #[test]
 fn connection_removed_while_requests_in_flight() {
     const CONNECTIONS: usize = 3;
     const MAX_ATTEMPTS: u64 = 1_000_000;
-    // Well below 65536 swaps per slot, so a generation never wraps back to a queued id.
     const MAX_SWAPS: u64 = 30_000;
 
     // As many slots as connections: a re-added connection always takes the slot it left,
@@ -1436,11 +1436,12 @@ fn connection_removed_while_requests_in_flight() {
         .capacity::<32, 3>()
         .build::<Tagged>()
         .unwrap();
-    let ids: Vec<AtomicU32> = (0..CONNECTIONS)
+    let server_id = server.id();
+    let ids: Vec<AtomicU64> = (0..CONNECTIONS)
         .map(|_| {
             let id = server.add_connection(Tagged::default()).unwrap();
             server.connection_mut(id).unwrap().id = Some(id);
-            AtomicU32::new(encode(id))
+            AtomicU64::new(encode(id))
         })
         .collect();
     let requester = server.requester();
@@ -1464,7 +1465,7 @@ fn connection_removed_while_requests_in_flight() {
                             thread::yield_now();
                             continue;
                         }
-                        let id = decode(bits);
+                        let id = decode(server_id, bits);
                         // Pairs of equal keys, so that some are consolidated.
                         let request = if n % 32 == 31 {
                             Request::snapshot(id)
@@ -1494,7 +1495,7 @@ fn connection_removed_while_requests_in_flight() {
                 } else if swaps < MAX_SWAPS && polls % 4 == 0 {
                     let which = round % CONNECTIONS;
                     round += 1;
-                    let old = decode(ids[which].swap(DETACHED, Ordering::AcqRel));
+                    let old = decode(server_id, ids[which].swap(DETACHED, Ordering::AcqRel));
                     let gone = server
                         .remove_connection(old)
                         .expect("the connection to remove is attached");

@@ -82,6 +82,16 @@ pub struct Behaviour {
 }
 
 impl Behaviour {
+    /// A connection that never fails and does not subscribe.
+    pub fn quiet() -> Self {
+        Self {
+            wants_updates: false,
+            fail_update_after: None,
+            fail_response_after: None,
+            error: ConnectionError::Closed,
+        }
+    }
+
     /// The result of the next `on_update`, after `ok` successful ones.
     pub fn update_result(&self, ok: u32) -> Result<(), ConnectionError> {
         Self::result(self.fail_update_after, ok, self.error)
@@ -170,7 +180,11 @@ pub struct Model {
     last_fan_out: Option<Duration>,
     last_read: Option<Duration>,
     slots: Vec<Option<Conn>>,
-    generations: Vec<u16>,
+    /// The identity of the server modelled: its ids carry it.
+    server: u32,
+    /// Per slot: the generation of its connection, or of the next one; `u32::MAX` once the
+    /// slot is retired.
+    generations: Vec<u32>,
     queue: VecDeque<Request<Key>>,
     failed: VecDeque<FailedConn>,
     update_pending: bool,
@@ -181,8 +195,9 @@ pub struct Model {
 }
 
 impl Model {
-    /// A model server built with `settings` from `initial`, or the error the builder gives.
-    pub fn new(settings: Settings, initial: Data) -> Result<Self, ConfigError> {
+    /// A model of the server `server` (its identity), built with `settings` from `initial`,
+    /// or the error the builder gives.
+    pub fn new(settings: Settings, initial: Data, server: u32) -> Result<Self, ConfigError> {
         settings.check()?;
         Ok(Self {
             settings,
@@ -196,6 +211,7 @@ impl Model {
             last_fan_out: None,
             last_read: None,
             slots: vec![None; settings.maxc],
+            server,
             generations: vec![0; settings.maxc],
             queue: VecDeque::new(),
             failed: VecDeque::new(),
@@ -230,15 +246,23 @@ impl Model {
     fn conn(&self, id: ConnectionId) -> Option<&Conn> {
         let index = usize::from(id.index());
         match self.slots.get(index) {
-            Some(Some(conn)) if self.generations[index] == id.generation() => Some(conn),
+            Some(Some(conn))
+                if id.server() == self.server && self.generations[index] == id.generation() =>
+            {
+                Some(conn)
+            }
             _ => None,
         }
     }
 
-    fn queued_in_slot(&self, index: usize) -> usize {
+    /// Requests queued in slot `index` under a generation of the same parity as
+    /// `generation`: what the share counter of a connection of that generation counts.
+    fn queued_like(&self, index: usize, generation: u32) -> usize {
         self.queue
             .iter()
-            .filter(|r| usize::from(r.from.index()) == index)
+            .filter(|r| {
+                usize::from(r.from.index()) == index && r.from.generation() % 2 == generation % 2
+            })
             .count()
     }
 
@@ -254,17 +278,24 @@ impl Model {
         behaviour: Behaviour,
     ) -> Result<ConnectionId, u32> {
         let free: Vec<usize> = (0..self.settings.maxc)
-            .filter(|&i| self.slots[i].is_none())
+            .filter(|&i| self.slots[i].is_none() && self.generations[i] != u32::MAX)
             .collect();
-        // Documented: a slot none of whose former connection's requests are still queued
-        // is preferred. **Choice**: among equals, the lowest index.
-        let Some(&index) = free
-            .iter()
-            .find(|&&i| self.queued_in_slot(i) == 0)
-            .or_else(|| free.first())
+        // Documented: a newcomer gets a generation whose share counter is empty (the
+        // slot's next one, or the one after), in the lowest slot that has one; failing
+        // that, the lowest free slot and its next generation.
+        let clean = free.iter().find_map(|&i| {
+            let next = self.generations[i];
+            [next, next.saturating_add(1)]
+                .into_iter()
+                .find(|&g| g != u32::MAX && self.queued_like(i, g) == 0)
+                .map(|g| (i, g))
+        });
+        let Some((index, generation)) =
+            clean.or_else(|| free.first().map(|&i| (i, self.generations[i])))
         else {
             return Err(label);
         };
+        self.generations[index] = generation;
         self.slots[index] = Some(Conn {
             label,
             behaviour,
@@ -275,16 +306,18 @@ impl Model {
         self.calls.entry(label).or_default();
         self.stats.connections_added += 1;
         self.subscribed = self.any_subscriber();
-        // Documented: the generation counts the connections that used the slot before.
         Ok(ConnectionId::from_parts(
+            self.server,
             index as u16,
-            self.generations[index],
+            generation,
         ))
     }
 
     fn detach(&mut self, index: usize) -> Conn {
         let conn = self.slots[index].take().expect("an attached slot");
-        self.generations[index] = self.generations[index].wrapping_add(1);
+        // Documented: every later connection of the slot has a higher generation; the slot
+        // retires when they run out.
+        self.generations[index] += 1;
         self.stats.connections_removed += 1;
         self.subscribed = self.any_subscriber();
         conn
@@ -297,7 +330,7 @@ impl Model {
     }
 
     fn fail(&mut self, index: usize, error: ConnectionError) {
-        let id = ConnectionId::from_parts(index as u16, self.generations[index]);
+        let id = ConnectionId::from_parts(self.server, index as u16, self.generations[index]);
         let conn = self.detach(index);
         self.stats.connections_failed += 1;
         // Documented: the last `MAXC` failed connections are kept; the oldest makes room.
@@ -339,7 +372,7 @@ impl Model {
     pub fn connection_ids(&self) -> Vec<ConnectionId> {
         (0..self.settings.maxc)
             .filter(|&i| self.slots[i].is_some())
-            .map(|i| ConnectionId::from_parts(i as u16, self.generations[i]))
+            .map(|i| ConnectionId::from_parts(self.server, i as u16, self.generations[i]))
             .collect()
     }
 
@@ -481,11 +514,10 @@ impl Model {
         if self.closed {
             return Err(RequestError::Closed(request));
         }
-        // **Choice**: the share is counted per slot, so a connection attached to a slot
-        // whose former connection still has requests queued starts with those counted
-        // against it until the poller drains them (`add_connection` prefers a slot with
-        // none queued, so only a connection that finds no such slot free is affected).
-        let queued = self.queued_in_slot(usize::from(request.from.index()));
+        // Documented: a connection's share counts its own requests queued, and those of the
+        // slot's former connections of the same generation parity (only ever left queued
+        // when no slot with an empty counter was free for it).
+        let queued = self.queued_like(usize::from(request.from.index()), request.from.generation());
         if queued >= self.settings.share() as usize {
             return Err(RequestError::OverQuota(request));
         }

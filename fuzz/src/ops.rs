@@ -13,8 +13,9 @@
 use super::model::{Behaviour, Call, Data, Key, Model, Seen, Settings, Value};
 use arbitrary::{Arbitrary, Unstructured};
 use queueserver::{
-    Builder, Config, Connection, ConnectionError, ConnectionId, Event, ManualClock, Notify,
-    Processed, Query, QueueServer, Reader, Request, Requester, Response, Snapshot, Stats,
+    Builder, Config, Connection, ConnectionError, ConnectionId, Event, ManualClock, NoClock,
+    NoNotify, Notify, Processed, Query, QueueServer, Reader, Request, RequestError, Requester,
+    Response, Snapshot, Stats,
 };
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -54,10 +55,13 @@ impl KeyPick {
 pub enum IdPick {
     /// One of the ids the server has issued so far (attached or removed).
     Issued(u8),
-    /// An id close to the real ones: a slot up to `MAXC`, a generation up to 3.
+    /// An id of this server close to the real ones: a slot up to `MAXC`, a generation up
+    /// to 3.
     Near(u8, u8),
-    /// Any id at all.
-    Raw(u16, u16),
+    /// An id of this server with any slot and generation.
+    Raw(u16, u32),
+    /// An id another server issued, attached there.
+    Foreign(u8),
 }
 
 /// What a request asks for.
@@ -216,7 +220,8 @@ impl Scenario {
             .config(config)
             .capacity::<Q, MAXC>()
             .build::<Probe>();
-        let model = Model::new(settings, initial.clone());
+        let identity = built.as_ref().map_or(0, |(_, server)| server.id());
+        let model = Model::new(settings, initial.clone(), identity);
         let (publisher, server) = match (built, model) {
             (Ok(parts), Ok(model)) => (parts, model),
             (Err(real), Err(expected)) => {
@@ -231,7 +236,20 @@ impl Scenario {
         };
         let (publisher, real) = publisher;
         assert_eq!(real.config(), &config);
+        // Another server of the same shape, every slot attached: its ids are valid there.
+        let (_, mut other) = Builder::new(Data::new())
+            .capacity::<Q, MAXC>()
+            .build::<Probe>()
+            .expect("the default settings");
+        let foreign = (0..MAXC)
+            .map(|label| {
+                let probe = Probe::new(u32::MAX - label as u32, Behaviour::quiet());
+                other.add_connection(probe).expect("a free slot")
+            })
+            .collect();
         let mut run = Run {
+            other,
+            foreign,
             requester: real.requester(),
             real,
             publisher,
@@ -281,6 +299,17 @@ struct Probe {
 }
 
 impl Probe {
+    fn new(label: u32, behaviour: Behaviour) -> Self {
+        Self {
+            label,
+            behaviour,
+            wants_updates: behaviour.wants_updates,
+            updates_ok: 0,
+            responses_ok: 0,
+            calls: Rc::default(),
+        }
+    }
+
     fn record(
         &self,
         seen: Seen,
@@ -331,6 +360,11 @@ type Server<const Q: usize, const MAXC: usize> =
 /// One scenario in progress: the real parts beside the model.
 struct Run<const Q: usize, const MAXC: usize> {
     real: Server<Q, MAXC>,
+    /// Another server, whose ids the real one must refuse (and which must refuse the real
+    /// one's).
+    other: QueueServer<Data, Probe, NoNotify, NoClock, Q, MAXC>,
+    /// The ids `other` issued.
+    foreign: Vec<ConnectionId>,
     publisher: queueserver::Publisher<Data, Arc<CountingNotify>>,
     requester: Requester<Key, Arc<CountingNotify>, Q, MAXC>,
     hook: Arc<CountingNotify>,
@@ -391,12 +425,16 @@ impl<const Q: usize, const MAXC: usize> Run<Q, MAXC> {
             IdPick::Issued(n) if !self.issued.is_empty() => {
                 self.issued[usize::from(n) % self.issued.len()]
             }
-            IdPick::Issued(n) => ConnectionId::from_parts(u16::from(n) % 2, 0),
+            IdPick::Issued(n) => ConnectionId::from_parts(self.real.id(), u16::from(n) % 2, 0),
             IdPick::Near(index, generation) => ConnectionId::from_parts(
+                self.real.id(),
                 u16::from(index) % (MAXC as u16 + 1),
-                u16::from(generation % 4),
+                u32::from(generation % 4),
             ),
-            IdPick::Raw(index, generation) => ConnectionId::from_parts(index, generation),
+            IdPick::Raw(index, generation) => {
+                ConnectionId::from_parts(self.real.id(), index, generation)
+            }
+            IdPick::Foreign(n) => self.foreign[usize::from(n) % self.foreign.len()],
         }
     }
 
@@ -418,15 +456,8 @@ impl<const Q: usize, const MAXC: usize> Run<Q, MAXC> {
                 let behaviour = pick.behaviour();
                 let label = self.labels;
                 self.labels += 1;
-                let calls = Rc::new(RefCell::new(Vec::new()));
-                let probe = Probe {
-                    label,
-                    behaviour,
-                    wants_updates: behaviour.wants_updates,
-                    updates_ok: 0,
-                    responses_ok: 0,
-                    calls: Rc::clone(&calls),
-                };
+                let probe = Probe::new(label, behaviour);
+                let calls = Rc::clone(&probe.calls);
                 let real = self.real.add_connection(probe).map_err(|full| full.0.label);
                 let expected = self.model.add_connection(label, behaviour);
                 assert_eq!(real, expected, "step {step}: add_connection");
@@ -472,6 +503,15 @@ impl<const Q: usize, const MAXC: usize> Run<Q, MAXC> {
                     } else {
                         self.real.put_request(request.clone())
                     };
+                    if from.server() == self.real.id() {
+                        // Documented: an id is refused by every server but its own.
+                        let elsewhere = self.other.put_request(request.clone());
+                        assert_eq!(
+                            elsewhere,
+                            Err(RequestError::UnknownConnection(request.clone())),
+                            "step {step}: another server accepted {from}"
+                        );
+                    }
                     let expected = self.model.put_request(request);
                     assert_eq!(real, expected, "step {step}: put_request");
                 }

@@ -57,13 +57,22 @@ impl ConfigPick {
 #[derive(Arbitrary, Clone, Debug)]
 pub struct RequestPick {
     key: Option<String>,
-    index: u16,
-    generation: u16,
+    id: IdParts,
+}
+
+/// The parts of a `ConnectionId`: server, slot, generation.
+#[derive(Arbitrary, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct IdParts(u32, u16, u32);
+
+impl IdParts {
+    fn id(self) -> ConnectionId {
+        ConnectionId::from_parts(self.0, self.1, self.2)
+    }
 }
 
 impl RequestPick {
     fn request(self) -> Request<String> {
-        let from = ConnectionId::from_parts(self.index, self.generation);
+        let from = self.id.id();
         match self.key {
             Some(key) => Request::key(from, key),
             None => Request::snapshot(from),
@@ -91,7 +100,7 @@ pub enum Wire {
     /// A request.
     Request(RequestPick),
     /// An id.
-    Id(u16, u16),
+    Id(IdParts),
     /// Stats, field by field.
     Stats([u64; 16]),
     /// A config.
@@ -134,7 +143,7 @@ pub enum Case {
         running: bool,
     },
     /// An id and another to compare it with.
-    Id(u16, u16, u16, u16),
+    Id(IdParts, IdParts),
     /// The provided IDict impls: filled from `entries`, probed with `probes`, then copied
     /// from a map filled from `other`.
     Maps {
@@ -193,9 +202,7 @@ impl Case {
                 maxc,
                 running,
             } => check_config(config, q, maxc, running),
-            Case::Id(index, generation, other_index, other_generation) => {
-                check_id(index, generation, other_index, other_generation);
-            }
+            Case::Id(id, other) => check_id(id, other),
             Case::Maps {
                 entries,
                 other,
@@ -315,19 +322,17 @@ fn check_builder<T: Clock, const Q: usize, const MAXC: usize>(pick: ConfigPick, 
 
 // ----- ids -----
 
-fn check_id(index: u16, generation: u16, other_index: u16, other_generation: u16) {
-    let id = ConnectionId::from_parts(index, generation);
-    let other = ConnectionId::from_parts(other_index, other_generation);
-    assert_eq!((id.index(), id.generation()), (index, generation));
-    assert_eq!(id.to_string(), format!("#{index}.{generation}"));
+fn check_id(parts: IdParts, other_parts: IdParts) {
+    let IdParts(server, index, generation) = parts;
+    let (id, other) = (parts.id(), other_parts.id());
     assert_eq!(
-        id.cmp(&other),
-        (index, generation).cmp(&(other_index, other_generation))
+        (id.server(), id.index(), id.generation()),
+        (server, index, generation)
     );
-    assert_eq!(
-        id == other,
-        (index, generation) == (other_index, other_generation)
-    );
+    assert_eq!(id.to_string(), format!("#{index}.{generation}@{server}"));
+    // Ordered by server, then slot, then generation.
+    assert_eq!(id.cmp(&other), parts.cmp(&other_parts));
+    assert_eq!(id == other, parts == other_parts);
     if id == other {
         let hasher = RandomState::new();
         assert_eq!(hasher.hash_one(id), hasher.hash_one(other));
@@ -484,7 +489,7 @@ fn round_trip_wire(wire: Wire) {
             round_trip(&request.query);
             round_trip(&request);
         }
-        Wire::Id(index, generation) => round_trip(&ConnectionId::from_parts(index, generation)),
+        Wire::Id(parts) => round_trip(&parts.id()),
         Wire::Stats(fields) => round_trip(&stats_from(fields)),
         Wire::Config(pick) => round_trip(&pick.config()),
     }
