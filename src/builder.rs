@@ -83,7 +83,8 @@ impl<D: IDict, N: Notify, T: Clock, const Q: usize, const MAXC: usize> Builder<D
         self
     }
 
-    /// The request queue's capacity (a power of two, checked at compile time) and the
+    /// The request queue's capacity (a power of two, checked at compile time, as is the
+    /// queue's size: see [`MAX_QUEUE_BYTES`](crate::request::MAX_QUEUE_BYTES)) and the
     /// number of connection slots.
     pub fn capacity<const Q2: usize, const MAXC2: usize>(self) -> Builder<D, N, T, Q2, MAXC2> {
         Builder {
@@ -96,8 +97,8 @@ impl<D: IDict, N: Notify, T: Clock, const Q: usize, const MAXC: usize> Builder<D
 
     /// Builds the server with no connection attached.
     ///
-    /// Allocates the triple buffer and the shared state: call it before the real-time part
-    /// starts.
+    /// Allocates the triple buffer, the shared state, the queue, the batch and the slots:
+    /// call it before the real-time part starts.
     ///
     /// # Errors
     ///

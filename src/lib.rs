@@ -19,8 +19,10 @@
 //! | [`Reader::load`] (std) | any thread | lock-free read of the newest snapshot the poller has taken |
 //!
 //! Memory is fixed after construction: three snapshots in the triple buffer, a request
-//! queue of capacity `Q`, `MAXC` connection slots. Construction allocates once (the
-//! triple buffer and the shared state); nothing on the computation's path ever does.
+//! queue of capacity `Q` (at most [`request::MAX_QUEUE_BYTES`]), the poller's batch of `Q`
+//! and its `MAXC` connection slots. Construction allocates them all, a few allocations
+//! made once (the server itself stays small whatever `Q` and `MAXC`); nothing on the
+//! computation's path ever allocates.
 //!
 //! # Trade-offs
 //!
@@ -92,7 +94,7 @@
 //! | `defmt` | no | the same through `defmt`, for embedded targets |
 //! | `serde` | no | `Serialize` / `Deserialize` for snapshots, requests, ids, config and stats |
 //!
-//! Without `std` the crate is `#![no_std]` and needs `alloc` once, at construction. It
+//! Without `std` the crate is `#![no_std]` and needs `alloc` at construction only. It
 //! builds for targets with atomic compare-and-swap and `AtomicU8::swap`
 //! (`thumbv7em-none-eabihf`, `thumbv7m-none-eabi`; not `thumbv6m`).
 

@@ -31,6 +31,7 @@ use crate::connection::ConnectionId;
 use crate::notify::{Event, Notify};
 use crate::signal::Signals;
 use crate::sync::{Arc, AtomicU32, AtomicUsize, Ordering};
+use alloc::boxed::Box;
 use core::fmt;
 
 /// What a request asks for.
@@ -134,8 +135,10 @@ impl Slot {
 
 /// The shared half of the request path.
 pub(crate) struct Requests<K, const Q: usize, const MAXC: usize> {
-    pub(crate) queue: heapless::mpmc::Queue<Request<K>, Q>,
-    pub(crate) slots: [Slot; MAXC],
+    /// In a box of its own, copied there from [`Self::EMPTY`].
+    pub(crate) queue: Box<heapless::mpmc::Queue<Request<K>, Q>>,
+    /// `MAXC` slots, on the heap: built one by one, never as one large temporary.
+    pub(crate) slots: Box<[Slot]>,
     /// The identity every id this server issues carries.
     pub(crate) server: u32,
     pub(crate) share: u32,
@@ -143,7 +146,79 @@ pub(crate) struct Requests<K, const Q: usize, const MAXC: usize> {
     pub(crate) rejected: AtomicUsize,
 }
 
+/// The largest request queue a server may have, in bytes: 256 KiB.
+///
+/// The queue (a `heapless::mpmc::Queue` of `Q` requests) is built as a constant and copied
+/// into its allocation when the server is built: that copy passes through the stack once,
+/// in debug and release builds alike, and the constant takes the queue's size in the
+/// program's read-only data. The bound keeps that copy far below the stack of an ordinary
+/// thread (2 MiB for a spawned thread, 1 MiB for a Windows main thread); a server whose
+/// queue would be larger does not compile. [`queue_bytes`] gives the size; on a 64-bit
+/// target the largest `Q` is 8192 for one-byte keys and 4096 for 8-byte keys or
+/// `&'static str`.
+///
+/// ```compile_fail,E0080
+/// # use queueserver::{Builder, Connection, ConnectionError, IDict, Response, Snapshot};
+/// #[derive(Clone)]
+/// struct Wide;
+/// impl IDict for Wide {
+///     type Key = u64;
+///     type Value = u64;
+///     fn get(&self, key: &u64) -> Option<u64> { Some(*key) }
+/// }
+/// # struct Sink;
+/// # impl Connection<Wide> for Sink {
+/// #     fn on_update(&mut self, _: &Snapshot<Wide>) -> Result<(), ConnectionError> { Ok(()) }
+/// #     fn on_response(&mut self, _: Response<'_, Wide>) -> Result<(), ConnectionError> { Ok(()) }
+/// # }
+/// // 16384 requests of 8-byte keys: 640 KiB of queue. Refused at compile time.
+/// let built = Builder::new(Wide).capacity::<16384, 8>().build::<Sink>();
+/// ```
+///
+/// The largest queue for those keys builds, even on a thread with a small stack:
+///
+/// ```
+/// # use queueserver::{Builder, Connection, ConnectionError, IDict, Response, Snapshot};
+/// # use queueserver::request::{queue_bytes, MAX_QUEUE_BYTES};
+/// # #[derive(Clone)]
+/// # struct Wide;
+/// # impl IDict for Wide {
+/// #     type Key = u64;
+/// #     type Value = u64;
+/// #     fn get(&self, key: &u64) -> Option<u64> { Some(*key) }
+/// # }
+/// # struct Sink;
+/// # impl Connection<Wide> for Sink {
+/// #     fn on_update(&mut self, _: &Snapshot<Wide>) -> Result<(), ConnectionError> { Ok(()) }
+/// #     fn on_response(&mut self, _: Response<'_, Wide>) -> Result<(), ConnectionError> { Ok(()) }
+/// # }
+/// assert!(queue_bytes::<u64, 4096>() <= MAX_QUEUE_BYTES);
+/// assert!(queue_bytes::<u64, 8192>() > MAX_QUEUE_BYTES);
+/// std::thread::Builder::new()
+///     .stack_size(256 * 1024)
+///     .spawn(|| Builder::new(Wide).capacity::<4096, 8>().build::<Sink>().is_ok())
+///     .unwrap()
+///     .join()
+///     .unwrap();
+/// ```
+pub const MAX_QUEUE_BYTES: usize = 256 * 1024;
+
+/// The size in bytes of the request queue of a server with keys `K` and capacity `Q`: at
+/// most [`MAX_QUEUE_BYTES`].
+pub const fn queue_bytes<K, const Q: usize>() -> usize {
+    core::mem::size_of::<heapless::mpmc::Queue<Request<K>, Q>>()
+}
+
 impl<K, const Q: usize, const MAXC: usize> Requests<K, Q, MAXC> {
+    /// The empty queue, evaluated at compile time: copied into its box, it passes through
+    /// the stack once (`heapless::mpmc::Queue::new` would build it there and move it
+    /// several times).
+    // The queue is deprecated upstream for not being strictly lock-free; the module docs
+    // state what that means here. The constant has atomics inside, which is the point: it
+    // is only ever used by value, as the initial state of each server's queue.
+    #[allow(deprecated, clippy::declare_interior_mutable_const)]
+    const EMPTY: heapless::mpmc::Queue<Request<K>, Q> = heapless::mpmc::Queue::new();
+
     pub(crate) fn new(share: u32, server: u32) -> Self {
         const {
             assert!(
@@ -154,16 +229,19 @@ impl<K, const Q: usize, const MAXC: usize> Requests<K, Q, MAXC> {
                 MAXC >= 1 && MAXC < u16::MAX as usize,
                 "MAXC must be in 1..65535"
             );
+            assert!(
+                queue_bytes::<K, Q>() <= MAX_QUEUE_BYTES,
+                "the request queue would be larger than MAX_QUEUE_BYTES: make Q smaller"
+            );
         }
         Self {
-            // The queue is deprecated upstream for not being strictly lock-free; the
-            // module docs state what that means here.
-            #[allow(deprecated)]
-            queue: heapless::mpmc::Queue::new(),
-            slots: core::array::from_fn(|_| Slot {
-                tag: AtomicU32::new(FREE),
-                queued: [AtomicU32::new(0), AtomicU32::new(0)],
-            }),
+            queue: Box::new(Self::EMPTY),
+            slots: (0..MAXC)
+                .map(|_| Slot {
+                    tag: AtomicU32::new(FREE),
+                    queued: [AtomicU32::new(0), AtomicU32::new(0)],
+                })
+                .collect(),
             server,
             share,
             accepted: AtomicUsize::new(0),

@@ -22,6 +22,9 @@ use crate::signal::Signals;
 use crate::snapshot::Snapshot;
 use crate::stats::Stats;
 use crate::sync::{Arc, Ordering};
+use alloc::boxed::Box;
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
 use core::fmt;
 use core::time::Duration;
 
@@ -186,11 +189,14 @@ pub struct QueueServer<
     output: triple_buffer::Output<Snapshot<D>>,
     signals: Arc<Signals<N>>,
     requests: Arc<Requests<D::Key, Q, MAXC>>,
-    connections: [Option<C>; MAXC],
+    /// `MAXC` slots, allocated at construction like everything below that grows with `Q`
+    /// or `MAXC`: the server itself stays small, whatever its capacity, and moves cheaply.
+    connections: Box<[Option<C>]>,
     /// Per slot: the generation of its connection, or of the next one if it is free;
     /// [`FREE`] once the slot is retired.
-    generations: [u32; MAXC],
-    failed: heapless::Deque<Failed<C>, MAXC>,
+    generations: Box<[u32]>,
+    /// Capacity `MAXC`, never exceeded (never reallocates).
+    failed: VecDeque<Failed<C>>,
     config: Config,
     clock: T,
     counters: Counters,
@@ -198,7 +204,8 @@ pub struct QueueServer<
     undelivered: bool,
     last_update_at: Option<Duration>,
     last_read_at: Option<Duration>,
-    batch: heapless::Vec<Request<D::Key>, Q>,
+    /// Capacity `Q`, never exceeded (never reallocates).
+    batch: Vec<Request<D::Key>>,
     #[cfg(feature = "std")]
     reader: Option<std::sync::Arc<arc_swap::ArcSwap<Snapshot<D>>>>,
 }
@@ -216,8 +223,9 @@ impl<D: IDict, C: Connection<D>> QueueServer<D, C> {
     /// A server with default settings (no hook, no rate limits, a 64-request queue, up to
     /// 8 connections), and the computation's [`Publisher`].
     ///
-    /// Allocates (the triple buffer and the shared state); call it before the real-time
-    /// part starts. See [`Builder`](crate::Builder) for the other settings.
+    /// Allocates (the triple buffer, the shared state, the queue, the batch and the slots);
+    /// call it before the real-time part starts. See [`Builder`](crate::Builder) for the
+    /// other settings.
     pub fn new(idict: D) -> (Publisher<D, NoNotify>, Self) {
         Self::with_connections(idict, [])
     }
@@ -266,16 +274,16 @@ where
             output,
             signals: Arc::clone(&signals),
             requests: Arc::new(Requests::new(share, next_server_id())),
-            connections: core::array::from_fn(|_| None),
-            generations: [0; MAXC],
-            failed: heapless::Deque::new(),
+            connections: (0..MAXC).map(|_| None).collect(),
+            generations: alloc::vec![0; MAXC].into_boxed_slice(),
+            failed: VecDeque::with_capacity(MAXC),
             config,
             clock,
             counters: Counters::default(),
             undelivered: false,
             last_update_at: None,
             last_read_at: None,
-            batch: heapless::Vec::new(),
+            batch: Vec::with_capacity(Q),
             #[cfg(feature = "std")]
             reader: None,
         };
@@ -430,10 +438,10 @@ where
                 connection,
                 error,
             };
-            if let Err(failed) = self.failed.push_back(failed) {
+            if self.failed.len() == MAXC {
                 self.failed.pop_front();
-                let _ = self.failed.push_back(failed);
             }
+            self.failed.push_back(failed);
         }
     }
 
@@ -589,12 +597,11 @@ where
             }
         }
         self.refresh();
-        while !self.batch.is_full() {
+        while self.batch.len() < Q {
             let Some(request) = self.requests.take() else {
                 break;
             };
-            // Cannot fail: the loop stops when the batch is full.
-            let _ = self.batch.push(request);
+            self.batch.push(request);
         }
         if self.batch.is_empty() {
             return done;

@@ -7,6 +7,7 @@ mod common;
 
 use common::{state, Answer, Recorder, State};
 use core::time::Duration;
+use queueserver::request::{queue_bytes, MAX_QUEUE_BYTES};
 use queueserver::{
     Builder, Config, Connection, ConnectionError, ConnectionId, IDict, ManualClock, NoNotify,
     QueueServer, Request, RequestError, Requester, Response, Snapshot,
@@ -337,4 +338,48 @@ fn a_slot_reused_twice_without_a_drain_charges_the_newcomer_until_the_next_drain
     for _ in 0..2 {
         server.put_request(Request::key(last, "v")).unwrap();
     }
+}
+
+// ----- a large queue -----
+
+/// Every `u64` key exists.
+#[derive(Clone, Debug, Default)]
+struct Wide;
+
+impl IDict for Wide {
+    type Key = u64;
+    type Value = u64;
+
+    fn get(&self, key: &u64) -> Option<u64> {
+        Some(*key)
+    }
+}
+
+#[test]
+fn the_largest_queue_builds_and_runs_on_a_small_thread_stack() {
+    // 4096 requests of 8-byte keys (the largest queue allowed for them; a larger one does
+    // not compile: see `queueserver::request::MAX_QUEUE_BYTES`) on a thread with a quarter
+    // of a spawned thread's default stack.
+    assert!(queue_bytes::<u64, 4096>() <= MAX_QUEUE_BYTES);
+    let answered = std::thread::Builder::new()
+        .stack_size(256 * 1024)
+        .spawn(|| {
+            let (_, mut server) = Builder::new(Wide)
+                .capacity::<4096, 8>()
+                .build::<Seqs>()
+                .unwrap();
+            // The queue, the batch and the slots live on the heap: the server is small.
+            assert!(std::mem::size_of_val(&server) < 1024);
+            let id = server.add_connection(Seqs::default()).unwrap();
+            let requester = server.requester();
+            for key in 0..512 {
+                requester.put_request(Request::key(id, key)).unwrap();
+            }
+            let done = server.process_requests();
+            (done.handled, server.stats().requests_answered)
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(answered, (512, 512));
 }
