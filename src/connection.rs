@@ -2,16 +2,20 @@
 //!
 //! A connection (a GUI, a logger, a network client) implements [`Connection`]. The poller
 //! owns the connections and calls them on its own thread only: never the computation. A
-//! connection that returns an error is removed at once, counted in
+//! connection that returns an error, or panics (with `std`: see [`fault`](crate::fault)), is
+//! removed at once, counted in
 //! [`Stats::connections_failed`](crate::Stats::connections_failed), logged, and handed back
-//! through [`QueueServer::take_failed`](crate::QueueServer::take_failed).
+//! through [`QueueServer::take_failed`](crate::QueueServer::take_failed). The other
+//! connections and every accepted request carry on.
 //!
 //! Each connection has a [`ConnectionId`]: the identity of the server that issued it, a
 //! slot index (the number of slots is the server's `MAXC`) and the slot's generation. An id
 //! names one connection of one server, once: a removed connection's id is never valid again,
 //! and an id issued by one server is refused by every other.
 
+use crate::fault::PanicMessage;
 use crate::idict::IDict;
+use crate::request::Query;
 use crate::snapshot::Snapshot;
 use core::fmt;
 
@@ -74,7 +78,7 @@ impl fmt::Display for ConnectionId {
     }
 }
 
-/// Why a connection failed. The poller removes a connection that returns one.
+/// Why a connection failed. The poller removes a connection that returns one, or panics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum ConnectionError {
@@ -84,6 +88,9 @@ pub enum ConnectionError {
     Overloaded,
     /// Any other failure, described.
     Failed(&'static str),
+    /// One of its methods panicked; the message, as far as it is known. Set by the poller
+    /// (a connection may return it too).
+    Panicked(PanicMessage),
 }
 
 impl fmt::Display for ConnectionError {
@@ -92,7 +99,31 @@ impl fmt::Display for ConnectionError {
             Self::Closed => f.write_str("connection closed"),
             Self::Overloaded => f.write_str("connection overloaded"),
             Self::Failed(why) => write!(f, "connection failed: {why}"),
+            Self::Panicked(message) => write!(f, "connection panicked: {message}"),
         }
+    }
+}
+
+/// Why a request the server accepted will never be answered
+/// ([`Connection::on_abandoned`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Abandoned {
+    /// A panic unwound through the poller while the request's value was being read (a
+    /// panicking [`IDict::get`], or key comparison): reading it again would panic again.
+    Panicked,
+    /// The server stopped serving requests: its owner gave up on them
+    /// ([`QueueServer::abandon_requests`](crate::QueueServer::abandon_requests)), as a
+    /// [`Runner`](crate::Runner) does when its poller panics.
+    Stopped,
+}
+
+impl fmt::Display for Abandoned {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Panicked => "reading the value panicked",
+            Self::Stopped => "the server stopped serving requests",
+        })
     }
 }
 
@@ -118,13 +149,18 @@ pub enum Response<'a, D: IDict> {
         /// The sequence number of the snapshot that was searched.
         seq: u64,
     },
-    /// The whole snapshot, for a [`Query::All`](crate::Query::All) request.
+    /// The whole snapshot, for a [`Query::All`] request.
     Snapshot(&'a Snapshot<D>),
 }
 
 /// The receiving side of a connection. Every method runs on the poller's thread.
 ///
 /// For connections of different types in one server, use `Box<dyn Connection<D> + Send>`.
+///
+/// A method that returns `Err` or panics (with `std`; see [`fault`](crate::fault)) removes
+/// the connection; with a panic, the connection handed back by
+/// [`take_failed`](crate::QueueServer::take_failed) is in whatever state the panic left
+/// it.
 pub trait Connection<D: IDict> {
     /// Receives a new snapshot; called only while [`wants_updates`](Self::wants_updates)
     /// is true. An `Err` removes the connection.
@@ -139,6 +175,25 @@ pub trait Connection<D: IDict> {
     fn wants_updates(&self) -> bool {
         true
     }
+
+    /// Learns that a request of this connection for `query`, accepted by the server, will
+    /// never be answered, and why: once per query for all its requests abandoned together.
+    /// Called on the poller, where the server is usable, never while a panic unwinds. By
+    /// default, nothing. A connection that makes someone wait for answers (a client) should
+    /// wake them here. An `Err` removes the connection.
+    ///
+    /// Requests are abandoned only after a panic, or when the server's owner gives up on
+    /// them; a connection removed before its requests are answered is not called (its
+    /// requests are counted orphaned), and a dropped server drops its connections without
+    /// calling them.
+    fn on_abandoned(
+        &mut self,
+        query: &Query<D::Key>,
+        why: Abandoned,
+    ) -> Result<(), ConnectionError> {
+        let _ = (query, why);
+        Ok(())
+    }
 }
 
 impl<D: IDict, T: Connection<D> + ?Sized> Connection<D> for alloc::boxed::Box<T> {
@@ -152,5 +207,13 @@ impl<D: IDict, T: Connection<D> + ?Sized> Connection<D> for alloc::boxed::Box<T>
 
     fn wants_updates(&self) -> bool {
         (**self).wants_updates()
+    }
+
+    fn on_abandoned(
+        &mut self,
+        query: &Query<D::Key>,
+        why: Abandoned,
+    ) -> Result<(), ConnectionError> {
+        (**self).on_abandoned(query, why)
     }
 }

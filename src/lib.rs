@@ -15,7 +15,7 @@
 //! | [`Publisher::wants_update`] | computation | one atomic load: lets the loop skip the copy when nobody watches |
 //! | [`Requester::put_request`] | any thread, interrupt | never blocks or allocates; bounded steps; full, over quota, unknown or closed → the request comes back in the error |
 //! | [`QueueServer::process_updates`] | poller | fans out at most the newest snapshot; counts exactly the snapshots overwritten before it saw them |
-//! | [`QueueServer::process_requests`] | poller | every accepted request answered exactly once, or counted orphaned (its connection went away); one read per distinct key; unknown key → [`Response::NotFound`] |
+//! | [`QueueServer::process_requests`] | poller | every accepted request answered exactly once, or counted orphaned (its connection went away) or abandoned (its connection told, after a panic or when the server stops serving); one read per distinct key; unknown key → [`Response::NotFound`] |
 //! | [`Reader::load`] (std) | any thread | lock-free read of the newest snapshot the poller has taken |
 //!
 //! Memory is fixed after construction: three snapshots in the triple buffer, a request
@@ -108,6 +108,7 @@ mod builder;
 pub mod clock;
 mod config;
 pub mod connection;
+pub mod fault;
 pub mod idict;
 mod log;
 pub mod notify;
@@ -126,7 +127,8 @@ mod sync;
 pub use builder::{Builder, Parts};
 pub use clock::{Clock, ManualClock, NoClock};
 pub use config::{Config, ConfigError};
-pub use connection::{Connection, ConnectionError, ConnectionId, Response};
+pub use connection::{Abandoned, Connection, ConnectionError, ConnectionId, Response};
+pub use fault::PanicMessage;
 pub use idict::IDict;
 pub use notify::{Event, FlagNotify, NoNotify, Notify, WakerNotify};
 pub use publisher::Publisher;

@@ -4,20 +4,26 @@
 //! | operation | where | guarantee |
 //! |---|---|---|
 //! | [`process_updates`](QueueServer::process_updates) | poller | takes at most the newest snapshot and fans it out; counts exactly the snapshots overwritten before it saw them |
-//! | [`process_requests`](QueueServer::process_requests) | poller | drains at most `Q` requests, one read per distinct query, one answer per connection per query; every accepted request is answered exactly once or counted orphaned |
+//! | [`process_requests`](QueueServer::process_requests) | poller | drains at most `Q` requests, one read per distinct query, one answer per connection per query; every accepted request is answered exactly once, or counted orphaned or abandoned |
+//! | [`abandon_requests`](QueueServer::abandon_requests) | poller | settles every accepted request without answering it, each connection told once per query |
 //! | [`add_connection`](QueueServer::add_connection), [`remove_connection`](QueueServer::remove_connection) | poller | bounded: `O(MAXC)` |
 //!
 //! Poller operations never allocate, except where a connection does or the std
 //! [`Reader`](crate::Reader) is in use (one `Arc` per new snapshot).
+//!
+//! A connection that fails or panics is removed at once, and the other connections and
+//! every accepted request carry on; a panic anywhere else in the poller's work leaves the
+//! server consistent for the next call. See [`fault`](crate::fault).
 
 use crate::clock::{Clock, NoClock};
 use crate::config::Config;
-use crate::connection::{Connection, ConnectionError, ConnectionId, Response};
+use crate::connection::{Abandoned, Connection, ConnectionError, ConnectionId, Response};
+use crate::fault::{contain, PanicMessage};
 use crate::idict::IDict;
 use crate::log;
 use crate::notify::{Event, NoNotify, Notify};
 use crate::publisher::Publisher;
-use crate::request::{Query, Request, RequestError, Requester, Requests, FREE};
+use crate::request::{Query, Request, RequestError, Requester, Requests, Slot, FREE};
 use crate::signal::Signals;
 use crate::snapshot::Snapshot;
 use crate::stats::Stats;
@@ -98,6 +104,7 @@ struct Counters {
     consolidated: u64,
     answered: u64,
     orphaned: u64,
+    abandoned: u64,
     reads: u64,
     high_water: usize,
     added: u64,
@@ -126,6 +133,147 @@ impl Widened {
     fn fold(&mut self, now: usize) {
         self.total = self.at(now);
         self.seen = now;
+    }
+}
+
+/// What the poller is running that is not its own code. Set before the call, cleared after
+/// it returns: a call that unwound leaves it set, and the next poller call recovers (see
+/// [`fault`](crate::fault)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Busy {
+    Idle,
+    /// A method of this connection.
+    Connection(ConnectionId),
+    /// The key comparisons that find the group at the batch's cursor, and its read.
+    Read,
+    /// Sorting the batch.
+    Sort,
+}
+
+/// How a request was settled: a repeat of it by the same connection shares its fate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    Answered,
+    Orphaned,
+    Abandoned,
+}
+
+/// The requests taken off the queue, settled one at a time: answered, orphaned or
+/// abandoned, and counted as each is settled. Everything here is up to date after every
+/// step, so a panic that unwinds through the poller leaves a batch the next call finishes
+/// without settling any request twice.
+struct Batch<K> {
+    /// Capacity `Q`, never exceeded (never reallocates).
+    requests: Vec<Request<K>>,
+    /// The next request to settle; those before it are settled and counted.
+    cursor: usize,
+    /// The end of the group (requests for one query) the cursor is in.
+    group_end: usize,
+    /// Requests before this index are abandoned, for `reason`, rather than answered.
+    abandon_until: usize,
+    reason: Abandoned,
+    /// Whether `requests` is sorted: if not (its sort unwound), each request is a group of
+    /// its own.
+    sorted: bool,
+    /// The connection of the last request settled in the current group, and how.
+    previous: Option<(ConnectionId, Outcome)>,
+}
+
+impl<K> Batch<K> {
+    fn with_capacity(capacity: usize) -> Self {
+        Self {
+            requests: Vec::with_capacity(capacity),
+            cursor: 0,
+            group_end: 0,
+            abandon_until: 0,
+            reason: Abandoned::Stopped,
+            sorted: true,
+            previous: None,
+        }
+    }
+
+    /// Whether requests taken off the queue are still to be settled.
+    fn is_open(&self) -> bool {
+        self.cursor < self.requests.len()
+    }
+}
+
+/// The connection slots and what the poller keeps of them.
+struct Slots<C> {
+    /// `MAXC` slots, allocated at construction like everything else that grows with `Q`
+    /// or `MAXC`: the server itself stays small, whatever its capacity, and moves cheaply.
+    connections: Box<[Option<C>]>,
+    /// Per slot: the generation of its connection, or of the next one if it is free;
+    /// [`FREE`] once the slot is retired.
+    generations: Box<[u32]>,
+    /// Capacity `MAXC`, never exceeded (never reallocates).
+    failed: VecDeque<Failed<C>>,
+}
+
+impl<C> Slots<C> {
+    fn new(count: usize) -> Self {
+        Self {
+            connections: (0..count).map(|_| None).collect(),
+            generations: alloc::vec![0; count].into_boxed_slice(),
+            failed: VecDeque::with_capacity(count),
+        }
+    }
+
+    /// The slot of `id`, if `id` (of the server `server`) is attached.
+    fn index_of(&self, server: u32, id: ConnectionId) -> Option<usize> {
+        let index = usize::from(id.index());
+        let attached = id.server() == server
+            && self.connections.get(index).is_some_and(Option::is_some)
+            && self.generations[index] == id.generation();
+        attached.then_some(index)
+    }
+
+    /// The id of the connection in slot `index` (attached or not).
+    fn id(&self, server: u32, index: usize) -> ConnectionId {
+        // MAXC < u16::MAX is checked at compile time, so the index fits.
+        ConnectionId::from_parts(server, index as u16, self.generations[index])
+    }
+
+    /// Takes the connection out of slot `index`: requesters holding its id are refused
+    /// from now on.
+    fn detach(&mut self, index: usize, tags: &[Slot], counters: &mut Counters) -> Option<C> {
+        let connection = self.connections[index].take()?;
+        // A read-modify-write: its Acquire half synchronises with every requester whose
+        // tag read-modify-write came before it (they read the old generation, and counted
+        // themselves in first), so `empty_share_generation` sees their counts. Requesters
+        // after it read FREE (or a newer tag) and are told the connection is unknown.
+        tags[index].tag.swap(FREE, Ordering::AcqRel);
+        // The generation is below FREE while attached; the next one may be FREE: the slot is
+        // then retired.
+        self.generations[index] += 1;
+        counters.removed += 1;
+        Some(connection)
+    }
+
+    /// Removes the connection in slot `index` because it failed, logs it and keeps it for
+    /// `take_failed`.
+    fn fail(
+        &mut self,
+        server: u32,
+        index: usize,
+        error: ConnectionError,
+        tags: &[Slot],
+        counters: &mut Counters,
+    ) {
+        let id = self.id(server, index);
+        let Some(connection) = self.detach(index, tags, counters) else {
+            return;
+        };
+        counters.failed += 1;
+        log::warning!("connection {} removed: {}", id, error);
+        if self.failed.len() == self.connections.len() {
+            self.failed.pop_front();
+        }
+        self.failed.push_back(Failed {
+            id,
+            connection,
+            error,
+        });
     }
 }
 
@@ -189,23 +337,18 @@ pub struct QueueServer<
     output: triple_buffer::Output<Snapshot<D>>,
     signals: Arc<Signals<N>>,
     requests: Arc<Requests<D::Key, Q, MAXC>>,
-    /// `MAXC` slots, allocated at construction like everything below that grows with `Q`
-    /// or `MAXC`: the server itself stays small, whatever its capacity, and moves cheaply.
-    connections: Box<[Option<C>]>,
-    /// Per slot: the generation of its connection, or of the next one if it is free;
-    /// [`FREE`] once the slot is retired.
-    generations: Box<[u32]>,
-    /// Capacity `MAXC`, never exceeded (never reallocates).
-    failed: VecDeque<Failed<C>>,
+    slots: Slots<C>,
     config: Config,
     clock: T,
     counters: Counters,
     /// The snapshot taken last has not been fanned out yet.
     undelivered: bool,
+    /// A fan-out of the snapshot taken last is under way: the next slot to deliver to.
+    fanout: Option<usize>,
     last_update_at: Option<Duration>,
     last_read_at: Option<Duration>,
-    /// Capacity `Q`, never exceeded (never reallocates).
-    batch: Vec<Request<D::Key>>,
+    batch: Batch<D::Key>,
+    busy: Busy,
     #[cfg(feature = "std")]
     reader: Option<std::sync::Arc<arc_swap::ArcSwap<Snapshot<D>>>>,
 }
@@ -274,16 +417,16 @@ where
             output,
             signals: Arc::clone(&signals),
             requests: Arc::new(Requests::new(share, next_server_id())),
-            connections: (0..MAXC).map(|_| None).collect(),
-            generations: alloc::vec![0; MAXC].into_boxed_slice(),
-            failed: VecDeque::with_capacity(MAXC),
+            slots: Slots::new(MAXC),
             config,
             clock,
             counters: Counters::default(),
             undelivered: false,
+            fanout: None,
             last_update_at: None,
             last_read_at: None,
-            batch: Vec::with_capacity(Q),
+            batch: Batch::with_capacity(Q),
+            busy: Busy::Idle,
             #[cfg(feature = "std")]
             reader: None,
         };
@@ -294,7 +437,9 @@ where
 
     /// Attaches a connection and returns its id.
     ///
-    /// **Poller.** `O(MAXC)`, no allocation.
+    /// **Poller.** `O(MAXC)`, no allocation. Asks every connection whether it
+    /// [subscribes](Connection::wants_updates), to keep
+    /// [`wants_update`](Self::wants_update) true.
     ///
     /// The new connection starts with an empty share of the queue: requests that a former
     /// connection of its slot left queued (or is still putting) never count against it. A
@@ -310,18 +455,19 @@ where
     /// [`ConnectionsFull`] hands the connection back when every slot is taken (or retired:
     /// see [`ConnectionId`]).
     pub fn add_connection(&mut self, connection: C) -> Result<ConnectionId, ConnectionsFull<C>> {
-        let free = |i: &usize| self.connections[*i].is_none() && self.generations[*i] != FREE;
+        self.recover();
+        let slots = &self.slots;
+        let free = |i: &usize| slots.connections[*i].is_none() && slots.generations[*i] != FREE;
         let choice = (0..MAXC)
             .filter(free)
             .find_map(|i| self.empty_share_generation(i).map(|g| (i, g)))
-            .or_else(|| (0..MAXC).find(free).map(|i| (i, self.generations[i])));
+            .or_else(|| (0..MAXC).find(free).map(|i| (i, slots.generations[i])));
         let Some((index, generation)) = choice else {
             return Err(ConnectionsFull(connection));
         };
-        self.generations[index] = generation;
-        // MAXC < u16::MAX is checked at compile time, so the index fits.
-        let id = ConnectionId::from_parts(self.id(), index as u16, generation);
-        self.connections[index] = Some(connection);
+        self.slots.generations[index] = generation;
+        let id = self.slots.id(self.id(), index);
+        self.slots.connections[index] = Some(connection);
         // Release: a requester whose read-modify-write reads this tag (Acquire) sees the slot
         // ready. A swap rather than a store, so that every write of the tag is a
         // read-modify-write. (A plain store would be ordered after the requesters'
@@ -336,21 +482,10 @@ where
         Ok(id)
     }
 
-    /// Detaches a connection and returns it; `None` if `id` is not attached.
-    ///
-    /// **Poller.** `O(MAXC)`. Its queued requests are counted in
-    /// [`Stats::requests_orphaned`] when the poller drains them.
-    pub fn remove_connection(&mut self, id: ConnectionId) -> Option<C> {
-        if !self.is_attached(id) {
-            return None;
-        }
-        self.detach(usize::from(id.index()))
-    }
-
     /// A generation for a newcomer in the free slot `index` whose share counter is empty:
     /// the slot's next generation or, failing that, the one after (the other counter).
     fn empty_share_generation(&self, index: usize) -> Option<u32> {
-        let next = self.generations[index];
+        let next = self.slots.generations[index];
         let slot = &self.requests.slots[index];
         // Relaxed: the detaching swap synchronised with every requester that counted itself
         // in under the slot's former connections and got past the tag (see `try_put`);
@@ -358,6 +493,20 @@ where
         [next, next.saturating_add(1)]
             .into_iter()
             .find(|&g| g != FREE && slot.queued(g).load(Ordering::Relaxed) == 0)
+    }
+
+    /// Detaches a connection and returns it; `None` if `id` is not attached.
+    ///
+    /// **Poller.** `O(MAXC)`. Its queued requests are counted in
+    /// [`Stats::requests_orphaned`] when the poller drains them.
+    pub fn remove_connection(&mut self, id: ConnectionId) -> Option<C> {
+        self.recover();
+        let index = self.slots.index_of(self.id(), id)?;
+        let connection = self
+            .slots
+            .detach(index, &self.requests.slots, &mut self.counters);
+        self.refresh_subscribed();
+        connection
     }
 
     /// The server's identity: every [`ConnectionId`] it issues carries it, and it refuses
@@ -368,41 +517,31 @@ where
 
     /// Whether `id` names an attached connection.
     pub fn is_attached(&self, id: ConnectionId) -> bool {
-        let index = usize::from(id.index());
-        id.server() == self.id()
-            && index < MAXC
-            && self.connections[index].is_some()
-            && self.generations[index] == id.generation()
+        self.slots.index_of(self.id(), id).is_some()
     }
 
     /// The connection `id`, if attached.
     pub fn connection(&self, id: ConnectionId) -> Option<&C> {
-        if self.is_attached(id) {
-            self.connections[usize::from(id.index())].as_ref()
-        } else {
-            None
-        }
+        let index = self.slots.index_of(self.id(), id)?;
+        self.slots.connections[index].as_ref()
     }
 
     /// The connection `id`, if attached, mutably.
     pub fn connection_mut(&mut self, id: ConnectionId) -> Option<&mut C> {
-        if self.is_attached(id) {
-            self.connections[usize::from(id.index())].as_mut()
-        } else {
-            None
-        }
+        let index = self.slots.index_of(self.id(), id)?;
+        self.slots.connections[index].as_mut()
     }
 
     /// The ids of the attached connections, in slot order.
     pub fn connection_ids(&self) -> impl Iterator<Item = ConnectionId> + '_ {
         (0..MAXC)
-            .filter(|&i| self.connections[i].is_some())
-            .map(|i| ConnectionId::from_parts(self.id(), i as u16, self.generations[i]))
+            .filter(|&i| self.slots.connections[i].is_some())
+            .map(|i| self.slots.id(self.id(), i))
     }
 
     /// How many connections are attached.
     pub fn connection_count(&self) -> usize {
-        self.connections.iter().filter(|c| c.is_some()).count()
+        self.slots.connections.iter().flatten().count()
     }
 
     /// Hands back the oldest connection removed because it failed, with its error.
@@ -410,44 +549,77 @@ where
     /// The server keeps the last `MAXC` failed connections until they are taken; an older
     /// one is dropped when a newer one needs the room.
     pub fn take_failed(&mut self) -> Option<Failed<C>> {
-        self.failed.pop_front()
+        self.recover();
+        self.slots.failed.pop_front()
     }
 
-    fn detach(&mut self, index: usize) -> Option<C> {
-        let connection = self.connections[index].take()?;
-        // A read-modify-write: its Acquire half synchronises with every requester whose
-        // tag read-modify-write came before it (they read the old generation, and counted
-        // themselves in first), so `empty_share_generation` sees their counts. Requesters
-        // after it read FREE (or a newer tag) and are told the connection is unknown.
-        self.requests.slots[index].tag.swap(FREE, Ordering::AcqRel);
-        // The generation is below FREE while attached; the next one may be FREE: the slot is
-        // then retired.
-        self.generations[index] += 1;
-        self.counters.removed += 1;
-        self.refresh_subscribed();
-        Some(connection)
+    /// Runs `call` on the connection in slot `index`, recorded in `busy` while it runs;
+    /// with `std` a panic is caught and becomes [`ConnectionError::Panicked`].
+    fn call<R>(
+        busy: &mut Busy,
+        id: ConnectionId,
+        connection: &mut C,
+        call: impl FnOnce(&mut C) -> R,
+    ) -> Result<R, ConnectionError> {
+        *busy = Busy::Connection(id);
+        let result = contain(|| call(connection)).map_err(ConnectionError::Panicked);
+        *busy = Busy::Idle;
+        result
     }
 
-    fn fail(&mut self, index: usize, error: ConnectionError) {
-        let id = ConnectionId::from_parts(self.id(), index as u16, self.generations[index]);
-        if let Some(connection) = self.detach(index) {
-            self.counters.failed += 1;
-            log::warning!("connection {} removed: {}", id, error);
-            let failed = Failed {
-                id,
-                connection,
-                error,
-            };
-            if self.failed.len() == MAXC {
-                self.failed.pop_front();
+    /// Recovers from a call that a panic unwound out of (see [`fault`](crate::fault)).
+    /// Runs no code but the server's own.
+    fn recover(&mut self) {
+        match core::mem::replace(&mut self.busy, Busy::Idle) {
+            Busy::Idle => {}
+            Busy::Connection(id) => {
+                if let Some(index) = self.slots.index_of(self.id(), id) {
+                    let error = ConnectionError::Panicked(PanicMessage::unknown());
+                    let tags = &self.requests.slots;
+                    self.slots
+                        .fail(id.server(), index, error, tags, &mut self.counters);
+                }
             }
-            self.failed.push_back(failed);
+            Busy::Read => {
+                // The group being read (or being found: then only the request at the
+                // cursor) is abandoned: reading it again would panic again. It stays one
+                // group, found without comparing keys again.
+                let batch = &mut self.batch;
+                let culprit_end = batch.group_end.max(batch.cursor + 1);
+                if batch.abandon_until <= batch.cursor {
+                    batch.reason = Abandoned::Panicked;
+                }
+                batch.abandon_until = batch.abandon_until.max(culprit_end);
+                batch.group_end = culprit_end;
+            }
+            Busy::Sort => {
+                let batch = &mut self.batch;
+                batch.sorted = false;
+                batch.abandon_until = batch.requests.len();
+                batch.reason = Abandoned::Panicked;
+            }
         }
     }
 
-    /// Publishes whether any connection subscribes to the demand word; returns it.
-    fn refresh_subscribed(&self) -> bool {
-        let subscribed = self.connections.iter().flatten().any(|c| c.wants_updates());
+    /// Asks every connection whether it subscribes, publishes the answer to the demand
+    /// word, and returns it. A connection whose `wants_updates` panics fails.
+    fn refresh_subscribed(&mut self) -> bool {
+        let server = self.id();
+        let mut subscribed = false;
+        for index in 0..MAXC {
+            let id = self.slots.id(server, index);
+            let Some(connection) = self.slots.connections[index].as_mut() else {
+                continue;
+            };
+            match Self::call(&mut self.busy, id, connection, |c| c.wants_updates()) {
+                Ok(wants) => subscribed |= wants,
+                Err(error) => {
+                    let tags = &self.requests.slots;
+                    self.slots
+                        .fail(server, index, error, tags, &mut self.counters);
+                }
+            }
+        }
         self.signals.set_subscribed(subscribed);
         subscribed
     }
@@ -468,6 +640,8 @@ where
             self.counters.superseded += 1;
         }
         self.undelivered = true;
+        // A fan-out cut short by a panic is not resumed for an older snapshot.
+        self.fanout = None;
         #[cfg(feature = "std")]
         if let Some(reader) = &self.reader {
             reader.store(std::sync::Arc::new(self.output.output_buffer().clone()));
@@ -505,50 +679,74 @@ where
     /// Takes the newest snapshot, if there is one, and pushes it to every subscribed
     /// connection (the seed's `process_updates`).
     ///
-    /// **Poller.** Fans out at most one snapshot: the newest. Connections that fail are
-    /// removed. With [`Config::with_min_update_interval`], a snapshot that arrives too soon
-    /// waits (and is superseded by newer ones) until the interval has passed;
-    /// [`Processed::retry_after`] says when. Once the server is [closed](Self::close) the
-    /// rate limit no longer applies, so the last snapshot reaches the subscribers.
+    /// **Poller.** Fans out at most one snapshot: the newest. Connections that fail (or
+    /// panic, with `std`) are removed at once, and the others still receive it. With
+    /// [`Config::with_min_update_interval`], a snapshot that arrives too soon waits (and is
+    /// superseded by newer ones) until the interval has passed; [`Processed::retry_after`]
+    /// says when. Once the server is [closed](Self::close) the rate limit no longer
+    /// applies, so the last snapshot reaches the subscribers. A fan-out that a panic cut
+    /// short (see [`fault`](crate::fault)) is finished by the next call, unless a newer
+    /// snapshot has come.
     pub fn process_updates(&mut self) -> Processed {
+        // A connection removed because its last call unwound counts as failing in this one.
+        let failed_before = self.counters.failed;
+        self.recover();
         self.signals.begin(Event::Update);
         self.fold_request_counts();
         self.refresh();
         let subscribed = self.refresh_subscribed();
         let mut done = Processed::default();
-        if !self.undelivered || !subscribed {
-            return done;
-        }
-        let interval = self.config.min_update_interval();
-        if !self.signals.is_closed() {
-            if let Some(left) = self.wait_left(interval, self.last_update_at) {
-                done.retry_after = Some(left);
+        if self.fanout.is_none() {
+            if !self.undelivered || !subscribed {
+                done.failed = (self.counters.failed - failed_before) as usize;
                 return done;
             }
+            let interval = self.config.min_update_interval();
+            if !self.signals.is_closed() {
+                if let Some(left) = self.wait_left(interval, self.last_update_at) {
+                    done.retry_after = Some(left);
+                    done.failed = (self.counters.failed - failed_before) as usize;
+                    return done;
+                }
+            }
+            if interval.is_some() {
+                self.last_update_at = Some(self.clock.now());
+            }
+            self.undelivered = false;
+            self.counters.delivered += 1;
+            self.fanout = Some(0);
         }
-        if interval.is_some() {
-            self.last_update_at = Some(self.clock.now());
-        }
-        self.undelivered = false;
-        self.counters.delivered += 1;
-
-        let mut failures: heapless::Vec<(usize, ConnectionError), MAXC> = heapless::Vec::new();
+        let server = self.id();
         let snapshot = self.output.output_buffer();
-        for (index, slot) in self.connections.iter_mut().enumerate() {
-            let Some(connection) = slot else { continue };
-            if !connection.wants_updates() {
-                continue;
+        while let Some(index) = self.fanout.filter(|&i| i < MAXC) {
+            let id = self.slots.id(server, index);
+            if let Some(connection) = self.slots.connections[index].as_mut() {
+                let delivered = Self::call(&mut self.busy, id, connection, |c| {
+                    if c.wants_updates() {
+                        c.on_update(snapshot).map(|()| true)
+                    } else {
+                        Ok(false)
+                    }
+                });
+                match delivered.and_then(|result| result) {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        done.handled += 1;
+                        self.counters.deliveries += 1;
+                    }
+                    Err(error) => {
+                        let tags = &self.requests.slots;
+                        self.slots
+                            .fail(server, index, error, tags, &mut self.counters);
+                    }
+                }
             }
-            match connection.on_update(snapshot) {
-                Ok(()) => done.handled += 1,
-                // At most one entry per slot: cannot overflow.
-                Err(error) => drop(failures.push((index, error))),
-            }
+            self.fanout = Some(index + 1);
         }
-        self.counters.deliveries += done.handled as u64;
-        done.failed = failures.len();
-        for (index, error) in failures {
-            self.fail(index, error);
+        self.fanout = None;
+        done.failed = (self.counters.failed - failed_before) as usize;
+        if done.failed > 0 {
+            self.refresh_subscribed();
         }
         done
     }
@@ -577,119 +775,234 @@ where
     /// **Poller.** Takes at most `Q` requests; reads the newest snapshot once per distinct
     /// query; answers each connection once per query ([`Response::NotFound`] for a key the
     /// snapshot does not have); counts duplicates of an answered request as consolidated,
-    /// and requests of removed or failed connections, duplicates included, as orphaned.
-    /// With [`Config::with_min_request_interval`], a call too soon after the last read
-    /// leaves the requests queued to be consolidated into the next read, and
-    /// [`Processed::retry_after`] says when. Once the server is
+    /// and requests of removed or failed connections, duplicates included, as orphaned. A
+    /// connection that fails (or panics, with `std`) is removed at once; the other
+    /// connections are still answered. With [`Config::with_min_request_interval`], a call
+    /// too soon after the last read leaves the requests queued to be consolidated into the
+    /// next read, and [`Processed::retry_after`] says when. Once the server is
     /// [closed](Self::close) the rate limit no longer applies.
+    ///
+    /// If a panic unwound through the last call (see [`fault`](crate::fault)), this call
+    /// first settles the requests it left: those whose read unwound are abandoned (their
+    /// connections told, [`Abandoned::Panicked`]), the others answered; none is answered
+    /// twice.
     pub fn process_requests(&mut self) -> Processed {
+        let failed_before = self.counters.failed;
+        self.recover();
         self.signals.begin(Event::Request);
         self.fold_request_counts();
         let mut done = Processed::default();
-        if self.signals.requests_in_flight() == 0 {
-            return done;
+        if self.batch.is_open() {
+            // A batch a panic cut short: its requests were taken (and the rate limit
+            // passed) already.
+            self.settle(self.batch.requests.len());
+            self.close_batch();
         }
-        let interval = self.config.min_request_interval();
-        if !self.signals.is_closed() {
-            if let Some(left) = self.wait_left(interval, self.last_read_at) {
+        if self.signals.requests_in_flight() != 0 {
+            let interval = self.config.min_request_interval();
+            let held = match self.signals.is_closed() {
+                true => None,
+                false => self.wait_left(interval, self.last_read_at),
+            };
+            if let Some(left) = held {
                 done.retry_after = Some(left);
-                return done;
+            } else {
+                self.refresh();
+                done.handled = self.take_batch();
+                if done.handled > 0 {
+                    if interval.is_some() {
+                        self.last_read_at = Some(self.clock.now());
+                    }
+                    self.settle(self.batch.requests.len());
+                    self.close_batch();
+                }
             }
         }
-        self.refresh();
-        while self.batch.len() < Q {
-            let Some(request) = self.requests.take() else {
-                break;
-            };
-            self.batch.push(request);
+        done.failed = (self.counters.failed - failed_before) as usize;
+        if done.failed > 0 {
+            self.refresh_subscribed();
         }
-        if self.batch.is_empty() {
-            return done;
-        }
-        if interval.is_some() {
-            self.last_read_at = Some(self.clock.now());
-        }
-        self.batch.sort_unstable();
-        done.handled = self.batch.len();
-        let failures = self.answer_batch();
-        done.failed = failures.len();
-        for (index, error) in failures {
-            self.fail(index, error);
-        }
-        // Between two batches the count only grows (refused requests leave again at
-        // once), so its value just before this batch leaves is the peak since the last.
-        let in_flight = self.signals.requests_in_flight();
-        self.counters.high_water = self.counters.high_water.max(in_flight);
-        self.signals.leave_requests(done.handled);
-        self.batch.clear();
         done
     }
 
-    /// Answers the sorted batch: one read per query, one answer per connection per query.
-    fn answer_batch(&mut self) -> heapless::Vec<(usize, ConnectionError), MAXC> {
-        let mut failures: heapless::Vec<(usize, ConnectionError), MAXC> = heapless::Vec::new();
-        let snapshot = self.output.output_buffer();
-        let counters = &mut self.counters;
-        let mut rest: &[Request<D::Key>] = &self.batch;
-        while let Some(first) = rest.first() {
-            let query = &first.query;
-            let same = rest.iter().take_while(|r| r.query == *query).count();
-            let (group, tail) = rest.split_at(same);
-            rest = tail;
-            counters.reads += 1;
-            let value = match query {
-                Query::Key(key) => Some(snapshot.get(key)),
-                Query::All => None,
+    /// Gives up on every accepted request without answering it: tells each connection
+    /// once per query through [`Connection::on_abandoned`] ([`Abandoned::Stopped`]) and
+    /// counts them in [`Stats::requests_abandoned`] (those of removed connections in
+    /// [`Stats::requests_orphaned`]).
+    ///
+    /// **Poller.** For an owner that stops serving requests (a [`Runner`](crate::Runner)
+    /// whose poller panicked calls it), so that whoever waits for an answer learns at once
+    /// that none will come. It does not [close](Self::close) the request side: close it
+    /// first, then call this until [`pending_requests`](Self::pending_requests) is zero (a
+    /// request being put as it runs arrives a moment later). Requests a panic left
+    /// abandoned are told [`Abandoned::Panicked`], as by `process_requests`.
+    pub fn abandon_requests(&mut self) -> Processed {
+        let failed_before = self.counters.failed;
+        self.recover();
+        self.signals.begin(Event::Request);
+        self.fold_request_counts();
+        let mut done = Processed::default();
+        // What a panic left abandoned keeps its reason.
+        self.settle(self.batch.abandon_until);
+        loop {
+            let batch = &mut self.batch;
+            batch.abandon_until = batch.requests.len();
+            batch.reason = Abandoned::Stopped;
+            self.settle(self.batch.requests.len());
+            self.close_batch();
+            let taken = self.take_batch();
+            if taken == 0 {
+                break;
+            }
+            done.handled += taken;
+        }
+        done.failed = (self.counters.failed - failed_before) as usize;
+        if done.failed > 0 {
+            self.refresh_subscribed();
+        }
+        done
+    }
+
+    /// Drains the queue into the (settled, empty) batch and sorts it; returns how many
+    /// requests it took.
+    fn take_batch(&mut self) -> usize {
+        let requests = &mut self.batch.requests;
+        while requests.len() < Q {
+            let Some(request) = self.requests.take() else {
+                break;
             };
-            // The connection of the previous request, and whether it was answered.
-            let mut previous = None;
-            for request in group {
-                if let Some((from, answered)) = previous {
-                    if from == request.from {
-                        // A repeat shares the fate of the first: answered by its answer,
-                        // or orphaned with it.
-                        if answered {
-                            counters.consolidated += 1;
-                        } else {
-                            counters.orphaned += 1;
-                        }
-                        continue;
-                    }
+            requests.push(request);
+        }
+        self.busy = Busy::Sort;
+        self.batch.requests.sort_unstable();
+        self.busy = Busy::Idle;
+        self.batch.requests.len()
+    }
+
+    /// Settles the batch's requests from the cursor up to `end`, one at a time: each is
+    /// counted, and the cursor moved past it, as soon as its fate is known.
+    fn settle(&mut self, end: usize) {
+        let server = self.id();
+        let snapshot = self.output.output_buffer();
+        let Self {
+            batch,
+            slots,
+            counters,
+            busy,
+            requests,
+            ..
+        } = self;
+        let tags = &requests.slots;
+        // The value of the current group's key, read at its first request settled here.
+        let mut value: Option<Option<D::Value>> = None;
+        while batch.cursor < end.min(batch.requests.len()) {
+            let at = batch.cursor;
+            let abandon = at < batch.abandon_until;
+            if at >= batch.group_end {
+                // A new group: the requests for one query.
+                batch.previous = None;
+                value = None;
+                batch.group_end = at + 1;
+                if batch.sorted {
+                    *busy = Busy::Read;
+                    let query = &batch.requests[at].query;
+                    let same = batch.requests[at..]
+                        .iter()
+                        .take_while(|r| r.query == *query)
+                        .count();
+                    batch.group_end = at + same;
+                    *busy = Busy::Idle;
                 }
-                previous = Some((request.from, false));
-                let index = usize::from(request.from.index());
-                let failed_now = failures.iter().any(|(i, _)| *i == index);
-                let connection = match self.connections.get_mut(index) {
-                    Some(Some(c))
-                        if self.generations[index] == request.from.generation() && !failed_now =>
-                    {
-                        c
-                    }
-                    _ => {
-                        counters.orphaned += 1;
-                        continue;
-                    }
-                };
-                let seq = snapshot.seq();
-                let response = match (query, &value) {
-                    (Query::Key(key), Some(Some(value))) => Response::Value { key, value, seq },
-                    (Query::Key(key), _) => Response::NotFound { key, seq },
-                    (Query::All, _) => Response::Snapshot(snapshot),
-                };
-                match connection.on_response(response) {
-                    Ok(()) => {
-                        counters.answered += 1;
-                        previous = Some((request.from, true));
-                    }
-                    Err(error) => {
-                        counters.orphaned += 1;
-                        // At most one entry per slot: cannot overflow.
-                        let _ = failures.push((index, error));
-                    }
+                if !abandon {
+                    counters.reads += 1;
                 }
             }
+            let request = &batch.requests[at];
+            if !abandon && value.is_none() {
+                if let Query::Key(key) = &request.query {
+                    *busy = Busy::Read;
+                    value = Some(snapshot.get(key));
+                    *busy = Busy::Idle;
+                }
+            }
+            let outcome = match batch.previous {
+                // A repeat shares the fate of the connection's first request for the query.
+                Some((from, outcome)) if from == request.from => {
+                    match outcome {
+                        Outcome::Answered => counters.consolidated += 1,
+                        Outcome::Orphaned => counters.orphaned += 1,
+                        Outcome::Abandoned => counters.abandoned += 1,
+                    }
+                    outcome
+                }
+                _ => match slots.index_of(server, request.from) {
+                    None => {
+                        counters.orphaned += 1;
+                        Outcome::Orphaned
+                    }
+                    Some(index) => {
+                        let connection = slots.connections[index]
+                            .as_mut()
+                            .expect("index_of found it attached");
+                        let (outcome, result) = if abandon {
+                            let reason = batch.reason;
+                            let result = Self::call(busy, request.from, connection, |c| {
+                                c.on_abandoned(&request.query, reason)
+                            });
+                            counters.abandoned += 1;
+                            (Outcome::Abandoned, result)
+                        } else {
+                            let seq = snapshot.seq();
+                            let response = match (&request.query, &value) {
+                                (Query::Key(key), Some(Some(value))) => {
+                                    Response::Value { key, value, seq }
+                                }
+                                (Query::Key(key), _) => Response::NotFound { key, seq },
+                                (Query::All, _) => Response::Snapshot(snapshot),
+                            };
+                            let result = Self::call(busy, request.from, connection, |c| {
+                                c.on_response(response)
+                            });
+                            if matches!(result, Ok(Ok(()))) {
+                                counters.answered += 1;
+                                (Outcome::Answered, result)
+                            } else {
+                                counters.orphaned += 1;
+                                (Outcome::Orphaned, result)
+                            }
+                        };
+                        if let Err(error) = result.and_then(|r| r) {
+                            slots.fail(server, index, error, tags, counters);
+                        }
+                        outcome
+                    }
+                },
+            };
+            batch.previous = Some((request.from, outcome));
+            batch.cursor = at + 1;
         }
-        failures
+    }
+
+    /// Ends a settled batch: takes its requests out of the pending count.
+    fn close_batch(&mut self) {
+        let batch = &mut self.batch;
+        if batch.is_open() {
+            return;
+        }
+        let settled = batch.requests.len();
+        if settled > 0 {
+            // Between two batches the count only grows (refused requests leave again at
+            // once), so its value just before this batch leaves is the peak since the last.
+            let in_flight = self.signals.requests_in_flight();
+            self.counters.high_water = self.counters.high_water.max(in_flight);
+            self.signals.leave_requests(settled);
+        }
+        batch.requests.clear();
+        batch.cursor = 0;
+        batch.group_end = 0;
+        batch.abandon_until = 0;
+        batch.sorted = true;
+        batch.previous = None;
     }
 
     /// [`process_updates`](Self::process_updates), then
@@ -705,9 +1018,10 @@ where
         self.signals.is_pending(Event::Update) || self.signals.is_pending(Event::Request)
     }
 
-    /// Requests accepted and not yet answered (queued, in a batch, or being put).
+    /// Requests accepted and not yet settled (queued, in a batch, or being put).
     pub fn pending_requests(&self) -> usize {
-        self.signals.requests_in_flight()
+        // The batch's settled requests leave the count together, when it closes.
+        self.signals.requests_in_flight() - self.batch.cursor
     }
 
     /// Closes the request side: every later `put_request` returns
@@ -755,8 +1069,9 @@ where
             requests_consolidated: c.consolidated,
             requests_answered: c.answered,
             requests_orphaned: c.orphaned,
+            requests_abandoned: c.abandoned,
             reads: c.reads,
-            pending_high_water: c.high_water.max(self.signals.requests_in_flight()) as u64,
+            pending_high_water: c.high_water.max(self.pending_requests()) as u64,
             connections_added: c.added,
             connections_removed: c.removed,
             connections_failed: c.failed,
@@ -803,6 +1118,7 @@ impl<D: IDict, C, N, T, const Q: usize, const MAXC: usize> fmt::Debug
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("QueueServer")
+            .field("id", &self.requests.server)
             .field("capacity", &Q)
             .field("max_connections", &MAXC)
             .field("config", &self.config)
@@ -812,7 +1128,90 @@ impl<D: IDict, C, N, T, const Q: usize, const MAXC: usize> fmt::Debug
 
 #[cfg(test)]
 mod tests {
-    use super::Widened;
+    use super::{Busy, Widened};
+    use crate::{Connection, ConnectionError, QueueServer, Request, Response, Snapshot};
+    use alloc::collections::BTreeMap;
+    use alloc::vec::Vec;
+
+    type State = BTreeMap<u8, u8>;
+
+    /// Records the updates and answers it receives.
+    #[derive(Default)]
+    struct Log {
+        updates: Vec<u64>,
+        answers: usize,
+    }
+
+    impl Connection<State> for Log {
+        fn on_update(&mut self, snapshot: &Snapshot<State>) -> Result<(), ConnectionError> {
+            self.updates.push(snapshot.seq());
+            Ok(())
+        }
+
+        fn on_response(&mut self, _: Response<'_, State>) -> Result<(), ConnectionError> {
+            self.answers += 1;
+            Ok(())
+        }
+    }
+
+    // Where panics unwind without `std`, a connection's panic is not caught: it leaves
+    // the server as these tests set it up by hand (the call recorded in `busy`, the
+    // fan-out or the batch where it stopped).
+
+    #[test]
+    fn a_connection_call_that_unwound_fails_the_connection_and_orphans_its_request() {
+        let (_, mut server) = QueueServer::new(State::from([(1, 1)]));
+        let culprit = server.add_connection(Log::default()).unwrap();
+        let other = server.add_connection(Log::default()).unwrap();
+        server.put_request(Request::key(culprit, 1)).unwrap();
+        server.put_request(Request::key(other, 1)).unwrap();
+        // on_response of `culprit` unwound: the batch was taken, nothing settled.
+        server.refresh();
+        server.take_batch();
+        server.busy = Busy::Connection(culprit);
+        let done = server.process_requests();
+        assert_eq!(done.failed, 1);
+        let failed = server.take_failed().unwrap();
+        assert_eq!(failed.id, culprit);
+        assert_eq!(
+            failed.error.to_string(),
+            "connection panicked: (no message)"
+        );
+        assert_eq!(server.connection(other).unwrap().answers, 1);
+        let stats = server.stats();
+        assert_eq!((stats.requests_answered, stats.requests_orphaned), (1, 1));
+        assert_eq!(server.pending_requests(), 0);
+    }
+
+    #[test]
+    fn a_fan_out_that_unwound_goes_on_from_the_next_connection() {
+        let (mut publisher, mut server) = QueueServer::new(State::new());
+        let ids: Vec<_> = (0..3)
+            .map(|_| server.add_connection(Log::default()).unwrap())
+            .collect();
+        publisher.put_update(&State::from([(1, 1)]));
+        // The fan-out of snapshot 1 delivered to the first connection, then the second's
+        // on_update unwound.
+        assert!(server.refresh());
+        server.undelivered = false;
+        server.counters.delivered += 1;
+        server.slots.connections[0]
+            .as_mut()
+            .unwrap()
+            .updates
+            .push(1);
+        server.counters.deliveries += 1;
+        server.fanout = Some(1);
+        server.busy = Busy::Connection(ids[1]);
+        let done = server.process_updates();
+        assert_eq!((done.handled, done.failed), (1, 1));
+        assert!(!server.is_attached(ids[1]));
+        for id in [ids[0], ids[2]] {
+            assert_eq!(server.connection(id).unwrap().updates, [1]);
+        }
+        let stats = server.stats();
+        assert_eq!((stats.updates_delivered, stats.deliveries), (1, 2));
+    }
 
     #[test]
     fn a_widened_count_survives_the_counter_wrapping() {

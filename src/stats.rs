@@ -14,8 +14,11 @@
 //!   are still pending in the buffer);
 //! - `updates_received = updates_delivered + updates_superseded + u` where `u` is 1 if the
 //!   newest snapshot taken is still waiting for its fan-out, else 0;
-//! - `requests_accepted = requests_answered + requests_consolidated + requests_orphaned +`
-//!   [`pending_requests`](crate::QueueServer::pending_requests).
+//! - `requests_accepted = requests_answered + requests_consolidated + requests_orphaned +
+//!   requests_abandoned +` [`pending_requests`](crate::QueueServer::pending_requests).
+//!
+//! They hold after a panic unwound through the poller too (see [`fault`](crate::fault)):
+//! the poller counts each request as it settles it.
 
 /// A copy of the server's counters. All counts start at zero when the server is built.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -52,6 +55,12 @@ pub struct Stats {
     pub requests_answered: u64,
     /// Requests whose connection was removed, or failed, before the answer.
     pub requests_orphaned: u64,
+    /// Requests given up on, never answered, their connections told
+    /// ([`Connection::on_abandoned`](crate::Connection::on_abandoned)): their read
+    /// panicked, or the server's owner stopped serving requests
+    /// ([`QueueServer::abandon_requests`](crate::QueueServer::abandon_requests), as a
+    /// [`Runner`](crate::Runner) does when its poller panics).
+    pub requests_abandoned: u64,
     /// Reads of the snapshot: one per distinct query per batch.
     pub reads: u64,
     /// The most requests pending at one time: accepted and not yet answered (queued, in the

@@ -9,8 +9,8 @@ use common::{state, Answer, Recorder, State};
 use core::time::Duration;
 use queueserver::request::{queue_bytes, MAX_QUEUE_BYTES};
 use queueserver::{
-    Builder, Config, Connection, ConnectionError, ConnectionId, IDict, ManualClock, NoNotify,
-    QueueServer, Request, RequestError, Requester, Response, Snapshot,
+    Abandoned, Builder, Config, Connection, ConnectionError, ConnectionId, IDict, ManualClock,
+    NoNotify, Query, QueueServer, Request, RequestError, Requester, Response, Snapshot, Stats,
 };
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -382,4 +382,434 @@ fn the_largest_queue_builds_and_runs_on_a_small_thread_stack() {
         .join()
         .unwrap();
     assert_eq!(answered, (512, 512));
+}
+
+// ----- a panicking connection -----
+
+/// What a `Moody` connection does when called.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+enum Mood {
+    #[default]
+    Fine,
+    PanicOnUpdate,
+    PanicOnAnswer,
+    PanicOnSubscribe,
+    FailOnUpdate,
+}
+
+/// Records its updates, answers and abandoned queries; panics or fails as its mood says.
+#[derive(Debug, Default)]
+struct Moody {
+    mood: Mood,
+    subscribed: bool,
+    updates: Vec<u64>,
+    answers: Vec<Answer>,
+    abandoned: Vec<(Query<&'static str>, Abandoned)>,
+}
+
+impl Moody {
+    fn new(mood: Mood, subscribed: bool) -> Self {
+        Self {
+            mood,
+            subscribed,
+            ..Self::default()
+        }
+    }
+}
+
+impl<D: IDict<Key = &'static str, Value = f64>> Connection<D> for Moody {
+    fn on_update(&mut self, snapshot: &Snapshot<D>) -> Result<(), ConnectionError> {
+        match self.mood {
+            Mood::PanicOnUpdate => panic!("update {} was too much", snapshot.seq()),
+            Mood::FailOnUpdate => Err(ConnectionError::Overloaded),
+            _ => {
+                self.updates.push(snapshot.seq());
+                Ok(())
+            }
+        }
+    }
+
+    fn on_response(&mut self, response: Response<'_, D>) -> Result<(), ConnectionError> {
+        if self.mood == Mood::PanicOnAnswer {
+            std::panic::panic_any(String::from("cannot take an answer"));
+        }
+        self.answers.push(match response {
+            Response::Value { key, value, seq } => Answer::Value(key, *value, seq),
+            Response::NotFound { key, seq } => Answer::NotFound(key, seq),
+            Response::Snapshot(s) => Answer::All(s.seq()),
+        });
+        Ok(())
+    }
+
+    fn wants_updates(&self) -> bool {
+        if self.mood == Mood::PanicOnSubscribe {
+            panic!("{}", "asked once too often");
+        }
+        self.subscribed
+    }
+
+    fn on_abandoned(
+        &mut self,
+        query: &Query<&'static str>,
+        why: Abandoned,
+    ) -> Result<(), ConnectionError> {
+        self.abandoned.push((query.clone(), why));
+        Ok(())
+    }
+}
+
+/// The request identity of `Stats`, with `pending` requests still pending.
+#[track_caller]
+fn assert_balanced(stats: &Stats, pending: usize) {
+    assert_eq!(
+        stats.requests_accepted,
+        stats.requests_answered
+            + stats.requests_consolidated
+            + stats.requests_orphaned
+            + stats.requests_abandoned
+            + pending as u64,
+        "{stats:#?}"
+    );
+}
+
+#[test]
+fn a_connection_that_panics_is_removed_counted_and_handed_back_and_the_rest_carry_on() {
+    let (mut publisher, mut server) = QueueServer::new(state(0.0, 0.0));
+    let fine = server.add_connection(Moody::new(Mood::Fine, true)).unwrap();
+    let on_update = server
+        .add_connection(Moody::new(Mood::PanicOnUpdate, true))
+        .unwrap();
+    let on_answer = server
+        .add_connection(Moody::new(Mood::PanicOnAnswer, false))
+        .unwrap();
+    publisher.put_update(&state(1.0, 2.0));
+    for id in [fine, on_answer, fine] {
+        server.put_request(Request::key(id, "x")).unwrap();
+    }
+    server.put_request(Request::key(fine, "v")).unwrap();
+
+    let done = server.poll();
+    assert_eq!(done.failed, 2);
+    let connection = server.connection(fine).unwrap();
+    assert_eq!(connection.updates, [1]);
+    assert_eq!(
+        connection.answers,
+        [Answer::Value("v", 2.0, 1), Answer::Value("x", 1.0, 1)]
+    );
+    assert!(!server.is_attached(on_update) && !server.is_attached(on_answer));
+
+    let failed: Vec<_> = std::iter::from_fn(|| server.take_failed()).collect();
+    assert_eq!(failed.len(), 2);
+    assert_eq!(failed[0].id, on_update);
+    let ConnectionError::Panicked(message) = failed[0].error else {
+        panic!("{:?}", failed[0].error);
+    };
+    assert_eq!(message.as_str(), "update 1 was too much");
+    assert_eq!(failed[1].id, on_answer);
+    assert_eq!(
+        failed[1].error.to_string(),
+        "connection panicked: cannot take an answer"
+    );
+
+    let stats = server.stats();
+    assert_eq!(stats.connections_failed, 2);
+    assert_eq!(stats.deliveries, 1);
+    assert_eq!(
+        (stats.requests_answered, stats.requests_consolidated),
+        (2, 1)
+    );
+    assert_eq!(stats.requests_orphaned, 1);
+    assert_balanced(&stats, server.pending_requests());
+    assert_eq!(server.pending_requests(), 0);
+
+    // Its requests are refused from now on; the others go on being answered.
+    assert!(matches!(
+        server.put_request(Request::key(on_answer, "x")),
+        Err(RequestError::UnknownConnection(_))
+    ));
+    server.put_request(Request::key(fine, "x")).unwrap();
+    let _ = server.poll();
+    assert_eq!(server.connection(fine).unwrap().answers.len(), 3);
+}
+
+#[test]
+fn a_connection_that_panics_when_asked_whether_it_subscribes_is_removed() {
+    let (_, mut server) = QueueServer::new(state(0.0, 0.0));
+    let fine = server
+        .add_connection(Moody::new(Mood::Fine, false))
+        .unwrap();
+    // Asked at once, when attached.
+    let moody = server
+        .add_connection(Moody::new(Mood::PanicOnSubscribe, true))
+        .unwrap();
+    assert!(!server.is_attached(moody));
+    assert!(server.is_attached(fine));
+    let failed = server.take_failed().unwrap();
+    assert_eq!(failed.id, moody);
+    assert_eq!(
+        failed.error.to_string(),
+        "connection panicked: asked once too often"
+    );
+    assert!(!server.wants_update());
+}
+
+#[test]
+fn a_poll_loop_catching_panics_never_gets_a_batch_answered_twice() {
+    // A hand-written poll loop that catches whatever unwinds out of `poll`.
+    let (_, mut server) = QueueServer::new(state(0.0, 0.0));
+    let asker = server
+        .add_connection(Moody::new(Mood::Fine, false))
+        .unwrap();
+    let panicker = server
+        .add_connection(Moody::new(Mood::PanicOnAnswer, false))
+        .unwrap();
+    server.put_request(Request::key(asker, "x")).unwrap();
+    server.put_request(Request::key(panicker, "x")).unwrap();
+    server.put_request(Request::key(asker, "v")).unwrap();
+    for _ in 0..3 {
+        let polled = catch_unwind(AssertUnwindSafe(|| server.poll()));
+        assert!(
+            polled.is_ok(),
+            "the connection's panic unwound through poll"
+        );
+    }
+    assert_eq!(server.connection(asker).unwrap().answers.len(), 2);
+    assert!(!server.is_attached(panicker));
+    let stats = server.stats();
+    assert_eq!(stats.requests_answered, 2);
+    assert_eq!(stats.requests_orphaned, 1);
+    assert_balanced(&stats, 0);
+}
+
+#[test]
+fn process_updates_keeps_its_counts_when_connections_fail_and_panic_in_one_fan_out() {
+    let (mut publisher, mut server) = QueueServer::new(state(0.0, 0.0));
+    let failing = server
+        .add_connection(Moody::new(Mood::FailOnUpdate, true))
+        .unwrap();
+    let panicking = server
+        .add_connection(Moody::new(Mood::PanicOnUpdate, true))
+        .unwrap();
+    let fine = server.add_connection(Moody::new(Mood::Fine, true)).unwrap();
+    publisher.put_update(&state(1.0, 0.0));
+    let done = server.process_updates();
+    assert_eq!((done.handled, done.failed), (1, 2));
+    assert!(!server.is_attached(failing) && !server.is_attached(panicking));
+    assert_eq!(server.connection(fine).unwrap().updates, [1]);
+    let stats = server.stats();
+    assert_eq!(stats.connections_failed, 2);
+    assert_eq!(stats.connections_removed, 2);
+    assert_eq!(stats.deliveries, 1);
+    assert_eq!(stats.updates_delivered, 1);
+    let errors: Vec<_> = std::iter::from_fn(|| server.take_failed())
+        .map(|f| f.error.to_string())
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            "connection overloaded",
+            "connection panicked: update 1 was too much"
+        ]
+    );
+}
+
+// ----- a panic that unwinds through the poller -----
+
+/// Holds `x`, `v` and `boom`; reading `boom` panics.
+#[derive(Clone, Debug, Default)]
+struct Touchy;
+
+impl IDict for Touchy {
+    type Key = &'static str;
+    type Value = f64;
+
+    fn get(&self, key: &&'static str) -> Option<f64> {
+        match *key {
+            "a" => Some(1.0),
+            "z" => Some(26.0),
+            "boom" => panic!("reading boom"),
+            _ => None,
+        }
+    }
+}
+
+#[test]
+fn a_panicking_read_abandons_its_requests_and_the_rest_of_the_batch_is_answered_once() {
+    let (_, mut server) = QueueServer::new(Touchy);
+    let first = server
+        .add_connection(Moody::new(Mood::Fine, false))
+        .unwrap();
+    let second = server
+        .add_connection(Moody::new(Mood::Fine, false))
+        .unwrap();
+    // Sorted, the batch is: a (first), boom (first, first, second), z (first).
+    for key in ["a", "boom", "boom", "z"] {
+        server.put_request(Request::key(first, key)).unwrap();
+    }
+    server.put_request(Request::key(second, "boom")).unwrap();
+
+    let unwound = catch_unwind(AssertUnwindSafe(|| server.poll()));
+    assert!(unwound.is_err(), "the read of boom unwinds through poll");
+    // Counted as far as it went: `a` answered, the rest pending.
+    let stats = server.stats();
+    assert_eq!(stats.requests_answered, 1);
+    assert_eq!(server.pending_requests(), 4);
+    assert_balanced(&stats, server.pending_requests());
+
+    // The next call settles the rest: boom abandoned (each connection told once), z
+    // answered; nothing answered twice.
+    let _ = server.poll();
+    let answers = &server.connection(first).unwrap().answers;
+    assert_eq!(
+        *answers,
+        [Answer::Value("a", 1.0, 0), Answer::Value("z", 26.0, 0)]
+    );
+    for id in [first, second] {
+        assert_eq!(
+            server.connection(id).unwrap().abandoned,
+            [(Query::Key("boom"), Abandoned::Panicked)]
+        );
+    }
+    let stats = server.stats();
+    assert_eq!(stats.requests_abandoned, 3);
+    assert_eq!(stats.requests_answered, 2);
+    assert_eq!(server.pending_requests(), 0);
+    assert_balanced(&stats, 0);
+    assert_eq!(stats.connections_failed, 0);
+    // And the server goes on.
+    server.put_request(Request::key(second, "a")).unwrap();
+    let _ = server.poll();
+    assert_eq!(server.connection(second).unwrap().answers.len(), 1);
+}
+
+/// A key whose comparison panics when it meets 13.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Prickly(u8);
+
+impl PartialOrd for Prickly {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Prickly {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        assert!(self.0 != 13 && other.0 != 13, "13 cannot be compared");
+        self.0.cmp(&other.0)
+    }
+}
+
+/// Every `Prickly` key exists.
+#[derive(Clone, Debug, Default)]
+struct Pricklies;
+
+impl IDict for Pricklies {
+    type Key = Prickly;
+    type Value = u8;
+
+    fn get(&self, key: &Prickly) -> Option<u8> {
+        Some(key.0)
+    }
+}
+
+/// Counts its answers and the queries it is told are abandoned.
+#[derive(Debug, Default)]
+struct Tally {
+    answers: usize,
+    abandoned: Vec<(Query<Prickly>, Abandoned)>,
+}
+
+impl Connection<Pricklies> for Tally {
+    fn on_update(&mut self, _: &Snapshot<Pricklies>) -> Result<(), ConnectionError> {
+        Ok(())
+    }
+
+    fn on_response(&mut self, _: Response<'_, Pricklies>) -> Result<(), ConnectionError> {
+        self.answers += 1;
+        Ok(())
+    }
+
+    fn on_abandoned(
+        &mut self,
+        query: &Query<Prickly>,
+        why: Abandoned,
+    ) -> Result<(), ConnectionError> {
+        self.abandoned.push((query.clone(), why));
+        Ok(())
+    }
+}
+
+#[test]
+fn a_batch_whose_sort_panics_is_abandoned_whole_and_never_answered() {
+    let (_, mut server) = QueueServer::new(Pricklies);
+    let id = server.add_connection(Tally::default()).unwrap();
+    for key in [3, 13, 1] {
+        server.put_request(Request::key(id, Prickly(key))).unwrap();
+    }
+    assert!(catch_unwind(AssertUnwindSafe(|| server.process_requests())).is_err());
+    let _ = server.process_requests();
+    let tally = server.connection(id).unwrap();
+    assert_eq!(tally.answers, 0);
+    assert_eq!(tally.abandoned.len(), 3);
+    assert!(tally
+        .abandoned
+        .iter()
+        .all(|(_, why)| *why == Abandoned::Panicked));
+    let stats = server.stats();
+    assert_eq!(stats.requests_abandoned, 3);
+    assert_eq!(server.pending_requests(), 0);
+    assert_balanced(&stats, 0);
+    // Keys that compare are served as before.
+    server.put_request(Request::key(id, Prickly(2))).unwrap();
+    let _ = server.process_requests();
+    assert_eq!(server.connection(id).unwrap().answers, 1);
+}
+
+#[test]
+fn abandoning_requests_tells_each_connection_once_per_query_and_counts_them() {
+    let (_, mut server) = QueueServer::new(state(0.0, 0.0));
+    let first = server
+        .add_connection(Moody::new(Mood::Fine, false))
+        .unwrap();
+    let second = server
+        .add_connection(Moody::new(Mood::Fine, false))
+        .unwrap();
+    let gone = server
+        .add_connection(Moody::new(Mood::Fine, false))
+        .unwrap();
+    for (id, key) in [
+        (first, "x"),
+        (first, "x"),
+        (first, "v"),
+        (second, "x"),
+        (gone, "x"),
+    ] {
+        server.put_request(Request::key(id, key)).unwrap();
+    }
+    server.put_request(Request::snapshot(second)).unwrap();
+    server.remove_connection(gone).unwrap();
+    server.close();
+    let done = server.abandon_requests();
+    assert_eq!(done.handled, 6);
+    assert_eq!(server.pending_requests(), 0);
+    let told = |id| server.connection(id).unwrap().abandoned.clone();
+    assert_eq!(
+        told(first),
+        [
+            (Query::Key("v"), Abandoned::Stopped),
+            (Query::Key("x"), Abandoned::Stopped)
+        ]
+    );
+    assert_eq!(
+        told(second),
+        [
+            (Query::Key("x"), Abandoned::Stopped),
+            (Query::All, Abandoned::Stopped)
+        ]
+    );
+    assert!(server.connection(first).unwrap().answers.is_empty());
+    let stats = server.stats();
+    assert_eq!((stats.requests_abandoned, stats.requests_orphaned), (5, 1));
+    assert_eq!(stats.requests_answered + stats.reads, 0);
+    assert_balanced(&stats, 0);
 }

@@ -102,7 +102,7 @@ pub enum Wire {
     /// An id.
     Id(IdParts),
     /// Stats, field by field.
-    Stats([u64; 16]),
+    Stats([u64; 17]),
     /// A config.
     Config(ConfigPick),
 }
@@ -459,7 +459,7 @@ where
     round_trip(&snapshot);
 }
 
-fn stats_from(f: [u64; 16]) -> Stats {
+fn stats_from(f: [u64; 17]) -> Stats {
     Stats {
         updates_published: f[0],
         updates_received: f[1],
@@ -472,11 +472,12 @@ fn stats_from(f: [u64; 16]) -> Stats {
         requests_consolidated: f[8],
         requests_answered: f[9],
         requests_orphaned: f[10],
-        reads: f[11],
-        pending_high_water: f[12],
-        connections_added: f[13],
-        connections_removed: f[14],
-        connections_failed: f[15],
+        requests_abandoned: f[11],
+        reads: f[12],
+        pending_high_water: f[13],
+        connections_added: f[14],
+        connections_removed: f[15],
+        connections_failed: f[16],
     }
 }
 
