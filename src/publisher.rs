@@ -110,7 +110,8 @@ impl<D: IDict, N: Notify> Publisher<D, N> {
     ///
     /// **Computation.** One relaxed atomic load. A loop may skip `put_update` while this
     /// is false. The answer may be stale by the time it is used: a request accepted just
-    /// after the load is answered from the last snapshot published.
+    /// after the load is answered from the last snapshot published. False for good once
+    /// the server is dropped (or its [`Runner`](crate::Runner)'s poller has stopped).
     #[inline]
     pub fn wants_update(&self) -> bool {
         self.signals.wants_update()

@@ -374,7 +374,9 @@ impl<K, N: Notify, const Q: usize, const MAXC: usize> Requester<K, N, Q, MAXC> {
         self.requests.put(&self.signals, request)
     }
 
-    /// Whether the server has closed its request side.
+    /// Whether the server has closed its request side: [`close`](crate::QueueServer::close)
+    /// was called, or the server was dropped (a [`Runner`](crate::Runner) whose poller
+    /// stopped drops or closes it). Once true, always true.
     pub fn is_closed(&self) -> bool {
         self.signals.is_closed()
     }

@@ -1113,6 +1113,25 @@ where
     }
 }
 
+/// Dropping the server closes its request side for good: every later `put_request`
+/// returns [`RequestError::Closed`], [`Requester::is_closed`] is true and
+/// [`Publisher::wants_update`] false, so no requester is told its request was accepted when
+/// nobody will answer it. Requests still pending are dropped with the connections, unanswered
+/// and uncounted (the counts go with the server); a connection whose owner waits for answers
+/// learns it when it is dropped. To settle them first, [close](QueueServer::close) and call
+/// [`process_requests`](QueueServer::process_requests) until
+/// [`pending_requests`](QueueServer::pending_requests) is zero, or
+/// [`abandon_requests`](QueueServer::abandon_requests). Runs none of the connections' code
+/// (but their `Drop`).
+impl<D: IDict, C, N, T, const Q: usize, const MAXC: usize> Drop
+    for QueueServer<D, C, N, T, Q, MAXC>
+{
+    fn drop(&mut self) {
+        self.signals.close_for_good();
+        log::debug!("server {} dropped", self.requests.server);
+    }
+}
+
 impl<D: IDict, C, N, T, const Q: usize, const MAXC: usize> fmt::Debug
     for QueueServer<D, C, N, T, Q, MAXC>
 {

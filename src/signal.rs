@@ -7,7 +7,8 @@
 //!   with one atomic load. It packs:
 //!   bit 0, set while a connection subscribes to updates;
 //!   bit 1, set once the request side is closed;
-//!   bits 2.., the number of requests accepted and not yet answered.
+//!   bit 2, set once nobody will ever answer again (the server was dropped);
+//!   bits 3.., the number of requests accepted and not yet answered.
 //!
 //! Keeping the closed bit and the request count in one word makes shutdown exact: a
 //! requester adds itself to the count and learns whether the side is closed in one
@@ -20,7 +21,8 @@ use crate::sync::{AtomicBool, AtomicUsize, Ordering};
 
 pub(crate) const SUBSCRIBED: usize = 1;
 pub(crate) const CLOSED: usize = 2;
-pub(crate) const ONE_REQUEST: usize = 4;
+pub(crate) const GONE: usize = 4;
+pub(crate) const ONE_REQUEST: usize = 8;
 
 pub(crate) struct Signals<N> {
     notify: N,
@@ -78,12 +80,14 @@ impl<N: Notify> Signals<N> {
         self.flag(event).load(Ordering::Acquire)
     }
 
-    /// One load: someone subscribes, or a request waits for an answer.
+    /// One load: someone subscribes, or a request waits for an answer, and the server
+    /// still serves.
     #[inline]
     pub(crate) fn wants_update(&self) -> bool {
         // Relaxed: the answer is advisory (skip a copy nobody needs); the request that set
         // the count is ordered by the queue itself.
-        self.demand.load(Ordering::Relaxed) & !CLOSED != 0
+        let demand = self.demand.load(Ordering::Relaxed);
+        demand & GONE == 0 && demand & !CLOSED != 0
     }
 
     /// Counts a request in before it is queued; `Err` if the request side is closed (the
@@ -124,10 +128,20 @@ impl<N: Notify> Signals<N> {
             self.demand.fetch_and(!SUBSCRIBED, Ordering::Relaxed);
         }
     }
+}
 
+impl<N> Signals<N> {
     /// Closes the request side: every later `enter_request` fails.
     pub(crate) fn close(&self) {
         self.demand.fetch_or(CLOSED, Ordering::AcqRel);
+    }
+
+    /// Closes the request side for good: nobody will answer. `wants_update` is false from
+    /// now on, whatever the count of requests still in flight (a requester that counted
+    /// itself in before the close may still be about to queue its request, and takes
+    /// nothing out of the count afterwards).
+    pub(crate) fn close_for_good(&self) {
+        self.demand.fetch_or(CLOSED | GONE, Ordering::AcqRel);
     }
 
     pub(crate) fn is_closed(&self) -> bool {

@@ -813,3 +813,25 @@ fn abandoning_requests_tells_each_connection_once_per_query_and_counts_them() {
     assert_eq!(stats.requests_answered + stats.reads, 0);
     assert_balanced(&stats, 0);
 }
+
+// ----- a dropped server -----
+
+#[test]
+fn a_dropped_server_closes_its_request_side_for_good() {
+    let (publisher, mut server) = QueueServer::new(state(0.0, 0.0));
+    let id = server.add_connection(Recorder::subscriber()).unwrap();
+    let requester = server.requester();
+    requester.put_request(Request::key(id, "x")).unwrap();
+    assert!(publisher.wants_update());
+    drop(server);
+
+    assert!(requester.is_closed());
+    assert!(!publisher.wants_update(), "nobody is left to want it");
+    for _ in 0..16 {
+        assert_eq!(
+            requester.put_request(Request::key(id, "x")),
+            Err(RequestError::Closed(Request::key(id, "x")))
+        );
+    }
+    assert!(requester.clone().is_closed());
+}
