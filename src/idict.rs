@@ -10,10 +10,19 @@
 //! [`IDict::copy_from`] runs on the computation's thread inside
 //! [`Publisher::put_update`](crate::Publisher::put_update). It must not allocate for the
 //! publish path to be real-time safe. It does not for plain structs of `Copy` fields, for
-//! `heapless` maps, and, once the key sets match (after the first two publishes, which fill
-//! the three buffers), for the `BTreeMap` and `HashMap` impls below whose values clone
-//! without allocating (numbers, `heapless` strings). A `String` value allocates on every
+//! `heapless` maps, and for the `BTreeMap` and `HashMap` impls below whose values clone
+//! without allocating (numbers, `heapless` strings) as long as every snapshot published has
+//! the keys of the IDict the server was built with. A `String` value allocates on every
 //! change of length; use `heapless::String` instead.
+//!
+//! The server starts with three copies of the initial IDict (the triple buffer's), and a
+//! publish copies into one of them: a `BTreeMap` or `HashMap` whose keys differ from the
+//! copy's is rebuilt, which allocates. So when the keys change (or the server was built
+//! from a map with other keys than those published), each copy is rebuilt once, at the
+//! first publish that lands in it: the first two publishes after the change, and a third
+//! whose place the poller decides: the third copy is the poller's, and reaches the
+//! computation only after the poller has taken a newer snapshot, any number of publishes
+//! later. Build the server from a map with the keys you will publish.
 //!
 //! # Implementing it for your own struct
 //!

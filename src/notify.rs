@@ -16,7 +16,7 @@
 //! | [`NoNotify`] | nothing: the poller polls on its own schedule | yes |
 //! | [`FlagNotify`] | sets an atomic flag the poller (or a main loop) checks | yes: one atomic store |
 //! | [`WakerNotify`] | wakes the task registered in an [`AtomicWaker`] | the hook itself is lock-free; the executor's `Waker::wake` decides the rest (an interrupt-pending or flag-setting waker is; a waker that unparks a thread is not) |
-//! | `ThreadNotify` (std) | unparks the poller thread | **no**: an unpark is a syscall when the thread sleeps |
+//! | `ThreadNotify` (std) | unparks the poller thread (allocation-free) | **no**: an unpark is a syscall when the thread sleeps, and a read lock that waits while a runner binds its thread |
 
 use crate::sync::{AtomicBool, Ordering};
 pub use atomic_waker::AtomicWaker;
@@ -145,17 +145,25 @@ pub use self::thread_notify::ThreadNotify;
 mod thread_notify {
     use super::{Event, Notify};
     use crate::sync::thread::Thread;
-    use arc_swap::ArcSwapOption;
-    use std::sync::Arc;
+    use crate::sync::RwLock;
+    use core::fmt;
 
     /// Unparks the poller thread (std). Used by [`Runner::notified`](crate::Runner::notified).
     ///
     /// **Not real-time safe**: unparking a sleeping thread is a syscall. Use it when the
     /// computation is an ordinary thread, or use [`FlagNotify`](super::FlagNotify) and a
     /// runner driven by interval.
-    #[derive(Debug, Default)]
+    ///
+    /// `notify` allocates nothing, on any thread, the first time or any other: it takes a
+    /// read lock on the thread bound (std's `RwLock`, a few atomic operations) and unparks
+    /// it. It blocks only while [`bind`](Self::bind) or [`unbind`](Self::unbind) holds the
+    /// write lock, which a runner does once as it starts and once as it stops. No wake-up is
+    /// lost across a bind: a notification that finds no thread (or the previous one) was
+    /// made before the bind took the lock, so the work it announces is visible to the
+    /// newly bound thread's first poll.
+    #[derive(Default)]
     pub struct ThreadNotify {
-        thread: ArcSwapOption<Thread>,
+        thread: RwLock<Option<Thread>>,
     }
 
     impl ThreadNotify {
@@ -164,17 +172,42 @@ mod thread_notify {
             Self::default()
         }
 
-        /// Binds the thread to unpark, replacing any thread bound before.
+        /// Binds the thread to unpark, replacing any thread bound before (a server run
+        /// again after a runner's shutdown binds the new runner's thread).
         pub fn bind(&self, thread: Thread) {
-            self.thread.store(Some(Arc::new(thread)));
+            let previous = self.swap(Some(thread));
+            // Dropped outside the lock.
+            drop(previous);
+        }
+
+        /// Binds no thread: notifications unpark nobody until the next `bind`.
+        pub fn unbind(&self) {
+            drop(self.swap(None));
+        }
+
+        fn swap(&self, thread: Option<Thread>) -> Option<Thread> {
+            // A poisoned lock still holds a valid `Option<Thread>`: nothing panics while
+            // holding it.
+            let mut bound = self.thread.write().unwrap_or_else(|e| e.into_inner());
+            core::mem::replace(&mut *bound, thread)
         }
     }
 
     impl Notify for ThreadNotify {
         fn notify(&self, _event: Event) {
-            if let Some(thread) = &*self.thread.load() {
+            let bound = self.thread.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(thread) = &*bound {
                 thread.unpark();
             }
+        }
+    }
+
+    impl fmt::Debug for ThreadNotify {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            let bound = self.thread.read().map(|t| t.is_some()).unwrap_or(false);
+            f.debug_struct("ThreadNotify")
+                .field("bound", &bound)
+                .finish()
         }
     }
 }

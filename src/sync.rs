@@ -1,7 +1,8 @@
 //! The crate's own synchronisation primitives, in one place.
 //!
 //! Everything the crate synchronises itself (pending flags, the demand word, per-connection
-//! quotas, connection tags, shutdown) uses the types re-exported here. Built with
+//! quotas, connection tags, shutdown, the runner's control and the thread a
+//! `ThreadNotify` wakes) uses the types re-exported here. Built with
 //! `RUSTFLAGS="--cfg loom"`, they become [`loom`](https://docs.rs/loom)'s types, so a model
 //! checker can explore every interleaving of that protocol. The lock-free structures of the
 //! dependencies (`triple_buffer`, `heapless::mpmc`, `arc-swap`) keep their own atomics: loom
@@ -16,6 +17,12 @@ pub(crate) use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering
 pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 #[cfg(loom)]
 pub(crate) use loom::sync::Arc;
+
+#[cfg(all(feature = "std", not(loom)))]
+pub(crate) use std::sync::RwLock;
+
+#[cfg(all(feature = "std", loom))]
+pub(crate) use loom::sync::RwLock;
 
 /// Thread parking for the runner: `std::thread`, or loom's model of it.
 #[cfg(all(feature = "std", not(loom)))]

@@ -1,7 +1,9 @@
 //! The computation's path never allocates: a counting global allocator watches
 //! `put_update` and `wants_update` (and `put_request`, which connections and interrupts
-//! call) for every provided IDict kind. Counts are per thread, so other tests running in
-//! parallel cannot disturb them.
+//! call) for every provided IDict kind and with `ThreadNotify`, the hook that used to
+//! allocate the first time it ran on a thread; and a map built with other keys than those
+//! published allocates exactly where `idict.rs` says. Counts are per thread, so other tests
+//! running in parallel cannot disturb them.
 
 use queueserver::{Builder, Connection, ConnectionError, FlagNotify, IDict, QueueServer, Request};
 use queueserver::{Response, Snapshot};
@@ -179,4 +181,88 @@ fn put_request_and_wants_update_never_allocate() {
     }
     assert_eq!(server.stats().requests_accepted, 400);
     assert_eq!(server.stats().requests_rejected, 50);
+}
+
+#[test]
+fn thread_notify_allocates_nothing_even_the_first_time_on_a_thread() {
+    use queueserver::ThreadNotify;
+    let (publisher, mut server) = Builder::new(BTreeMap::from([("x", 1.0)]))
+        .notify(ThreadNotify::new())
+        .build_with([Sink])
+        .unwrap();
+    let id = server.connection_ids().next().unwrap();
+    let requester = server.requester();
+    // A thread to wake, parked until told to stop.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let parked = {
+        let stop = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                std::thread::park();
+            }
+        })
+    };
+    server.notifier().bind(parked.thread().clone());
+    let state = BTreeMap::from([("x", 2.0)]);
+    // Each on a thread that never ran the crate's code before: the first notification on a
+    // thread is the one that used to allocate.
+    let mut publisher = std::thread::spawn(move || {
+        let mut publisher = publisher;
+        let n = allocations_in(|| publisher.put_update(&state));
+        assert_eq!(n, 0, "put_update with ThreadNotify allocated");
+        publisher
+    })
+    .join()
+    .unwrap();
+    std::thread::spawn(move || {
+        let n = allocations_in(|| requester.put_request(Request::key(id, "x")).unwrap());
+        assert_eq!(n, 0, "put_request with ThreadNotify allocated");
+    })
+    .join()
+    .unwrap();
+    // Both notified: the flags were clear.
+    assert!(server.has_pending_events());
+    let _ = server.poll();
+    assert_eq!(server.stats().requests_answered, 1);
+    // Rebound to another thread, and unbound: still nothing allocated on notifying threads.
+    server.notifier().bind(std::thread::current());
+    let state = BTreeMap::from([("x", 3.0)]);
+    let n = std::thread::scope(|s| {
+        s.spawn(|| allocations_in(|| publisher.put_update(&state)))
+            .join()
+            .unwrap()
+    });
+    assert_eq!(n, 0);
+    server.notifier().unbind();
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    parked.thread().unpark();
+    parked.join().unwrap();
+}
+
+#[test]
+fn a_map_built_with_other_keys_is_rebuilt_once_per_buffer_the_last_when_the_poller_decides() {
+    // Built with one key set, published with another: each of the three buffers is
+    // rebuilt once, at the first publish that lands in it.
+    let (mut publisher, mut server) = Builder::new(BTreeMap::from([("a", 0.0)]))
+        .notify(FlagNotify::new())
+        .build_with([Sink])
+        .unwrap();
+    let published = BTreeMap::from([("x", 1.0), ("y", 2.0)]);
+    let mut allocating = Vec::new();
+    let mut publish = |publisher: &mut queueserver::Publisher<_, _>| {
+        if allocations_in(|| publisher.put_update(&published)) > 0 {
+            allocating.push(publisher.published());
+        }
+    };
+    for _ in 0..10 {
+        publish(&mut publisher);
+    }
+    // The poller takes a snapshot: its old buffer, never rebuilt, goes back to the
+    // computation, which rebuilds it at the second publish after.
+    let _ = server.poll();
+    for _ in 0..10 {
+        publish(&mut publisher);
+        let _ = server.poll();
+    }
+    assert_eq!(allocating, [1, 2, 12]);
 }
