@@ -87,7 +87,7 @@ mutant clear-after-take updates publishing_races_with_processing src/server.rs \
 # 2. The per-connection quota is bumped with a load and a store instead of one fetch_add:
 #    the poller's give-back in between is lost (the quota leaks) or counted twice.
 mutant quota-load-store requests requesters_race_with_the_drain src/request.rs \
-    's/if slot.queued.fetch_add(1, Ordering::Relaxed) >= self.share {/let queued = slot.queued.load(Ordering::Relaxed);\n        slot.queued.store(queued + 1, Ordering::Relaxed);\n        if queued >= self.share {/'
+    's/let before = queued.fetch_add(1, Ordering::Relaxed);/let before = queued.load(Ordering::Relaxed);\n        queued.store(before + 1, Ordering::Relaxed);/'
 
 # 3. The poller clears a pending flag with Relaxed instead of AcqRel: it consumes the
 #    requester's `true` without synchronising with it, reads a stale request count of zero,
@@ -100,8 +100,8 @@ mutant clear-relaxed wakeup a_request_racing_with_a_polling_poller_is_never_left
 #    request put during the drain finds the flag still set, does not notify, and the runner
 #    parks with it queued.
 mutant clear-after-drain wakeup a_notified_runner_wakes_for_every_request src/server.rs \
-    '/^        self.signals.begin(Event::Request);$/d' \
-    's/^        if self.batch.is_empty() {$/        self.signals.begin(Event::Request);\n        if self.batch.is_empty() {/'
+    '/pub fn process_requests/,/^    }$/{/^        self.signals.begin(Event::Request);$/d}' \
+    '/pub fn process_requests/,/^    }$/s/^                done.handled = self.take_batch();$/&\n                self.signals.begin(Event::Request);/'
 
 # 5. The poller sets and clears the subscribed bit with a load and a store instead of one
 #    read-modify-write: a request counted in between is wiped from the demand word, and the
@@ -110,12 +110,12 @@ mutant subscribed-load-store demand demand_follows_requests_and_subscribers src/
     's/self.demand.fetch_or(SUBSCRIBED, Ordering::Relaxed);/let demand = self.demand.load(Ordering::Relaxed);\n            self.demand.store(demand | SUBSCRIBED, Ordering::Relaxed);/' \
     's/self.demand.fetch_and(!SUBSCRIBED, Ordering::Relaxed);/let demand = self.demand.load(Ordering::Relaxed);\n            self.demand.store(demand \& !SUBSCRIBED, Ordering::Relaxed);/'
 
-# 6. The poller takes a batch out of the request count before answering it instead of
-#    after: `wants_update` (and `pending_requests`) read zero while answers are still being
-#    given.
+# 6. The poller takes a batch out of the request count as soon as it has taken it off the
+#    queue instead of once it is settled: `wants_update` (and `pending_requests`) read zero
+#    while answers are still being given.
 mutant uncount-before-answer demand demand_follows_requests_and_subscribers src/server.rs \
-    '/^        self.signals.leave_requests(done.handled);$/d' \
-    's/^        done.handled = self.batch.len();$/&\n        self.signals.leave_requests(done.handled);/'
+    '/^            self.signals.leave_requests(settled);$/d' \
+    's/^        self.batch.requests.len()$/        self.signals.leave_requests(self.batch.requests.len());\n&/'
 
 # 7. A requester checks for the close with a load before counting itself in: the poller
 #    can close, find nothing pending and stop between the two, and the request is accepted
@@ -124,11 +124,11 @@ mutant closed-check-before-count shutdown shutdown_races_with_requests src/signa
     's/let before = self.demand.fetch_add(ONE_REQUEST, Ordering::AcqRel);/let before = self.demand.load(Ordering::Acquire);\n        if before \& CLOSED == 0 {\n            self.demand.fetch_add(ONE_REQUEST, Ordering::AcqRel);\n        }/' \
     '/^            self.leave_requests(1);$/d'
 
-# 8. The poller answers a request without checking the generation of its connection: a
-#    request of a removed connection goes to the next connection in the same slot instead of
-#    being counted orphaned.
+# 8. The poller takes a connection for attached without checking the generation of its id:
+#    a request of a removed connection goes to the next connection in the same slot instead
+#    of being counted orphaned.
 mutant no-generation-check shutdown removal_races_with_requests src/server.rs \
-    's/if self.generations\[index\] == request.from.generation() \&\& !failed_now =>/if !failed_now =>/'
+    's/^            \&\& self.generations\[index\] == id.generation();$/;/'
 
 # 9. The publisher skips the flag when its publish found the back buffer clean (the
 #    opposite of the rule: skip only when it replaced an untaken snapshot): a publish after
@@ -136,6 +136,52 @@ mutant no-generation-check shutdown removal_races_with_requests src/server.rs \
 mutant raise-inverted wakeup a_notified_runner_wakes_for_a_publish_after_it_took_the_last \
     src/publisher.rs \
     's/if !self.input.publish() {/if self.input.publish() {/'
+
+# 10. A requester checks the slot's tag with a load instead of a read-modify-write: the
+#     poller's detaching swap no longer synchronises with it, so the poller can miss the
+#     count of a request that got past the check, and give the slot's next connection the
+#     counter that request is in.
+mutant tag-check-by-load reuse a_reused_slot_gives_its_newcomer_an_empty_share src/request.rs \
+    's/if slot.tag.fetch_add(0, Ordering::AcqRel) != id.generation() {/if slot.tag.load(Ordering::Acquire) != id.generation() {/'
+
+# 11. One share counter per slot instead of one per generation parity: the requests the
+#     former connection left queued count against the newcomer.
+mutant one-share-counter reuse a_reused_slot_gives_its_newcomer_an_empty_share src/request.rs \
+    's/\&self.queued\[(generation \& 1) as usize\]/\&self.queued[0]/'
+
+# 12. Dropping the server leaves its request side open: requests are still accepted that
+#     nobody will answer.
+mutant drop-leaves-open drop dropping_the_server_closes_the_request_side_for_good src/server.rs \
+    '/fn drop(&mut self) {/,/^    }$/{/self.signals.stop();/d}'
+
+# 13. `wants_update` ignores the stopped bit: it stays true after the server is dropped.
+mutant wants-update-ignores-stop drop dropping_the_server_closes_the_request_side_for_good \
+    src/signal.rs \
+    's/demand \& STOPPED == 0 \&\& demand \& !CLOSED != 0/demand \& !CLOSED != 0/'
+
+# 14. A control call posts its command without waking the poller: a poller asleep until
+#     the next notification never answers, and the caller waits for ever.
+mutant control-without-wake control a_control_call_reaches_a_sleeping_poller src/runner.rs \
+    '/fn call(&self, command/,/^    }$/{/self.poller.unpark();/d}'
+
+# 15. The poller stops without closing its mailbox: a command posted after it has stopped
+#     is never answered, and the caller waits for ever.
+mutant mailbox-left-open control \
+    a_control_call_racing_a_poller_that_stops_is_answered_and_loses_nothing src/runner.rs \
+    '/^            mailbox.open = false;$/d'
+
+# 16. A poller that panics stops without abandoning the requests it accepted: they are
+#     left pending, and whoever waits for them is never told.
+mutant give-up-without-abandoning shutdown a_poller_that_panics_gives_up_without_losing_a_request \
+    src/runner.rs \
+    's/^        if cause.is_some() {$/        if cause.is_some() \&\& false {/'
+
+# 17. A poller that panics abandons the pending requests before closing the request side
+#     (the close moved after): a request accepted in between is never settled.
+mutant give-up-before-close shutdown a_poller_that_panics_gives_up_without_losing_a_request \
+    src/runner.rs \
+    '/^        server.close();$/d' \
+    's/^        server.stop();$/        server.close();\n&/'
 
 printf '\n%d mutation(s) caught' "${#caught[@]}"
 ((${#caught[@]})) && printf ': %s' "${caught[*]}"

@@ -149,4 +149,4 @@ pub use notify::ThreadNotify;
 #[cfg(feature = "std")]
 pub use reader::{ReadGuard, Reader};
 #[cfg(feature = "std")]
-pub use runner::Runner;
+pub use runner::{AddError, Crashed, RemoveError, Runner, StartError, StopCause};

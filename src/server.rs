@@ -1039,6 +1039,13 @@ where
         self.signals.is_closed()
     }
 
+    /// Closes the request side and marks the server unserved: `wants_update` is false until
+    /// a poller works on it again. For a runner whose poller stops.
+    #[cfg(feature = "std")]
+    pub(crate) fn stop(&mut self) {
+        self.signals.stop();
+    }
+
     // ----- state -----
 
     /// The newest snapshot the poller has taken (it may be older than the newest
@@ -1127,7 +1134,7 @@ impl<D: IDict, C, N, T, const Q: usize, const MAXC: usize> Drop
     for QueueServer<D, C, N, T, Q, MAXC>
 {
     fn drop(&mut self) {
-        self.signals.close_for_good();
+        self.signals.stop();
         log::debug!("server {} dropped", self.requests.server);
     }
 }

@@ -7,7 +7,8 @@
 //!   with one atomic load. It packs:
 //!   bit 0, set while a connection subscribes to updates;
 //!   bit 1, set once the request side is closed;
-//!   bit 2, set once nobody will ever answer again (the server was dropped);
+//!   bit 2, set while no poller serves the server: set when the server is dropped, or when
+//!   a runner's poller stops, cleared by the next poller call;
 //!   bits 3.., the number of requests accepted and not yet answered.
 //!
 //! Keeping the closed bit and the request count in one word makes shutdown exact: a
@@ -21,7 +22,7 @@ use crate::sync::{AtomicBool, AtomicUsize, Ordering};
 
 pub(crate) const SUBSCRIBED: usize = 1;
 pub(crate) const CLOSED: usize = 2;
-pub(crate) const GONE: usize = 4;
+pub(crate) const STOPPED: usize = 4;
 pub(crate) const ONE_REQUEST: usize = 8;
 
 pub(crate) struct Signals<N> {
@@ -80,14 +81,14 @@ impl<N: Notify> Signals<N> {
         self.flag(event).load(Ordering::Acquire)
     }
 
-    /// One load: someone subscribes, or a request waits for an answer, and the server
-    /// still serves.
+    /// One load: someone subscribes, or a request waits for an answer, and a poller
+    /// serves them.
     #[inline]
     pub(crate) fn wants_update(&self) -> bool {
         // Relaxed: the answer is advisory (skip a copy nobody needs); the request that set
         // the count is ordered by the queue itself.
         let demand = self.demand.load(Ordering::Relaxed);
-        demand & GONE == 0 && demand & !CLOSED != 0
+        demand & STOPPED == 0 && demand & !CLOSED != 0
     }
 
     /// Counts a request in before it is queued; `Err` if the request side is closed (the
@@ -116,16 +117,22 @@ impl<N: Notify> Signals<N> {
         self.demand.load(Ordering::Acquire) / ONE_REQUEST
     }
 
-    /// Sets or clears the subscribed bit. Only the poller writes that bit, so a relaxed
-    /// load tells exactly whether it must change, and an unchanged bit costs no write.
+    /// Sets or clears the subscribed bit, and clears the stopped bit: a poller is at work.
+    /// Only the poller writes these bits, so a relaxed load tells exactly whether they must
+    /// change, and unchanged bits cost no write.
     pub(crate) fn set_subscribed(&self, subscribed: bool) {
-        if (self.demand.load(Ordering::Relaxed) & SUBSCRIBED != 0) == subscribed {
+        let demand = self.demand.load(Ordering::Relaxed);
+        let stopped = demand & STOPPED != 0;
+        if !stopped && (demand & SUBSCRIBED != 0) == subscribed {
             return;
         }
         if subscribed {
             self.demand.fetch_or(SUBSCRIBED, Ordering::Relaxed);
         } else {
             self.demand.fetch_and(!SUBSCRIBED, Ordering::Relaxed);
+        }
+        if stopped {
+            self.demand.fetch_and(!STOPPED, Ordering::Relaxed);
         }
     }
 }
@@ -136,12 +143,12 @@ impl<N> Signals<N> {
         self.demand.fetch_or(CLOSED, Ordering::AcqRel);
     }
 
-    /// Closes the request side for good: nobody will answer. `wants_update` is false from
-    /// now on, whatever the count of requests still in flight (a requester that counted
-    /// itself in before the close may still be about to queue its request, and takes
-    /// nothing out of the count afterwards).
-    pub(crate) fn close_for_good(&self) {
-        self.demand.fetch_or(CLOSED | GONE, Ordering::AcqRel);
+    /// Closes the request side, and says no poller serves the server: `wants_update` is
+    /// false until a poller works again (never, once the server is dropped), whatever the
+    /// count of requests still in flight (a requester that counted itself in before the
+    /// close may still be about to queue its request, which nobody will take).
+    pub(crate) fn stop(&self) {
+        self.demand.fetch_or(CLOSED | STOPPED, Ordering::AcqRel);
     }
 
     pub(crate) fn is_closed(&self) -> bool {

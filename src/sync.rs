@@ -19,10 +19,10 @@ pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering
 pub(crate) use loom::sync::Arc;
 
 #[cfg(all(feature = "std", not(loom)))]
-pub(crate) use std::sync::RwLock;
+pub(crate) use std::sync::{Mutex, MutexGuard, RwLock};
 
 #[cfg(all(feature = "std", loom))]
-pub(crate) use loom::sync::RwLock;
+pub(crate) use loom::sync::{Mutex, MutexGuard, RwLock};
 
 /// Thread parking for the runner: `std::thread`, or loom's model of it.
 #[cfg(all(feature = "std", not(loom)))]

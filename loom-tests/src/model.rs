@@ -1,8 +1,8 @@
 //! What the models share: the bounded model run, the snapshot, the connection, the put.
 
 use queueserver::{
-    Connection, ConnectionError, IDict, Notify, Query, Request, RequestError, Requester, Response,
-    Snapshot,
+    Abandoned, Connection, ConnectionError, IDict, Notify, Query, Request, RequestError, Requester,
+    Response, Snapshot,
 };
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -62,13 +62,36 @@ impl Pair {
     }
 }
 
+/// The key whose read panics, for the models of a poller that panics.
+pub const PANICS: u8 = u8::MAX;
+
+/// The message of the panic a read of [`PANICS`] raises.
+const PANIC_MESSAGE: &str = "the read of key 255 panics";
+
+/// Keeps the panic hook from printing the panics models raise on purpose (one per
+/// interleaving); any other panic is printed as before.
+pub fn quiet_deliberate_panics() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if info.payload().downcast_ref::<&str>() != Some(&PANIC_MESSAGE) {
+                previous(info);
+            }
+        }));
+    });
+}
+
 impl IDict for Pair {
     type Key = u8;
     type Value = u64;
 
     /// Every key exists and reads the first word, so an answer can be checked against the
-    /// sequence number it carries.
-    fn get(&self, _key: &u8) -> Option<u64> {
+    /// sequence number it carries; reading [`PANICS`] panics.
+    fn get(&self, key: &u8) -> Option<u64> {
+        if *key == PANICS {
+            std::panic::panic_any(PANIC_MESSAGE);
+        }
         Some(self.first)
     }
 
@@ -90,6 +113,8 @@ pub struct Probe {
     pub updates: Vec<u64>,
     /// The queries answered, in order.
     pub answers: Vec<Query<u8>>,
+    /// The queries it was told are abandoned, in order.
+    pub abandoned: Vec<(Query<u8>, Abandoned)>,
     on_update: Option<Hook<u64>>,
     on_answer: Option<Hook<Query<u8>>>,
 }
@@ -101,6 +126,7 @@ impl Probe {
             subscribed: true,
             updates: Vec::new(),
             answers: Vec::new(),
+            abandoned: Vec::new(),
             on_update: None,
             on_answer: None,
         }
@@ -129,6 +155,11 @@ impl Probe {
     /// How many times `query` was answered.
     pub fn answered(&self, query: &Query<u8>) -> usize {
         self.answers.iter().filter(|q| *q == query).count()
+    }
+
+    /// How many times `query` was abandoned.
+    pub fn abandoned(&self, query: &Query<u8>) -> usize {
+        self.abandoned.iter().filter(|(q, _)| q == query).count()
     }
 }
 
@@ -170,6 +201,11 @@ impl Connection<Pair> for Probe {
 
     fn wants_updates(&self) -> bool {
         self.subscribed
+    }
+
+    fn on_abandoned(&mut self, query: &Query<u8>, why: Abandoned) -> Result<(), ConnectionError> {
+        self.abandoned.push((query.clone(), why));
+        Ok(())
     }
 }
 
