@@ -177,6 +177,10 @@ struct Batch<K> {
     sorted: bool,
     /// The connection of the last request settled in the current group, and how.
     previous: Option<(ConnectionId, Outcome)>,
+    /// Where the cursor stood when the current call began settling: the requests before
+    /// it were settled by an earlier call (one a panic cut short), and are not pending
+    /// however long they stay in the count.
+    settled_before: usize,
 }
 
 impl<K> Batch<K> {
@@ -189,6 +193,7 @@ impl<K> Batch<K> {
             reason: Abandoned::Stopped,
             sorted: true,
             previous: None,
+            settled_before: 0,
         }
     }
 
@@ -795,6 +800,7 @@ where
         if self.batch.is_open() {
             // A batch a panic cut short: its requests were taken (and the rate limit
             // passed) already.
+            self.batch.settled_before = self.batch.cursor;
             self.settle(self.batch.requests.len());
             self.close_batch();
         }
@@ -843,6 +849,7 @@ where
         self.fold_request_counts();
         let mut done = Processed::default();
         // What a panic left abandoned keeps its reason.
+        self.batch.settled_before = self.batch.cursor;
         self.settle(self.batch.abandon_until);
         loop {
             let batch = &mut self.batch;
@@ -873,6 +880,10 @@ where
             };
             requests.push(request);
         }
+        // Pending now: the batch and what is left in the queue. Sampled here as well as
+        // when the batch closes, in case a panic keeps it from closing.
+        let pending = self.signals.requests_in_flight();
+        self.counters.high_water = self.counters.high_water.max(pending);
         self.busy = Busy::Sort;
         self.batch.requests.sort_unstable();
         self.busy = Busy::Idle;
@@ -992,8 +1003,9 @@ where
         let settled = batch.requests.len();
         if settled > 0 {
             // Between two batches the count only grows (refused requests leave again at
-            // once), so its value just before this batch leaves is the peak since the last.
-            let in_flight = self.signals.requests_in_flight();
+            // once), so its value just before this batch leaves is the peak since the last
+            // (less what an earlier call settled already).
+            let in_flight = self.signals.requests_in_flight() - batch.settled_before;
             self.counters.high_water = self.counters.high_water.max(in_flight);
             self.signals.leave_requests(settled);
         }
@@ -1003,6 +1015,7 @@ where
         batch.abandon_until = 0;
         batch.sorted = true;
         batch.previous = None;
+        batch.settled_before = 0;
     }
 
     /// [`process_updates`](Self::process_updates), then

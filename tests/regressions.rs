@@ -62,3 +62,45 @@ fn the_default_share_of_zero_slots_is_the_whole_queue() {
         })
     );
 }
+
+/// `server_ops` (seed `read-panics`): a batch cut short by a panicking read never closed,
+/// and the pending high-water mark, sampled only as a batch closed, lost the peak that
+/// batch had been (four requests pending, the mark said two).
+#[test]
+fn the_pending_high_water_mark_keeps_the_peak_of_a_batch_a_panic_cut_short() {
+    #[derive(Clone)]
+    struct Touchy;
+    impl queueserver::IDict for Touchy {
+        type Key = u8;
+        type Value = u8;
+        fn get(&self, key: &u8) -> Option<u8> {
+            assert!(*key != 0, "reading key 0");
+            Some(*key)
+        }
+    }
+    struct Sink;
+    impl queueserver::Connection<Touchy> for Sink {
+        fn on_update(&mut self, _: &queueserver::Snapshot<Touchy>) -> Result<(), ConnectionError> {
+            Ok(())
+        }
+        fn on_response(
+            &mut self,
+            _: queueserver::Response<'_, Touchy>,
+        ) -> Result<(), ConnectionError> {
+            Ok(())
+        }
+    }
+    let (_, mut server) = QueueServer::new(Touchy);
+    let id = server.add_connection(Sink).unwrap();
+    for key in [0, 0, 1, 2] {
+        server.put_request(Request::key(id, key)).unwrap();
+    }
+    let unwound =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| server.process_requests()));
+    assert!(unwound.is_err());
+    assert_eq!(server.stats().pending_high_water, 4);
+    let _ = server.process_requests();
+    let stats = server.stats();
+    assert_eq!(stats.pending_high_water, 4);
+    assert_eq!((stats.requests_abandoned, stats.requests_answered), (2, 2));
+}

@@ -52,6 +52,12 @@ impl Encode for u16 {
     }
 }
 
+impl Encode for u32 {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes());
+    }
+}
+
 impl Encode for i32 {
     fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.to_le_bytes());
@@ -106,16 +112,20 @@ impl Encode for IdPick {
     fn encode(&self, out: &mut Vec<u8>) {
         match *self {
             IdPick::Issued(n) => {
-                tag(0, 3, out);
+                tag(0, 4, out);
                 n.encode(out);
             }
             IdPick::Near(index, generation) => {
-                tag(1, 3, out);
+                tag(1, 4, out);
                 (index, generation).encode(out);
             }
             IdPick::Raw(index, generation) => {
-                tag(2, 3, out);
+                tag(2, 4, out);
                 (index, generation).encode(out);
+            }
+            IdPick::Foreign(n) => {
+                tag(3, 4, out);
+                n.encode(out);
             }
         }
     }
@@ -142,14 +152,15 @@ impl Encode for BehaviourPick {
             Fault::Closed => 0,
             Fault::Overloaded => 1,
             Fault::Failed => 2,
+            Fault::Panics => 3,
         };
-        tag(fault, 3, out);
+        tag(fault, 4, out);
     }
 }
 
 impl Encode for Op {
     fn encode(&self, out: &mut Vec<u8>) {
-        const COUNT: u32 = 14;
+        const COUNT: u32 = 16;
         match *self {
             Op::Set(key, value) => {
                 tag(0, COUNT, out);
@@ -193,9 +204,14 @@ impl Encode for Op {
                 tag(10, COUNT, out);
                 ms.encode(out);
             }
-            Op::Close => tag(11, COUNT, out),
-            Op::TakeFailed => tag(12, COUNT, out),
-            Op::Read => tag(13, COUNT, out),
+            Op::Rewind(ms) => {
+                tag(11, COUNT, out);
+                ms.encode(out);
+            }
+            Op::Abandon => tag(12, COUNT, out),
+            Op::Close => tag(13, COUNT, out),
+            Op::TakeFailed => tag(14, COUNT, out),
+            Op::Read => tag(15, COUNT, out),
         }
     }
 }
@@ -220,6 +236,8 @@ impl Encode for Scenario {
 const X: KeyPick = KeyPick(0);
 const V: KeyPick = KeyPick(1);
 const MISSING: KeyPick = KeyPick(5);
+/// The key whose read panics (`model::PANIC_KEY`).
+const BOOM: KeyPick = KeyPick(0xEE);
 
 fn subscriber() -> Op {
     Op::Add(BehaviourPick {
@@ -267,7 +285,7 @@ fn scenario(shape: Shape, ops: Vec<Op>) -> Scenario {
 }
 
 fn scenarios() -> Vec<(&'static str, Scenario)> {
-    use IdPick::{Issued, Near, Raw};
+    use IdPick::{Foreign, Issued, Near, Raw};
     use Op::*;
     use QueryPick::{All, Key};
     vec![
@@ -496,6 +514,116 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
                 ..scenario(Shape::Q8C4, vec![subscriber()])
             },
         ),
+        (
+            // Connections that panic on an update or an answer: removed like failing ones,
+            // the others served; their message handed back.
+            "panicking-connections",
+            scenario(
+                Shape::Q8C4,
+                vec![
+                    Op::Add(behaviour(Some(0), None, Fault::Panics)),
+                    Op::Add(BehaviourPick {
+                        wants_updates: false,
+                        ..behaviour(None, Some(1), Fault::Panics)
+                    }),
+                    subscriber(),
+                    put(Issued(1), Key(X), 0),
+                    put(Issued(1), Key(V), 0),
+                    put(Issued(2), Key(X), 0),
+                    Publish(0),
+                    Poll,
+                    TakeFailed,
+                    TakeFailed,
+                    put(Issued(1), Key(X), 0),
+                    Poll,
+                ],
+            ),
+        ),
+        (
+            // A read that panics unwinds through the poller: what was answered stays
+            // answered, the group read is abandoned by the next call, the rest answered
+            // then; again in the middle of a batch, then given up on.
+            "read-panics",
+            scenario(
+                Shape::Q8C4,
+                vec![
+                    asker(),
+                    asker(),
+                    put(Issued(0), Key(X), 0),
+                    put(Issued(0), Key(BOOM), 1),
+                    put(Issued(1), Key(BOOM), 0),
+                    put(Issued(1), Key(MISSING), 0),
+                    ProcessRequests,
+                    put(Issued(0), Key(V), 0),
+                    Poll,
+                    put(Issued(1), Key(BOOM), 0),
+                    put(Issued(1), All, 0),
+                    Poll,
+                    Abandon,
+                    put(Issued(0), Key(X), 0),
+                    Abandon,
+                ],
+            ),
+        ),
+        (
+            // A clock that goes back: held work goes through at once, and the limits
+            // restart from the new reading.
+            "clock-back",
+            Scenario {
+                update_interval: Some(20),
+                request_interval: Some(20),
+                ..scenario(
+                    Shape::Q8C4,
+                    vec![
+                        subscriber(),
+                        Advance(15),
+                        Publish(0),
+                        put(Issued(0), Key(X), 0),
+                        Poll,
+                        Rewind(200),
+                        Publish(0),
+                        put(Issued(0), Key(X), 0),
+                        Poll,
+                        Publish(0),
+                        put(Issued(0), Key(X), 0),
+                        Poll,
+                        Advance(15),
+                        Advance(15),
+                        Poll,
+                    ],
+                )
+            },
+        ),
+        (
+            // Ids of another server are refused; a connection in a reused slot starts
+            // with an empty share, a generation skipped if need be.
+            "foreign-ids-and-reuse",
+            Scenario {
+                share: Some(2),
+                ..scenario(
+                    Shape::Q4C1,
+                    vec![
+                        asker(),
+                        put(Foreign(0), Key(X), 0),
+                        put(Issued(0), Key(X), 1),
+                        Remove(Issued(0)),
+                        asker(),
+                        put(Issued(1), Key(V), 1),
+                        put(Issued(1), Key(V), 0),
+                        Remove(Issued(1)),
+                        asker(),
+                        put(Issued(2), Key(X), 0),
+                        ProcessRequests,
+                        asker(),
+                        Remove(Issued(2)),
+                        asker(),
+                        put(Raw(0, 7), Key(X), 0),
+                        put(Issued(4), Key(X), 1),
+                        Poll,
+                    ],
+                )
+            },
+        ),
     ]
 }
 
@@ -521,14 +649,15 @@ where
 }
 
 fn parse_seeds() -> Vec<(String, Vec<u8>)> {
-    let id = ConnectionId::from_parts(1, 2);
+    let id = ConnectionId::from_parts(9, 1, 2);
     let config = Config::new()
         .with_min_update_interval(Duration::from_millis(33))
         .with_max_pending_per_connection(2);
     let stats = Stats {
-        requests_accepted: 5,
+        requests_accepted: 6,
         requests_answered: 4,
         requests_orphaned: 1,
+        requests_abandoned: 1,
         ..Stats::default()
     };
     let snapshot = SnapshotParts {
@@ -545,7 +674,7 @@ fn parse_seeds() -> Vec<(String, Vec<u8>)> {
         encodings("request", 2, &Request::key(id, "speed".to_string())),
         encodings("byte-request", 3, &Request::<u8>::snapshot(id)),
         encodings("query", 4, &Query::Key("x".to_string())),
-        encodings("id", 5, &ConnectionId::from_parts(3, u16::MAX)),
+        encodings("id", 5, &ConnectionId::from_parts(u32::MAX, 3, u32::MAX)),
         encodings("stats", 6, &stats),
         encodings("config", 7, &config),
     ]

@@ -12,7 +12,8 @@
 //! choice, and says so in a comment marked **Choice**.
 
 use queueserver::{
-    ConfigError, ConnectionError, ConnectionId, Processed, Query, Request, RequestError, Stats,
+    Abandoned, ConfigError, ConnectionError, ConnectionId, PanicMessage, Processed, Query, Request,
+    RequestError, Stats,
 };
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
@@ -23,6 +24,19 @@ pub type Key = u8;
 pub type Value = i32;
 /// The IDict the fuzzer publishes.
 pub type Data = BTreeMap<Key, Value>;
+
+/// The key whose read panics (the server's `IDict::get` panics on it).
+pub const PANIC_KEY: Key = 0xEE;
+
+/// The message of a connection's deliberate panic.
+pub const CONNECTION_PANIC: &str = "fuzz: a connection panics on purpose";
+
+/// The message of the deliberate panic of a read of [`PANIC_KEY`].
+pub const READ_PANIC: &str = "fuzz: the read of the key that panics";
+
+/// A poller call that a panic unwound through: it returned nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Unwound;
 
 /// What a connection was handed, as it saw it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,6 +71,13 @@ pub enum Seen {
         /// Its data.
         data: Data,
     },
+    /// `on_abandoned`: a request for `query` will not be answered.
+    Abandoned {
+        /// The query.
+        query: Query<Key>,
+        /// Why.
+        why: Abandoned,
+    },
 }
 
 /// One call a connection received, and what it returned.
@@ -79,6 +100,9 @@ pub struct Behaviour {
     pub fail_response_after: Option<u32>,
     /// The error it fails with.
     pub error: ConnectionError,
+    /// Whether it fails by panicking (with [`CONNECTION_PANIC`]) rather than returning the
+    /// error; `error` is then the `ConnectionError::Panicked` the server makes of it.
+    pub panics: bool,
 }
 
 impl Behaviour {
@@ -89,7 +113,13 @@ impl Behaviour {
             fail_update_after: None,
             fail_response_after: None,
             error: ConnectionError::Closed,
+            panics: false,
         }
+    }
+
+    /// The error of a connection that panics.
+    pub fn panicked() -> ConnectionError {
+        ConnectionError::Panicked(PanicMessage::new(CONNECTION_PANIC))
     }
 
     /// The result of the next `on_update`, after `ok` successful ones.
@@ -160,6 +190,40 @@ struct Conn {
 /// A connection the server removed because it failed: its id, label and error.
 pub type FailedConn = (ConnectionId, u32, ConnectionError);
 
+/// The rest of a batch whose read panicked, from the group being read: that group is
+/// abandoned, the others answered, by the next call (documented: see `queueserver::fault`).
+#[derive(Debug)]
+struct Leftover {
+    requests: Vec<Request<Key>>,
+    /// The end of the group whose read panicked.
+    culprit_end: usize,
+}
+
+impl Leftover {
+    fn new(requests: &[Request<Key>]) -> Self {
+        let query = &requests[0].query;
+        Self {
+            culprit_end: requests.iter().take_while(|r| r.query == *query).count(),
+            requests: requests.to_vec(),
+        }
+    }
+}
+
+/// What becomes of a group of a batch.
+#[derive(Clone, Copy, Debug)]
+enum Fate {
+    Answer,
+    Abandon(Abandoned),
+}
+
+/// How a request was settled: a repeat of it by the same connection shares its fate.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Outcome {
+    Answered,
+    Orphaned,
+    Abandoned,
+}
+
 /// The reference model of one server, its publisher, one requester and a counting hook.
 #[derive(Debug)]
 pub struct Model {
@@ -186,6 +250,10 @@ pub struct Model {
     /// slot is retired.
     generations: Vec<u32>,
     queue: VecDeque<Request<Key>>,
+    /// What a `process_requests` cut short by a panic left, to settle next.
+    leftover: Option<Leftover>,
+    /// The server was dropped: nobody serves it.
+    dropped: bool,
     failed: VecDeque<FailedConn>,
     update_pending: bool,
     request_pending: bool,
@@ -214,6 +282,8 @@ impl Model {
             server,
             generations: vec![0; settings.maxc],
             queue: VecDeque::new(),
+            leftover: None,
+            dropped: false,
             failed: VecDeque::new(),
             update_pending: false,
             request_pending: false,
@@ -409,13 +479,19 @@ impl Model {
         self.now = self.now.saturating_add(by);
     }
 
+    /// `ManualClock::rewind(by)`.
+    pub fn rewind(&mut self, by: Duration) {
+        self.now = self.now.saturating_sub(by);
+    }
+
     /// The time left before a limit of `interval`, last let through at `last`, lets work
     /// through. Documented: the limit is lifted once the server is closed.
     fn wait_left(&self, interval: Option<Duration>, last: Option<Duration>) -> Option<Duration> {
         if self.closed {
             return None;
         }
-        let elapsed = self.now.saturating_sub(last?);
+        // Documented: a reading earlier than the last counts as the interval passed.
+        let elapsed = self.now.checked_sub(last?)?;
         let interval = interval?;
         (elapsed < interval).then(|| interval - elapsed)
     }
@@ -493,8 +569,8 @@ impl Model {
         let result = self.try_put(request);
         if result.is_ok() {
             self.stats.requests_accepted += 1;
-            let in_flight = self.queue.len() as u64;
-            self.stats.pending_high_water = self.stats.pending_high_water.max(in_flight);
+            let pending = self.pending_requests() as u64;
+            self.stats.pending_high_water = self.stats.pending_high_water.max(pending);
             if !self.request_pending {
                 self.request_pending = true;
                 self.notified.1 += 1;
@@ -528,94 +604,179 @@ impl Model {
         Ok(())
     }
 
-    /// `QueueServer::process_requests`.
-    pub fn process_requests(&mut self) -> Processed {
+    /// `QueueServer::process_requests`: `Err` when the read of [`PANIC_KEY`] panics.
+    pub fn process_requests(&mut self) -> Result<Processed, Unwound> {
         self.request_pending = false;
+        let failed_before = self.stats.connections_failed;
         let mut done = Processed::default();
-        if self.queue.is_empty() {
-            return done;
-        }
-        let interval = self.settings.request_interval;
-        if let Some(left) = self.wait_left(interval, self.last_read) {
-            done.retry_after = Some(left);
-            return done;
-        }
-        // Documented: answers come from the newest snapshot. **Choice**: it is taken only
-        // when requests are about to be answered.
-        self.take_newest();
-        if interval.is_some() {
-            self.last_read = Some(self.now);
-        }
-        // The whole queue fits in one batch of `Q`.
-        let mut batch: Vec<Request<Key>> = self.queue.drain(..).collect();
-        done.handled = batch.len();
-        // Documented: a batch is handled in the order of `Request`: by query, then
-        // connection.
-        batch.sort();
-        let seq = self.stats.updates_published;
-        let mut failures: Vec<(usize, ConnectionError)> = Vec::new();
-        let mut last_query: Option<&Query<Key>> = None;
-        let mut last: Option<(ConnectionId, bool)> = None;
-        for request in &batch {
-            if last_query != Some(&request.query) {
-                last_query = Some(&request.query);
-                last = None;
-                self.stats.reads += 1;
-            }
-            match last {
-                // Documented: a repeat of a connection's query is consolidated into its
-                // answer; with no answer (its connection is gone) it is orphaned too.
-                Some((from, answered)) if from == request.from => {
-                    if answered {
-                        self.stats.requests_consolidated += 1;
-                    } else {
-                        self.stats.requests_orphaned += 1;
-                    }
-                    continue;
+        // Documented: requests a panic left are settled first (the group being read
+        // abandoned, the rest answered), with no new read of the queue in between.
+        if let Some(left) = self.leftover.take() {
+            let culprit_end = left.culprit_end;
+            self.settle(&left.requests, |at| {
+                if at < culprit_end {
+                    Fate::Abandon(Abandoned::Panicked)
+                } else {
+                    Fate::Answer
                 }
-                _ => {}
-            }
-            let index = usize::from(request.from.index());
-            let failed_now = failures.iter().any(|&(i, _)| i == index);
-            if self.conn(request.from).is_none() || failed_now {
-                self.stats.requests_orphaned += 1;
-                last = Some((request.from, false));
-                continue;
-            }
-            let seen = match request.query {
-                Query::Key(key) => match self.taken.get(&key) {
-                    Some(&value) => Seen::Value { key, value, seq },
-                    None => Seen::NotFound { key, seq },
-                },
-                Query::All => Seen::Snapshot {
-                    seq,
-                    data: self.taken.clone(),
-                },
-            };
-            let answered = match self.call(index, seen, false) {
-                Ok(()) => {
-                    self.stats.requests_answered += 1;
-                    true
-                }
-                Err(error) => {
-                    self.stats.requests_orphaned += 1;
-                    failures.push((index, error));
-                    false
-                }
-            };
-            last = Some((request.from, answered));
+            })?;
         }
-        done.failed = failures.len();
-        for (index, error) in failures {
-            self.fail(index, error);
+        if !self.queue.is_empty() {
+            let interval = self.settings.request_interval;
+            if let Some(left) = self.wait_left(interval, self.last_read) {
+                done.retry_after = Some(left);
+            } else {
+                // Documented: answers come from the newest snapshot. **Choice**: it is
+                // taken only when requests are about to be answered.
+                self.take_newest();
+                if interval.is_some() {
+                    self.last_read = Some(self.now);
+                }
+                let batch = self.take_batch();
+                done.handled = batch.len();
+                self.settle(&batch, |_| Fate::Answer)?;
+            }
         }
+        done.failed = (self.stats.connections_failed - failed_before) as usize;
+        Ok(done)
+    }
+
+    /// `QueueServer::abandon_requests`.
+    pub fn abandon_requests(&mut self) -> Processed {
+        self.request_pending = false;
+        let failed_before = self.stats.connections_failed;
+        let mut done = Processed::default();
+        let stopped = Fate::Abandon(Abandoned::Stopped);
+        if let Some(left) = self.leftover.take() {
+            let culprit_end = left.culprit_end;
+            let settled = self.settle(&left.requests, |at| {
+                if at < culprit_end {
+                    Fate::Abandon(Abandoned::Panicked)
+                } else {
+                    stopped
+                }
+            });
+            assert!(settled.is_ok(), "abandoning reads nothing");
+        }
+        while !self.queue.is_empty() {
+            let batch = self.take_batch();
+            done.handled += batch.len();
+            let settled = self.settle(&batch, |_| stopped);
+            assert!(settled.is_ok(), "abandoning reads nothing");
+        }
+        done.failed = (self.stats.connections_failed - failed_before) as usize;
         done
     }
 
-    /// `QueueServer::poll`.
-    pub fn poll(&mut self) -> Processed {
+    /// Takes at most `Q` requests off the queue, sorted. Documented: a batch is handled in
+    /// the order of `Request`: by query, then connection.
+    fn take_batch(&mut self) -> Vec<Request<Key>> {
+        let n = self.queue.len().min(self.settings.q);
+        let mut batch: Vec<Request<Key>> = self.queue.drain(..n).collect();
+        batch.sort();
+        batch
+    }
+
+    /// Settles `batch` group by group (a group: the requests for one query), each as
+    /// `fate` says of the group starting at that index. A read of [`PANIC_KEY`] panics:
+    /// the rest of the batch, from that group, is left over, and the call unwinds.
+    fn settle(
+        &mut self,
+        batch: &[Request<Key>],
+        fate: impl Fn(usize) -> Fate,
+    ) -> Result<(), Unwound> {
+        let mut start = 0;
+        while start < batch.len() {
+            let query = &batch[start].query;
+            let end = start
+                + batch[start..]
+                    .iter()
+                    .take_while(|r| r.query == *query)
+                    .count();
+            let fate = fate(start);
+            if let Fate::Answer = fate {
+                self.stats.reads += 1;
+                if *query == Query::Key(PANIC_KEY) {
+                    self.leftover = Some(Leftover::new(&batch[start..]));
+                    return Err(Unwound);
+                }
+            }
+            let seq = self.stats.updates_published;
+            let mut last: Option<(ConnectionId, Outcome)> = None;
+            for request in &batch[start..end] {
+                // Documented: a repeat of a connection's query shares the fate of the
+                // first: consolidated into its answer, or orphaned or abandoned with it.
+                if let Some((from, outcome)) = last {
+                    if from == request.from {
+                        match outcome {
+                            Outcome::Answered => self.stats.requests_consolidated += 1,
+                            Outcome::Orphaned => self.stats.requests_orphaned += 1,
+                            Outcome::Abandoned => self.stats.requests_abandoned += 1,
+                        }
+                        continue;
+                    }
+                }
+                let index = usize::from(request.from.index());
+                let outcome = if self.conn(request.from).is_none() {
+                    self.stats.requests_orphaned += 1;
+                    Outcome::Orphaned
+                } else {
+                    match fate {
+                        Fate::Abandon(why) => {
+                            let seen = Seen::Abandoned {
+                                query: request.query.clone(),
+                                why,
+                            };
+                            self.stats.requests_abandoned += 1;
+                            if let Err(error) = self.call(index, seen, false) {
+                                self.fail(index, error);
+                            }
+                            Outcome::Abandoned
+                        }
+                        Fate::Answer => {
+                            let seen = match request.query {
+                                Query::Key(key) => match self.taken.get(&key) {
+                                    Some(&value) => Seen::Value { key, value, seq },
+                                    None => Seen::NotFound { key, seq },
+                                },
+                                Query::All => Seen::Snapshot {
+                                    seq,
+                                    data: self.taken.clone(),
+                                },
+                            };
+                            match self.call(index, seen, false) {
+                                Ok(()) => {
+                                    self.stats.requests_answered += 1;
+                                    Outcome::Answered
+                                }
+                                // Documented: a connection that fails is removed at once.
+                                Err(error) => {
+                                    self.stats.requests_orphaned += 1;
+                                    self.fail(index, error);
+                                    Outcome::Orphaned
+                                }
+                            }
+                        }
+                    }
+                };
+                last = Some((request.from, outcome));
+            }
+            start = end;
+        }
+        Ok(())
+    }
+
+    /// `QueueServer::poll`: `Err` when its `process_requests` unwinds.
+    pub fn poll(&mut self) -> Result<Processed, Unwound> {
         let updates = self.process_updates();
-        updates.merge(self.process_requests())
+        Ok(updates.merge(self.process_requests()?))
+    }
+
+    /// Drops the server: documented, its request side closes for good and `wants_update`
+    /// turns false.
+    pub fn drop_server(&mut self) {
+        self.closed = true;
+        self.dropped = true;
     }
 
     /// `QueueServer::close`.
@@ -632,12 +793,12 @@ impl Model {
 
     /// `QueueServer::pending_requests`.
     pub fn pending_requests(&self) -> usize {
-        self.queue.len()
+        self.queue.len() + self.leftover.as_ref().map_or(0, |l| l.requests.len())
     }
 
     /// `QueueServer::wants_update` and `Publisher::wants_update`.
     pub fn wants_update(&self) -> bool {
-        self.subscribed || !self.queue.is_empty()
+        !self.dropped && (self.subscribed || self.pending_requests() > 0)
     }
 
     /// `QueueServer::has_pending_events`.
@@ -679,12 +840,13 @@ impl Model {
                 s.updates_received == s.updates_delivered + s.updates_superseded + pending,
             ),
             (
-                "accepted = answered + consolidated + orphaned + pending",
+                "accepted = answered + consolidated + orphaned + abandoned + pending",
                 s.requests_accepted
                     == s.requests_answered
                         + s.requests_consolidated
                         + s.requests_orphaned
-                        + self.queue.len() as u64,
+                        + s.requests_abandoned
+                        + self.pending_requests() as u64,
             ),
             (
                 "removed = failed + removed by hand <= added",

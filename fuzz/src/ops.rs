@@ -2,27 +2,72 @@
 //! the reference [`Model`], and compared after every step.
 //!
 //! Every observable result must agree: what each operation returns (ids, errors with the
-//! request handed back, removed and failed connections, `Processed`), every call each
-//! connection receives, in order, and after each step the stats, the demand and pending
-//! flags, the attached ids, the poller's snapshot, the reader's snapshot and the hook's
-//! notification count. A disagreement or a panic is a failure.
+//! request handed back, removed and failed connections, `Processed`, or a panic that
+//! unwound through a poller call), every call each connection receives, in order, and after
+//! each step the stats, the demand and pending flags, the attached ids, the poller's
+//! snapshot, the reader's snapshot and the hook's notification count. A disagreement, or a
+//! panic other than the deliberate ones, is a failure.
+//!
+//! Faults are part of the sequences: connections that panic instead of failing, a key
+//! whose read panics (`model::PANIC_KEY`: the poller call unwinds, and the next one
+//! recovers), a clock that goes back, requests abandoned, ids of another server, and at
+//! the end the server dropped.
 //!
 //! The server is small (`Q` = 8 and `MAXC` = 4, or two other shapes) so that a full queue,
 //! an exhausted share and a full set of slots come up often.
 
-use super::model::{Behaviour, Call, Data, Key, Model, Seen, Settings, Value};
+use super::model::{
+    Behaviour, Call, Data, Key, Model, Seen, Settings, Unwound, Value, CONNECTION_PANIC, PANIC_KEY,
+    READ_PANIC,
+};
 use arbitrary::{Arbitrary, Unstructured};
 use queueserver::{
-    Builder, Config, Connection, ConnectionError, ConnectionId, Event, ManualClock, NoClock,
-    NoNotify, Notify, Processed, Query, QueueServer, Reader, Request, RequestError, Requester,
-    Response, Snapshot, Stats,
+    Abandoned, Builder, Config, Connection, ConnectionError, ConnectionId, Event, IDict,
+    ManualClock, NoClock, NoNotify, Notify, Processed, Query, QueueServer, Reader, Request,
+    RequestError, Requester, Response, Snapshot, Stats,
 };
 use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Once};
 use std::time::Duration;
+
+/// The server's IDict: the model's data, whose read of [`PANIC_KEY`] panics.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct State(pub Data);
+
+impl IDict for State {
+    type Key = Key;
+    type Value = Value;
+
+    fn get(&self, key: &Key) -> Option<Value> {
+        if *key == PANIC_KEY {
+            std::panic::panic_any(READ_PANIC);
+        }
+        self.0.get(key).copied()
+    }
+
+    fn copy_from(&mut self, source: &Self) {
+        self.0.clone_from(&source.0);
+    }
+}
+
+/// Keeps the panic hook quiet about the deliberate panics (and libFuzzer's hook from
+/// aborting on them); any other panic goes to the hook installed before.
+fn expect_deliberate_panics() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let message = info.payload().downcast_ref::<&str>();
+            if message != Some(&CONNECTION_PANIC) && message != Some(&READ_PANIC) {
+                previous(info);
+            }
+        }));
+    });
+}
 
 /// The server's shape: queue capacity and connection slots.
 #[derive(Arbitrary, Clone, Copy, Debug)]
@@ -82,6 +127,8 @@ pub enum Fault {
     Overloaded,
     /// `ConnectionError::Failed`.
     Failed,
+    /// It panics.
+    Panics,
 }
 
 /// A new connection's behaviour, as decoded.
@@ -108,7 +155,9 @@ impl BehaviourPick {
                 Fault::Closed => ConnectionError::Closed,
                 Fault::Overloaded => ConnectionError::Overloaded,
                 Fault::Failed => ConnectionError::Failed("fuzz"),
+                Fault::Panics => Behaviour::panicked(),
             },
+            panics: matches!(self.fault, Fault::Panics),
         }
     }
 }
@@ -147,6 +196,10 @@ pub enum Op {
     Poll,
     /// Advances the manual clock by `n % 16` ms.
     Advance(u8),
+    /// Moves the manual clock back by `n` ms (a wrapping tick counter, a reset clock).
+    Rewind(u8),
+    /// `abandon_requests`.
+    Abandon,
     /// `close`.
     Close,
     /// `take_failed`.
@@ -182,6 +235,7 @@ pub fn run(bytes: &[u8]) {
 impl Scenario {
     /// Runs the scenario against a server and the model; panics on any disagreement.
     pub fn run(&self) {
+        expect_deliberate_panics();
         match self.shape {
             Shape::Q8C4 => self.run_with::<8, 4>(),
             Shape::Q4C1 => self.run_with::<4, 1>(),
@@ -214,7 +268,7 @@ impl Scenario {
             config = config.with_min_request_interval(interval);
         }
         let hook = Arc::new(CountingNotify::default());
-        let built = Builder::new(initial.clone())
+        let built = Builder::new(State(initial.clone()))
             .notify(Arc::clone(&hook))
             .clock(ManualClock::new())
             .config(config)
@@ -237,7 +291,7 @@ impl Scenario {
         let (publisher, real) = publisher;
         assert_eq!(real.config(), &config);
         // Another server of the same shape, every slot attached: its ids are valid there.
-        let (_, mut other) = Builder::new(Data::new())
+        let (_, mut other) = Builder::new(State::default())
             .capacity::<Q, MAXC>()
             .build::<Probe>()
             .expect("the default settings");
@@ -255,7 +309,7 @@ impl Scenario {
             publisher,
             hook,
             model: server,
-            state: initial,
+            state: State(initial),
             issued: Vec::new(),
             logs: BTreeMap::new(),
             labels: 0,
@@ -310,30 +364,39 @@ impl Probe {
         }
     }
 
+    /// Records the call, then fails as the behaviour says: by returning the error, or by
+    /// panicking.
     fn record(
         &self,
         seen: Seen,
         result: Result<(), ConnectionError>,
     ) -> Result<(), ConnectionError> {
         self.calls.borrow_mut().push(Call { seen, result });
+        if result.is_err() && self.behaviour.panics {
+            std::panic::panic_any(CONNECTION_PANIC);
+        }
         result
+    }
+
+    fn response(&mut self, seen: Seen) -> Result<(), ConnectionError> {
+        let result = self.behaviour.response_result(self.responses_ok);
+        self.responses_ok += u32::from(result.is_ok());
+        self.record(seen, result)
     }
 }
 
-impl Connection<Data> for Probe {
-    fn on_update(&mut self, snapshot: &Snapshot<Data>) -> Result<(), ConnectionError> {
+impl Connection<State> for Probe {
+    fn on_update(&mut self, snapshot: &Snapshot<State>) -> Result<(), ConnectionError> {
         let result = self.behaviour.update_result(self.updates_ok);
         self.updates_ok += u32::from(result.is_ok());
         let seen = Seen::Update {
             seq: snapshot.seq(),
-            data: snapshot.data().clone(),
+            data: snapshot.data().0.clone(),
         };
         self.record(seen, result)
     }
 
-    fn on_response(&mut self, response: Response<'_, Data>) -> Result<(), ConnectionError> {
-        let result = self.behaviour.response_result(self.responses_ok);
-        self.responses_ok += u32::from(result.is_ok());
+    fn on_response(&mut self, response: Response<'_, State>) -> Result<(), ConnectionError> {
         let seen = match response {
             Response::Value { key, value, seq } => Seen::Value {
                 key: *key,
@@ -343,10 +406,15 @@ impl Connection<Data> for Probe {
             Response::NotFound { key, seq } => Seen::NotFound { key: *key, seq },
             Response::Snapshot(snapshot) => Seen::Snapshot {
                 seq: snapshot.seq(),
-                data: snapshot.data().clone(),
+                data: snapshot.data().0.clone(),
             },
         };
-        self.record(seen, result)
+        self.response(seen)
+    }
+
+    fn on_abandoned(&mut self, query: &Query<Key>, why: Abandoned) -> Result<(), ConnectionError> {
+        let query = query.clone();
+        self.response(Seen::Abandoned { query, why })
     }
 
     fn wants_updates(&self) -> bool {
@@ -355,28 +423,28 @@ impl Connection<Data> for Probe {
 }
 
 type Server<const Q: usize, const MAXC: usize> =
-    QueueServer<Data, Probe, Arc<CountingNotify>, ManualClock, Q, MAXC>;
+    QueueServer<State, Probe, Arc<CountingNotify>, ManualClock, Q, MAXC>;
 
 /// One scenario in progress: the real parts beside the model.
 struct Run<const Q: usize, const MAXC: usize> {
     real: Server<Q, MAXC>,
     /// Another server, whose ids the real one must refuse (and which must refuse the real
     /// one's).
-    other: QueueServer<Data, Probe, NoNotify, NoClock, Q, MAXC>,
+    other: QueueServer<State, Probe, NoNotify, NoClock, Q, MAXC>,
     /// The ids `other` issued.
     foreign: Vec<ConnectionId>,
-    publisher: queueserver::Publisher<Data, Arc<CountingNotify>>,
+    publisher: queueserver::Publisher<State, Arc<CountingNotify>>,
     requester: Requester<Key, Arc<CountingNotify>, Q, MAXC>,
     hook: Arc<CountingNotify>,
     model: Model,
     /// The computation's current state.
-    state: Data,
+    state: State,
     /// Every id the server issued, in order.
     issued: Vec<ConnectionId>,
     /// The calls each real connection recorded, by label.
     logs: BTreeMap<u32, Rc<RefCell<Vec<Call>>>>,
     labels: u32,
-    reader: Option<Reader<Data>>,
+    reader: Option<Reader<State>>,
     /// How many calls of each connection have been compared already.
     checked: BTreeMap<u32, usize>,
 }
@@ -441,15 +509,15 @@ impl<const Q: usize, const MAXC: usize> Run<Q, MAXC> {
     fn apply(&mut self, op: Op, step: usize) {
         match op {
             Op::Set(key, value) => {
-                self.state.insert(key.key(), value);
+                self.state.0.insert(key.key(), value);
             }
             Op::Unset(key) => {
-                self.state.remove(&key.key());
+                self.state.0.remove(&key.key());
             }
             Op::Publish(n) => {
                 for _ in 0..=n % 4 {
                     self.publisher.put_update(&self.state);
-                    self.model.publish(&self.state);
+                    self.model.publish(&self.state.0);
                 }
             }
             Op::Add(pick) => {
@@ -522,19 +590,29 @@ impl<const Q: usize, const MAXC: usize> Run<Q, MAXC> {
                 Self::same_processed(real, expected, step, "process_updates");
             }
             Op::ProcessRequests => {
-                let real = self.real.process_requests();
+                let real = unwinding(|| self.real.process_requests());
                 let expected = self.model.process_requests();
-                Self::same_processed(real, expected, step, "process_requests");
+                assert_eq!(real, expected, "step {step}: process_requests");
             }
             Op::Poll => {
-                let real = self.real.poll();
+                let real = unwinding(|| self.real.poll());
                 let expected = self.model.poll();
-                Self::same_processed(real, expected, step, "poll");
+                assert_eq!(real, expected, "step {step}: poll");
             }
             Op::Advance(n) => {
                 let by = Duration::from_millis(u64::from(n % 16));
                 self.real.clock().advance(by);
                 self.model.advance(by);
+            }
+            Op::Rewind(n) => {
+                let by = Duration::from_millis(u64::from(n));
+                self.real.clock().rewind(by);
+                self.model.rewind(by);
+            }
+            Op::Abandon => {
+                let real = self.real.abandon_requests();
+                let expected = self.model.abandon_requests();
+                Self::same_processed(real, expected, step, "abandon_requests");
             }
             Op::Close => {
                 self.real.close();
@@ -553,7 +631,7 @@ impl<const Q: usize, const MAXC: usize> Run<Q, MAXC> {
                 let loaded = reader.load();
                 let (seq, data) = self.model.snapshot();
                 assert_eq!(
-                    (loaded.seq(), loaded.data()),
+                    (loaded.seq(), &loaded.data().0),
                     (seq, data),
                     "step {step}: reader"
                 );
@@ -564,7 +642,18 @@ impl<const Q: usize, const MAXC: usize> Run<Q, MAXC> {
     fn same_processed(real: Processed, expected: Processed, step: usize, what: &str) {
         assert_eq!(real, expected, "step {step}: {what}");
     }
+}
 
+/// Runs a poller call; `Err` if a panic unwound through it. Only the deliberate read panic
+/// may: any other is passed on.
+fn unwinding<R>(call: impl FnOnce() -> R) -> Result<R, Unwound> {
+    catch_unwind(AssertUnwindSafe(call)).map_err(|payload| match payload.downcast_ref::<&str>() {
+        Some(&message) if message == READ_PANIC => Unwound,
+        _ => std::panic::resume_unwind(payload),
+    })
+}
+
+impl<const Q: usize, const MAXC: usize> Run<Q, MAXC> {
     fn view_real(&self) -> View {
         let s = &self.real;
         View {
@@ -583,7 +672,7 @@ impl<const Q: usize, const MAXC: usize> Run<Q, MAXC> {
                 .map(|&id| s.connection(id).map(|c| c.label))
                 .collect(),
             attached: self.issued.iter().map(|&id| s.is_attached(id)).collect(),
-            snapshot: (s.snapshot().seq(), s.snapshot().data().clone()),
+            snapshot: (s.snapshot().seq(), s.snapshot().data().0.clone()),
             published: self.publisher.published(),
             notified: (
                 self.hook.updates.load(Ordering::Relaxed),
@@ -640,14 +729,55 @@ impl<const Q: usize, const MAXC: usize> Run<Q, MAXC> {
     }
 
     /// Closes the server and drains it, as a shutdown would: every accepted request is
-    /// answered or orphaned, and the newest snapshot reaches the subscribers.
+    /// answered, orphaned or abandoned, and the newest snapshot reaches the subscribers.
+    /// Then drops it: its request side stays closed, and nobody wants an update.
     fn finish(&mut self) {
         self.real.close();
         self.model.close();
-        let real = self.real.poll();
-        let expected = self.model.poll();
-        Self::same_processed(real, expected, usize::MAX, "final poll");
-        assert_eq!(self.real.pending_requests(), 0, "requests left after close");
+        loop {
+            let real = unwinding(|| self.real.poll());
+            let expected = self.model.poll();
+            assert_eq!(real, expected, "final poll");
+            if real.is_ok() && self.real.pending_requests() == 0 {
+                break;
+            }
+        }
         self.compare(After::FinalPoll);
+
+        let Self {
+            real,
+            publisher,
+            requester,
+            model,
+            issued,
+            ..
+        } = self;
+        let ids = issued.clone();
+        let attached: Vec<bool> = ids.iter().map(|&id| real.is_attached(id)).collect();
+        // Dropped in place of the real server: a fresh one of the same shape.
+        let (_, fresh) = Builder::new(State::default())
+            .notify(Arc::new(CountingNotify::default()))
+            .clock(ManualClock::new())
+            .capacity::<Q, MAXC>()
+            .build::<Probe>()
+            .expect("the default settings");
+        drop(std::mem::replace(real, fresh));
+        model.drop_server();
+        assert!(
+            requester.is_closed(),
+            "a dropped server's requester is open"
+        );
+        assert_eq!(publisher.wants_update(), model.wants_update());
+        assert!(!publisher.wants_update(), "wants_update after the drop");
+        for (&id, attached) in ids.iter().zip(attached) {
+            let request = Request::key(id, 0);
+            let refused = requester.put_request(request.clone());
+            let expected = if attached {
+                RequestError::Closed(request)
+            } else {
+                RequestError::UnknownConnection(request)
+            };
+            assert_eq!(refused, Err(expected), "a put after the drop");
+        }
     }
 }
