@@ -1,9 +1,9 @@
 //! Multi-threaded stress tests of the publish, fan-out and request paths.
 //!
 //! Every test runs real threads against one server for a bounded time (a time budget and an
-//! iteration cap, whichever ends first), then checks exact properties. No assertion depends
-//! on timing: the budget only bounds how much work is done, and the long watchdog only turns
-//! a hang into a failure.
+//! iteration cap, whichever ends first; both from the environment, see [`Limits`]), then
+//! checks exact properties. No assertion depends on timing: the budget only bounds how much
+//! work is done, and the long watchdog only turns a hang into a failure.
 //!
 //! - `no_torn_snapshot_and_seq_increases`: snapshots published as fast as possible reach a
 //!   subscriber, request answers and a `Reader` whole (every word and the checksum agree with
@@ -25,8 +25,13 @@
 //! - `connection_removed_while_requests_in_flight`: removing and re-adding connections while
 //!   requests carrying their old ids are in flight never delivers an answer to a connection
 //!   other than the one that asked, and the request identity holds once drained.
+//! - `connections_panicking_at_random_lose_no_request`: under a `Runner`, connections panic
+//!   now and then on an answer or an update while requesters and the computation run; each
+//!   requester replaces its connection through the runner when it is removed. Every
+//!   accepted request is answered exactly once, or counted orphaned because its connection
+//!   panicked first; nothing else is answered, and every panic is one failed connection.
 //!
-//! The request identity (`accepted = answered + consolidated + orphaned`, plus
+//! The request identity (`accepted = answered + consolidated + orphaned + abandoned`, plus
 //! `pending_requests()` in general) is checked once the requesters have stopped and the
 //! queue is drained: while a `put_request` is in progress, that request is already counted
 //! pending but not yet accepted. The update identities hold between any two poller calls
@@ -38,14 +43,67 @@ use queueserver::{
 };
 use std::fmt::Debug;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// How long the busy part of a test runs at most.
-const BUDGET: Duration = Duration::from_millis(1500);
+/// How long the busy part of a test runs at most, and its caps: from the environment, so
+/// that a long run needs no edit.
+///
+/// - `QUEUESERVER_STRESS_SECONDS`: the time budget of each test (default 1.5);
+/// - `QUEUESERVER_STRESS_PUBLISHES`: the most publishes of the torn-snapshot test
+///   (default 20 000 000);
+/// - `QUEUESERVER_STRESS_REQUESTS`: the most requests (or attempts) of each requester loop
+///   (default: each test's own, 200 000 to 1 000 000; the flood of the fairness test
+///   200 000 000);
+/// - `QUEUESERVER_STRESS_LOADS`: the most reader loads of the torn-snapshot test (default
+///   5 000 000).
+///
+/// A run reaching 10^9 publishes and 10^8 requests:
+/// `QUEUESERVER_STRESS_SECONDS=600 QUEUESERVER_STRESS_PUBLISHES=1000000000
+/// QUEUESERVER_STRESS_REQUESTS=100000000 cargo test --release --test stress -- --nocapture`.
+struct Limits {
+    budget: Duration,
+    publishes: Option<u64>,
+    requests: Option<u64>,
+    loads: Option<u64>,
+}
+
+fn limits() -> &'static Limits {
+    static LIMITS: OnceLock<Limits> = OnceLock::new();
+    LIMITS.get_or_init(|| {
+        let number = |name: &str| -> Option<f64> {
+            let value = std::env::var(name).ok()?;
+            let number: f64 = value
+                .trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("{name}={value}: not a number"));
+            assert!(number > 0.0, "{name}={value}: must be positive");
+            Some(number)
+        };
+        Limits {
+            budget: Duration::from_secs_f64(number("QUEUESERVER_STRESS_SECONDS").unwrap_or(1.5)),
+            publishes: number("QUEUESERVER_STRESS_PUBLISHES").map(|n| n as u64),
+            requests: number("QUEUESERVER_STRESS_REQUESTS").map(|n| n as u64),
+            loads: number("QUEUESERVER_STRESS_LOADS").map(|n| n as u64),
+        }
+    })
+}
+
+/// The time budget of a test's busy part.
+fn budget() -> Duration {
+    limits().budget
+}
+
 /// Only to turn a hang into a failure; never reached when the crate works.
-const WATCHDOG: Duration = Duration::from_secs(60);
+fn watchdog() -> Duration {
+    Duration::from_secs(60) + 2 * budget()
+}
+
+/// A test's cap on requests or attempts: the environment's, or `default`.
+fn requests_cap(default: u64) -> u64 {
+    limits().requests.unwrap_or(default)
+}
 
 // ----- shared helpers -----
 
@@ -136,7 +194,7 @@ impl Tally {
 /// finished.
 fn wait_until_primed(primed: &AtomicUsize, finished: &AtomicUsize, threads: usize, start: Instant) {
     while primed.load(Ordering::Acquire) < threads && finished.load(Ordering::Acquire) < threads {
-        assert!(start.elapsed() < WATCHDOG, "requesters never refused");
+        assert!(start.elapsed() < watchdog(), "requesters never refused");
         thread::yield_now();
     }
 }
@@ -186,8 +244,11 @@ where
 fn assert_requests_balance(stats: &Stats) {
     assert_eq!(
         stats.requests_accepted,
-        stats.requests_answered + stats.requests_consolidated + stats.requests_orphaned,
-        "accepted = answered + consolidated + orphaned once drained: {stats:#?}"
+        stats.requests_answered
+            + stats.requests_consolidated
+            + stats.requests_orphaned
+            + stats.requests_abandoned,
+        "accepted = answered + consolidated + orphaned + abandoned once drained: {stats:#?}"
     );
 }
 
@@ -493,9 +554,9 @@ fn assert_update_identities(stats: &Stats) {
 
 #[test]
 fn no_torn_snapshot_and_seq_increases() {
-    const MAX_PUBLISHES: u64 = 20_000_000;
-    const MAX_REQUESTS: u64 = 1_000_000;
-    const MAX_LOADS: u64 = 5_000_000;
+    let max_publishes = limits().publishes.unwrap_or(20_000_000);
+    let max_requests = requests_cap(1_000_000);
+    let max_loads = limits().loads.unwrap_or(5_000_000);
 
     let (publisher, mut server) = QueueServer::new(Words::at(0));
     let id = server.add_connection(Watcher::default()).unwrap();
@@ -516,10 +577,10 @@ fn no_torn_snapshot_and_seq_increases() {
         let computation = s.spawn(move || {
             let mut publisher = publisher;
             let mut state = Words::at(0);
-            for n in 1..=MAX_PUBLISHES {
+            for n in 1..=max_publishes {
                 state.set(n);
                 publisher.put_update(&state);
-                if n % 256 == 0 && start.elapsed() > BUDGET {
+                if n % 256 == 0 && start.elapsed() > budget() {
                     break;
                 }
             }
@@ -530,7 +591,7 @@ fn no_torn_snapshot_and_seq_increases() {
         // snapshot.
         let requests = s.spawn(move || {
             let mut tally = Tally::default();
-            for n in 0..MAX_REQUESTS {
+            for n in 0..max_requests {
                 if computing_done.load(Ordering::Acquire) {
                     break;
                 }
@@ -550,7 +611,7 @@ fn no_torn_snapshot_and_seq_increases() {
         let reads = s.spawn(move || {
             let mut last = 0;
             let mut loads = 0u64;
-            while !reading_done.load(Ordering::Acquire) && loads < MAX_LOADS {
+            while !reading_done.load(Ordering::Acquire) && loads < max_loads {
                 let seq = if loads % 16 == 0 {
                     let snapshot = reader.load_full();
                     snapshot.verify(snapshot.seq()).map(|()| snapshot.seq())
@@ -576,7 +637,10 @@ fn no_torn_snapshot_and_seq_increases() {
                 if requests_done.load(Ordering::Acquire) && server.pending_requests() == 0 {
                     break;
                 }
-                assert!(start.elapsed() < WATCHDOG, "poller: requests never drained");
+                assert!(
+                    start.elapsed() < watchdog(),
+                    "poller: requests never drained"
+                );
             }
             server
         });
@@ -650,7 +714,7 @@ struct PutLog {
 #[test]
 fn every_accepted_request_answered_exactly_once() {
     const THREADS: usize = 3;
-    const MAX_ATTEMPTS: u64 = 300_000;
+    let max_attempts = requests_cap(300_000);
 
     // Three connections may queue 8 each in a queue of 16: both `Full` and `OverQuota`.
     let (_publisher, mut server) = Builder::new(Doubler)
@@ -687,8 +751,8 @@ fn every_accepted_request_answered_exactly_once() {
                     let _done = CountOnDrop(finished);
                     let mut log = PutLog::default();
                     let mut refused_once = false;
-                    for n in 0..MAX_ATTEMPTS {
-                        if refused_once && start.elapsed() > BUDGET {
+                    for n in 0..max_attempts {
+                        if refused_once && start.elapsed() > budget() {
                             break;
                         }
                         // At most one `Query::All` queued per connection, so that none is
@@ -737,7 +801,10 @@ fn every_accepted_request_answered_exactly_once() {
                 if finished.load(Ordering::Acquire) == THREADS && server.pending_requests() == 0 {
                     break;
                 }
-                assert!(start.elapsed() < WATCHDOG, "poller: requests never drained");
+                assert!(
+                    start.elapsed() < watchdog(),
+                    "poller: requests never drained"
+                );
             }
             server
         });
@@ -881,7 +948,7 @@ impl Connection<Few> for OncePerCall {
 fn duplicates_consolidated_under_concurrency() {
     const THREADS: usize = 4;
     const CONNECTIONS: usize = 3;
-    const MAX_ATTEMPTS: u64 = 500_000;
+    let max_attempts = requests_cap(500_000);
     const SLOTS: usize = FEW_KEYS as usize + 1;
 
     // Share 64 / 4 = 16; three connections never fill the queue.
@@ -925,8 +992,8 @@ fn duplicates_consolidated_under_concurrency() {
                     let mut tally = Tally::default();
                     let mut accepted = [0u64; SLOTS];
                     let mut refused_once = false;
-                    for n in 0..MAX_ATTEMPTS {
-                        if refused_once && start.elapsed() > BUDGET {
+                    for n in 0..max_attempts {
+                        if refused_once && start.elapsed() > budget() {
                             break;
                         }
                         let query = if n % 7 == 6 {
@@ -950,7 +1017,7 @@ fn duplicates_consolidated_under_concurrency() {
                                     primed.fetch_add(1, Ordering::Release);
                                     while !first_call_done.load(Ordering::Acquire) {
                                         assert!(
-                                            start.elapsed() < WATCHDOG,
+                                            start.elapsed() < watchdog(),
                                             "the poller never started"
                                         );
                                         thread::yield_now();
@@ -974,7 +1041,10 @@ fn duplicates_consolidated_under_concurrency() {
                 if finished.load(Ordering::Acquire) == THREADS && server.pending_requests() == 0 {
                     break;
                 }
-                assert!(start.elapsed() < WATCHDOG, "poller: requests never drained");
+                assert!(
+                    start.elapsed() < watchdog(),
+                    "poller: requests never drained"
+                );
             }
             server
         });
@@ -1040,7 +1110,7 @@ fn duplicates_consolidated_under_concurrency() {
 #[test]
 fn flooding_connection_does_not_starve_another() {
     const B_REQUESTS: u64 = 200;
-    const MAX_FLOOD: u64 = 200_000_000;
+    let max_flood = requests_cap(200_000_000);
 
     let (_publisher, mut server) = Builder::new(Doubler)
         .capacity::<64, 8>()
@@ -1077,7 +1147,10 @@ fn flooding_connection_does_not_starve_another() {
                 if finished.load(Ordering::Acquire) == 2 && server.pending_requests() == 0 {
                     break;
                 }
-                assert!(start.elapsed() < WATCHDOG, "poller: requests never drained");
+                assert!(
+                    start.elapsed() < watchdog(),
+                    "poller: requests never drained"
+                );
             }
             server
         });
@@ -1088,7 +1161,7 @@ fn flooding_connection_does_not_starve_another() {
                 let _done = CountOnDrop(finished);
                 let mut tally = Tally::default();
                 let mut outlasted_b = false;
-                for n in 0..MAX_FLOOD {
+                for n in 0..max_flood {
                     if b_done.load(Ordering::Acquire) {
                         outlasted_b = true;
                         break;
@@ -1112,7 +1185,7 @@ fn flooding_connection_does_not_starve_another() {
             let mut tally = Tally::default();
             let mut keys = Vec::new();
             while !a_flooding.load(Ordering::Acquire) {
-                assert!(start.elapsed() < WATCHDOG, "A never filled its share");
+                assert!(start.elapsed() < watchdog(), "A never filled its share");
                 thread::yield_now();
             }
             let mut a_seen = a_accepted.load(Ordering::Acquire);
@@ -1120,13 +1193,13 @@ fn flooding_connection_does_not_starve_another() {
                 while a_accepted.load(Ordering::Acquire) == a_seen
                     && !a_stopped.load(Ordering::Acquire)
                 {
-                    if start.elapsed() > BUDGET {
+                    if start.elapsed() > budget() {
                         break 'requests;
                     }
                     thread::yield_now();
                 }
                 a_seen = a_accepted.load(Ordering::Acquire);
-                if start.elapsed() > BUDGET {
+                if start.elapsed() > budget() {
                     break;
                 }
                 let before = b_answers.load(Ordering::Acquire);
@@ -1134,7 +1207,7 @@ fn flooding_connection_does_not_starve_another() {
                 if put(&requester, Request::key(b, key), &mut tally).is_ok() {
                     keys.push(key);
                     while b_answers.load(Ordering::Acquire) == before {
-                        assert!(start.elapsed() < WATCHDOG, "B's request never answered");
+                        assert!(start.elapsed() < watchdog(), "B's request never answered");
                         thread::yield_now();
                     }
                 }
@@ -1249,7 +1322,7 @@ fn shutdown_while_putting<N: Notify + 'static>(
                                 thread::yield_now();
                             }
                         }
-                        assert!(start.elapsed() < WATCHDOG, "requester {t}: never closed");
+                        assert!(start.elapsed() < watchdog(), "requester {t}: never closed");
                     }
                     // Once closed, always closed, and the request comes back every time.
                     assert!(requester.is_closed());
@@ -1266,7 +1339,7 @@ fn shutdown_while_putting<N: Notify + 'static>(
             .collect();
 
         // Shut down while the requesters are still putting: they only stop once closed.
-        while accepted_so_far.load(Ordering::Relaxed) < 10_000 && start.elapsed() < BUDGET / 8 {
+        while accepted_so_far.load(Ordering::Relaxed) < 10_000 && start.elapsed() < budget() / 8 {
             thread::sleep(Duration::from_millis(1));
         }
         closing.store(true, Ordering::Release);
@@ -1341,7 +1414,7 @@ fn runner_shutdown_loses_no_request() {
     const ROUNDS: usize = 4;
     let start = Instant::now();
     for round in 0..ROUNDS {
-        if round > 0 && start.elapsed() > BUDGET {
+        if round > 0 && start.elapsed() > budget() {
             break;
         }
         let (_publisher, server) = QueueServer::new(Doubler);
@@ -1427,7 +1500,7 @@ fn decode(server: u32, bits: u64) -> ConnectionId {
 #[test]
 fn connection_removed_while_requests_in_flight() {
     const CONNECTIONS: usize = 3;
-    const MAX_ATTEMPTS: u64 = 1_000_000;
+    let max_attempts = requests_cap(1_000_000);
     const MAX_SWAPS: u64 = 30_000;
 
     // As many slots as connections: a re-added connection always takes the slot it left,
@@ -1456,8 +1529,8 @@ fn connection_removed_while_requests_in_flight() {
                 s.spawn(move || {
                     let _done = CountOnDrop(finished);
                     let mut tally = Tally::default();
-                    for n in 0..MAX_ATTEMPTS {
-                        if start.elapsed() > BUDGET {
+                    for n in 0..max_attempts {
+                        if start.elapsed() > budget() {
                             break;
                         }
                         let bits = ids[t].load(Ordering::Acquire);
@@ -1513,7 +1586,10 @@ fn connection_removed_while_requests_in_flight() {
                     ids[which].store(encode(id), Ordering::Release);
                     swaps += 1;
                 }
-                assert!(start.elapsed() < WATCHDOG, "poller: requests never drained");
+                assert!(
+                    start.elapsed() < watchdog(),
+                    "poller: requests never drained"
+                );
             }
             (server, retired, swaps)
         });
@@ -1557,6 +1633,294 @@ fn connection_removed_while_requests_in_flight() {
         total.unknown,
         total.full,
         total.over_quota,
+        start.elapsed()
+    );
+}
+
+// ----- 7. connections that panic -----
+
+/// The message of the panics below: the panic hook keeps quiet about them.
+const DELIBERATE: &str = "a connection panics on purpose";
+
+/// Installs, once, a panic hook that stays quiet about the deliberate panics and prints the
+/// others as before.
+fn quiet_deliberate_panics() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if info.payload().downcast_ref::<&str>() != Some(&DELIBERATE) {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// Whether the connection asked for `key` panics on its answer: about one in 2048.
+fn panics_on(key: u64) -> bool {
+    let mut x = key.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (x ^ (x >> 31)) % 2048 == 0
+}
+
+/// What one connection (one incarnation of a requester's or the subscriber's) received,
+/// kept outside it: the server drops failed connections once more than `MAXC` failed.
+#[derive(Debug, Default)]
+struct Received {
+    keys: Vec<u64>,
+    updates: u64,
+    panicked: bool,
+    problems: Problems,
+}
+
+/// Answers and updates go to `received`; it panics on the answers `panics_on` picks, and
+/// on every `panic_every`-th update.
+struct Flaky {
+    received: Arc<std::sync::Mutex<Received>>,
+    subscribed: bool,
+    panic_every: u64,
+}
+
+impl Flaky {
+    fn received(&self) -> std::sync::MutexGuard<'_, Received> {
+        self.received.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn panic(&self) -> ! {
+        self.received().panicked = true;
+        std::panic::panic_any(DELIBERATE)
+    }
+}
+
+impl Connection<Doubler> for Flaky {
+    fn on_update(&mut self, snapshot: &Snapshot<Doubler>) -> Result<(), ConnectionError> {
+        if !self.subscribed {
+            self.received()
+                .problems
+                .note(|| "an update to a connection that does not subscribe".into());
+        }
+        if snapshot.seq() % self.panic_every == 0 {
+            self.panic();
+        }
+        self.received().updates += 1;
+        Ok(())
+    }
+
+    fn on_response(&mut self, response: Response<'_, Doubler>) -> Result<(), ConnectionError> {
+        let Response::Value { key, value, .. } = response else {
+            self.received()
+                .problems
+                .note(|| "an answer other than a value".into());
+            return Ok(());
+        };
+        if panics_on(*key) {
+            self.panic();
+        }
+        let mut received = self.received();
+        if *value != key.wrapping_mul(2) {
+            let (k, v) = (*key, *value);
+            received.problems.note(|| format!("key {k} answered {v}"));
+        }
+        received.keys.push(*key);
+        Ok(())
+    }
+
+    fn wants_updates(&self) -> bool {
+        self.subscribed
+    }
+}
+
+/// One incarnation of a requester's connection: what it was sent, and what it received.
+struct Incarnation {
+    accepted: Vec<u64>,
+    refused: Vec<u64>,
+    received: Arc<std::sync::Mutex<Received>>,
+}
+
+#[test]
+fn connections_panicking_at_random_lose_no_request() {
+    const THREADS: u64 = 3;
+    quiet_deliberate_panics();
+    let max_attempts = requests_cap(1_000_000);
+
+    let (publisher, server) = Builder::new(Doubler)
+        .notify(ThreadNotify::new())
+        .capacity::<64, 8>()
+        .build::<Flaky>()
+        .unwrap();
+    let requester = server.requester();
+    let runner = Runner::notified(server).unwrap();
+    let computing_done = AtomicBool::new(false);
+    let start = Instant::now();
+
+    let (tallies, incarnations, subscribers, published) = thread::scope(|s| {
+        let (runner, computing_done) = (&runner, &computing_done);
+        // Attaches a new connection through the runner, retrying while every slot is
+        // taken (failed connections free theirs).
+        let attach = |subscribed: bool, panic_every: u64| {
+            let received = Arc::new(std::sync::Mutex::new(Received::default()));
+            let mut flaky = Flaky {
+                received: Arc::clone(&received),
+                subscribed,
+                panic_every,
+            };
+            loop {
+                match runner.add_connection(flaky) {
+                    Ok(id) => return (id, received),
+                    Err(queueserver::AddError::Full(back)) => {
+                        assert!(start.elapsed() < watchdog(), "slots never freed");
+                        flaky = back;
+                        thread::yield_now();
+                    }
+                    Err(error) => panic!("add_connection: {error}"),
+                }
+            }
+        };
+
+        // The computation publishes; the subscriber panics on every 1000th snapshot it is
+        // sent, and is replaced.
+        let computation = s.spawn(move || {
+            let mut publisher = publisher;
+            let mut subscribers = vec![attach(true, 1000).1];
+            while start.elapsed() < budget() {
+                for _ in 0..256 {
+                    publisher.put_update(&Doubler);
+                }
+                if subscribers
+                    .last()
+                    .is_some_and(|r| r.lock().unwrap().panicked)
+                {
+                    subscribers.push(attach(true, 1000).1);
+                }
+                thread::yield_now();
+            }
+            computing_done.store(true, Ordering::Release);
+            (subscribers, publisher.published())
+        });
+
+        let requesters: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let requester = requester.clone();
+                s.spawn(move || {
+                    let mut tally = Tally::default();
+                    let (mut id, received) = attach(false, u64::MAX);
+                    let mut incarnations = vec![Incarnation {
+                        accepted: Vec::new(),
+                        refused: Vec::new(),
+                        received,
+                    }];
+                    for n in 0..max_attempts {
+                        if computing_done.load(Ordering::Acquire) {
+                            break;
+                        }
+                        let key = t << 48 | n;
+                        let current = incarnations.last_mut().expect("one at least");
+                        match put(&requester, Request::key(id, key), &mut tally) {
+                            Ok(()) => current.accepted.push(key),
+                            Err(Refusal::Unknown) => {
+                                // Its connection panicked and was removed: a new one.
+                                current.refused.push(key);
+                                let (new_id, received) = attach(false, u64::MAX);
+                                id = new_id;
+                                incarnations.push(Incarnation {
+                                    accepted: Vec::new(),
+                                    refused: Vec::new(),
+                                    received,
+                                });
+                            }
+                            Err(Refusal::Full | Refusal::OverQuota) => {
+                                current.refused.push(key);
+                                thread::yield_now();
+                            }
+                            Err(Refusal::Closed) => panic!("requester {t}: closed"),
+                        }
+                    }
+                    (tally, incarnations)
+                })
+            })
+            .collect();
+
+        let mut tallies = Vec::new();
+        let mut incarnations = Vec::new();
+        for requester in requesters {
+            let (tally, mine) = requester.join().unwrap();
+            tallies.push(tally);
+            incarnations.extend(mine);
+        }
+        let (subscribers, published) = computation.join().unwrap();
+        (tallies, incarnations, subscribers, published)
+    });
+
+    let server = runner.shutdown().expect("only connections panicked");
+    let stats = server.stats();
+    assert_eq!(server.pending_requests(), 0);
+    assert_requests_balance(&stats);
+
+    let mut total = Tally::default();
+    for tally in &tallies {
+        total.add(tally);
+    }
+    let (mut answered, mut orphaned, mut panicked) = (0u64, 0u64, 0u64);
+    for (i, incarnation) in incarnations.iter().enumerate() {
+        let received = incarnation.received.lock().unwrap();
+        received.problems.assert_none(&format!("incarnation {i}"));
+        panicked += u64::from(received.panicked);
+        answered += received.keys.len() as u64;
+        let mut keys = received.keys.clone();
+        keys.sort_unstable();
+        if let Some(w) = keys.windows(2).find(|w| w[0] == w[1]) {
+            panic!("incarnation {i}: key {} answered twice", w[0]);
+        }
+        for key in &incarnation.refused {
+            assert!(
+                keys.binary_search(key).is_err(),
+                "refused key {key} answered"
+            );
+        }
+        let mut accepted = incarnation.accepted.clone();
+        accepted.sort_unstable();
+        for key in &keys {
+            assert!(
+                accepted.binary_search(key).is_ok(),
+                "incarnation {i}: key {key} answered, never accepted"
+            );
+        }
+        let missing = accepted.len() - keys.len();
+        // Unanswered requests: only those of a connection that panicked first.
+        assert!(
+            missing == 0 || received.panicked,
+            "incarnation {i}: {missing} accepted requests unanswered, and it never panicked"
+        );
+        orphaned += missing as u64;
+    }
+    let mut deliveries = 0;
+    for received in &subscribers {
+        let received = received.lock().unwrap();
+        received.problems.assert_none("subscriber");
+        panicked += u64::from(received.panicked);
+        deliveries += received.updates;
+    }
+
+    assert_eq!(stats.requests_accepted, total.accepted, "{stats:#?}");
+    assert_eq!(stats.requests_rejected, total.rejected(), "{stats:#?}");
+    assert_eq!(stats.requests_answered, answered, "{stats:#?}");
+    assert_eq!(stats.requests_orphaned, orphaned, "{stats:#?}");
+    assert_eq!(stats.requests_consolidated + stats.requests_abandoned, 0);
+    assert_eq!(stats.connections_failed, panicked, "{stats:#?}");
+    assert_eq!(stats.deliveries, deliveries, "{stats:#?}");
+    assert_eq!(stats.updates_published, published, "{stats:#?}");
+    assert_eq!(total.closed, 0);
+
+    println!(
+        "panics: {panicked} connections panicked ({} incarnations of requesters, {} of the \
+         subscriber); {} accepted = {answered} answered + {orphaned} orphaned; {} refused \
+         ({} unknown); {published} publishes, {deliveries} deliveries; {:?}",
+        incarnations.len(),
+        subscribers.len(),
+        total.accepted,
+        total.rejected(),
+        total.unknown,
         start.elapsed()
     );
 }
