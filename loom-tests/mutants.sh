@@ -157,7 +157,7 @@ mutant drop-leaves-open drop dropping_the_server_closes_the_request_side_for_goo
 # 13. `wants_update` ignores the stopped bit: it stays true after the server is dropped.
 mutant wants-update-ignores-stop drop dropping_the_server_closes_the_request_side_for_good \
     src/signal.rs \
-    's/demand \& STOPPED == 0 \&\& demand \& !CLOSED != 0/demand \& !CLOSED != 0/'
+    's/self.demand.load(Ordering::Relaxed) as isize > CLOSED as isize/self.demand.load(Ordering::Relaxed) \& !(CLOSED | STOPPED) != 0/'
 
 # 14. A control call posts its command without waking the poller: a poller asleep until
 #     the next notification never answers, and the caller waits for ever.

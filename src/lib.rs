@@ -34,6 +34,14 @@
 //!   computation never touches that queue.
 //! - **Hooks decide real-time safety of notification**: see [`notify`].
 //!
+//! # Faults
+//!
+//! A connection that fails, or panics (with `std`), is removed and handed back; the others
+//! and every accepted request carry on. Any other panic in the poller's work leaves the
+//! server consistent for the next call, which settles every request exactly once. A dropped
+//! server, or a [`Runner`] whose poller stopped, refuses every later request. Ids are never
+//! valid again once removed, nor on another server. See [`fault`].
+//!
 //! # Example
 //!
 //! ```
@@ -89,7 +97,7 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `std` | yes | [`Reader`] (arc-swap), [`Runner`], [`StdClock`], [`ThreadNotify`], `std::error::Error` impls, [`IDict`] for `HashMap` |
+//! | `std` | yes | [`Reader`] (arc-swap), [`Runner`] (with control from any thread), [`StdClock`], [`ThreadNotify`], connections' panics caught, `std::error::Error` impls, [`IDict`] for `HashMap` |
 //! | `log` | no | logs connection failures through `log`, from the poller only |
 //! | `defmt` | no | the same through `defmt`, for embedded targets |
 //! | `serde` | no | `Serialize` / `Deserialize` for snapshots, requests, ids, config and stats |

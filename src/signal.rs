@@ -5,11 +5,11 @@
 //!   [`Notify`] hook, which coalesces notifications to one per poll cycle.
 //! - The demand word, read by [`Publisher::wants_update`](crate::Publisher::wants_update)
 //!   with one atomic load. It packs:
-//!   bit 0, set while a connection subscribes to updates;
-//!   bit 1, set once the request side is closed;
-//!   bit 2, set while no poller serves the server: set when the server is dropped, or when
-//!   a runner's poller stops, cleared by the next poller call;
-//!   bits 3.., the number of requests accepted and not yet answered.
+//!   bit 0, set once the request side is closed;
+//!   bit 1, set while a connection subscribes to updates;
+//!   bits 2 to the second highest, the number of requests accepted and not yet answered;
+//!   the highest bit, set while no poller serves the server: set when the server is
+//!   dropped, or when a runner's poller stops, cleared by the next poller call.
 //!
 //! Keeping the closed bit and the request count in one word makes shutdown exact: a
 //! requester adds itself to the count and learns whether the side is closed in one
@@ -20,10 +20,11 @@
 use crate::notify::{Event, Notify};
 use crate::sync::{AtomicBool, AtomicUsize, Ordering};
 
-pub(crate) const SUBSCRIBED: usize = 1;
-pub(crate) const CLOSED: usize = 2;
-pub(crate) const STOPPED: usize = 4;
-pub(crate) const ONE_REQUEST: usize = 8;
+pub(crate) const CLOSED: usize = 1;
+pub(crate) const SUBSCRIBED: usize = 2;
+pub(crate) const ONE_REQUEST: usize = 4;
+/// The sign bit. With the closed bit lowest, `wants_update` is one signed comparison.
+pub(crate) const STOPPED: usize = 1 << (usize::BITS - 1);
 
 pub(crate) struct Signals<N> {
     notify: N,
@@ -87,8 +88,9 @@ impl<N: Notify> Signals<N> {
     pub(crate) fn wants_update(&self) -> bool {
         // Relaxed: the answer is advisory (skip a copy nobody needs); the request that set
         // the count is ordered by the queue itself.
-        let demand = self.demand.load(Ordering::Relaxed);
-        demand & STOPPED == 0 && demand & !CLOSED != 0
+        // Above the closed bit: a subscriber or a request; positive: the stopped bit (the
+        // sign) clear.
+        self.demand.load(Ordering::Relaxed) as isize > CLOSED as isize
     }
 
     /// Counts a request in before it is queued; `Err` if the request side is closed (the
@@ -114,7 +116,7 @@ impl<N: Notify> Signals<N> {
 
     /// Requests accepted (or being accepted) and not yet answered.
     pub(crate) fn requests_in_flight(&self) -> usize {
-        self.demand.load(Ordering::Acquire) / ONE_REQUEST
+        (self.demand.load(Ordering::Acquire) & !STOPPED) / ONE_REQUEST
     }
 
     /// Sets or clears the subscribed bit, and clears the stopped bit: a poller is at work.

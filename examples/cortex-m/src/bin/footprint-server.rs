@@ -31,8 +31,8 @@ use queueserver::{Response, Snapshot};
 
 /// Periods to run.
 const TICKS: u32 = 300;
-/// The server needs 800 bytes of heap with these settings.
-const HEAP_SIZE: usize = 1024;
+/// The server needs about 1.4 KiB of heap with these settings.
+const HEAP_SIZE: usize = 2048;
 
 type StatePublisher = Publisher<State, &'static FlagNotify>;
 
