@@ -421,7 +421,9 @@ where
     N: Notify,
     T: Clock,
 {
-    /// The server's stats as of the poller's last cycle.
+    /// The server's stats as of the poller's last cycle, or its last control call: after
+    /// [`add_connection`](Self::add_connection) or
+    /// [`remove_connection`](Self::remove_connection) returns, they show its effect.
     ///
     /// **Any thread.** Never waits for the poller (it waits only for another thread
     /// reading the stats at the same moment); no allocation.
@@ -690,6 +692,8 @@ where
             Command::Add(connection) => Reply::Added(self.server.add_connection(connection)),
             Command::Remove(id) => Reply::Removed(self.server.remove_connection(id)),
         };
+        // The caller's next `stats` shows what it changed.
+        self.stats.write(self.server.stats());
         self.answer(reply, caller);
     }
 

@@ -139,11 +139,14 @@ impl Widened {
 /// What the poller is running that is not its own code. Set before the call, cleared after
 /// it returns: a call that unwound leaves it set, and the next poller call recovers (see
 /// [`fault`](crate::fault)).
+///
+/// A connection is named by its slot alone: whatever changes a slot (attaching, removing,
+/// failing) runs `recover` first, so the slot still holds the connection that was called.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Busy {
     Idle,
-    /// A method of this connection.
-    Connection(ConnectionId),
+    /// A method of the connection in this slot.
+    Connection(u16),
     /// The key comparisons that find the group at the batch's cursor, and its read.
     Read,
     /// Sorting the batch.
@@ -225,6 +228,7 @@ impl<C> Slots<C> {
     }
 
     /// The slot of `id`, if `id` (of the server `server`) is attached.
+    #[inline]
     fn index_of(&self, server: u32, id: ConnectionId) -> Option<usize> {
         let index = usize::from(id.index());
         let attached = id.server() == server
@@ -560,13 +564,15 @@ where
 
     /// Runs `call` on the connection in slot `index`, recorded in `busy` while it runs;
     /// with `std` a panic is caught and becomes [`ConnectionError::Panicked`].
+    #[inline]
     fn call<R>(
         busy: &mut Busy,
-        id: ConnectionId,
+        index: usize,
         connection: &mut C,
         call: impl FnOnce(&mut C) -> R,
     ) -> Result<R, ConnectionError> {
-        *busy = Busy::Connection(id);
+        // MAXC < u16::MAX is checked at compile time, so the index fits.
+        *busy = Busy::Connection(index as u16);
         let result = contain(|| call(connection)).map_err(ConnectionError::Panicked);
         *busy = Busy::Idle;
         result
@@ -577,13 +583,12 @@ where
     fn recover(&mut self) {
         match core::mem::replace(&mut self.busy, Busy::Idle) {
             Busy::Idle => {}
-            Busy::Connection(id) => {
-                if let Some(index) = self.slots.index_of(self.id(), id) {
-                    let error = ConnectionError::Panicked(PanicMessage::unknown());
-                    let tags = &self.requests.slots;
-                    self.slots
-                        .fail(id.server(), index, error, tags, &mut self.counters);
-                }
+            Busy::Connection(index) => {
+                let error = ConnectionError::Panicked(PanicMessage::unknown());
+                let tags = &self.requests.slots;
+                let server = self.requests.server;
+                self.slots
+                    .fail(server, usize::from(index), error, tags, &mut self.counters);
             }
             Busy::Read => {
                 // The group being read (or being found: then only the request at the
@@ -611,13 +616,18 @@ where
     fn refresh_subscribed(&mut self) -> bool {
         let server = self.id();
         let mut subscribed = false;
+        // Until the first that subscribes: the answer is known then.
         for index in 0..MAXC {
-            let id = self.slots.id(server, index);
             let Some(connection) = self.slots.connections[index].as_mut() else {
                 continue;
             };
-            match Self::call(&mut self.busy, id, connection, |c| c.wants_updates()) {
-                Ok(wants) => subscribed |= wants,
+            match Self::call(&mut self.busy, index, connection, |c| c.wants_updates()) {
+                Ok(wants) => {
+                    subscribed = wants;
+                    if wants {
+                        break;
+                    }
+                }
                 Err(error) => {
                     let tags = &self.requests.slots;
                     self.slots
@@ -724,9 +734,8 @@ where
         let server = self.id();
         let snapshot = self.output.output_buffer();
         while let Some(index) = self.fanout.filter(|&i| i < MAXC) {
-            let id = self.slots.id(server, index);
             if let Some(connection) = self.slots.connections[index].as_mut() {
-                let delivered = Self::call(&mut self.busy, id, connection, |c| {
+                let delivered = Self::call(&mut self.busy, index, connection, |c| {
                     if c.wants_updates() {
                         c.on_update(snapshot).map(|()| true)
                     } else {
@@ -929,6 +938,8 @@ where
                 }
             }
             let request = &batch.requests[at];
+            // A copy: `previous` below is written while `request` is borrowed.
+            let from = request.from;
             if !abandon && value.is_none() {
                 if let Query::Key(key) = &request.query {
                     *busy = Busy::Read;
@@ -938,7 +949,7 @@ where
             }
             let outcome = match batch.previous {
                 // A repeat shares the fate of the connection's first request for the query.
-                Some((from, outcome)) if from == request.from => {
+                Some((previous, outcome)) if previous == from => {
                     match outcome {
                         Outcome::Answered => counters.consolidated += 1,
                         Outcome::Orphaned => counters.orphaned += 1,
@@ -946,7 +957,7 @@ where
                     }
                     outcome
                 }
-                _ => match slots.index_of(server, request.from) {
+                _ => match slots.index_of(server, from) {
                     None => {
                         counters.orphaned += 1;
                         Outcome::Orphaned
@@ -957,7 +968,7 @@ where
                             .expect("index_of found it attached");
                         let (outcome, result) = if abandon {
                             let reason = batch.reason;
-                            let result = Self::call(busy, request.from, connection, |c| {
+                            let result = Self::call(busy, index, connection, |c| {
                                 c.on_abandoned(&request.query, reason)
                             });
                             counters.abandoned += 1;
@@ -971,9 +982,8 @@ where
                                 (Query::Key(key), _) => Response::NotFound { key, seq },
                                 (Query::All, _) => Response::Snapshot(snapshot),
                             };
-                            let result = Self::call(busy, request.from, connection, |c| {
-                                c.on_response(response)
-                            });
+                            let result =
+                                Self::call(busy, index, connection, |c| c.on_response(response));
                             if matches!(result, Ok(Ok(()))) {
                                 counters.answered += 1;
                                 (Outcome::Answered, result)
@@ -989,7 +999,7 @@ where
                     }
                 },
             };
-            batch.previous = Some((request.from, outcome));
+            batch.previous = Some((from, outcome));
             batch.cursor = at + 1;
         }
     }
@@ -1207,7 +1217,7 @@ mod tests {
         // on_response of `culprit` unwound: the batch was taken, nothing settled.
         server.refresh();
         server.take_batch();
-        server.busy = Busy::Connection(culprit);
+        server.busy = Busy::Connection(culprit.index());
         let done = server.process_requests();
         assert_eq!(done.failed, 1);
         let failed = server.take_failed().unwrap();
@@ -1241,7 +1251,7 @@ mod tests {
             .push(1);
         server.counters.deliveries += 1;
         server.fanout = Some(1);
-        server.busy = Busy::Connection(ids[1]);
+        server.busy = Busy::Connection(ids[1].index());
         let done = server.process_updates();
         assert_eq!((done.handled, done.failed), (1, 1));
         assert!(!server.is_attached(ids[1]));
