@@ -578,8 +578,9 @@ where
         result
     }
 
-    /// Recovers from a call that a panic unwound out of (see [`fault`](crate::fault)).
-    /// Runs no code but the server's own.
+    /// Recovers from a call that a panic unwound out of (see [`fault`](crate::fault)). Runs
+    /// no code but the server's own, except to ask the connections whether they subscribe
+    /// once one is removed.
     fn recover(&mut self) {
         match core::mem::replace(&mut self.busy, Busy::Idle) {
             Busy::Idle => {}
@@ -589,6 +590,7 @@ where
                 let server = self.requests.server;
                 self.slots
                     .fail(server, usize::from(index), error, tags, &mut self.counters);
+                self.refresh_subscribed();
             }
             Busy::Read => {
                 // The group being read (or being found: then only the request at the
@@ -614,28 +616,40 @@ where
     /// Asks every connection whether it subscribes, publishes the answer to the demand
     /// word, and returns it. A connection whose `wants_updates` panics fails.
     fn refresh_subscribed(&mut self) -> bool {
-        let server = self.id();
+        let tags = &self.requests.slots;
+        let server = self.requests.server;
+        let (slots, busy, counters) = (&mut self.slots, &mut self.busy, &mut self.counters);
+        Self::ask_subscribed(slots, busy, tags, counters, &self.signals, server)
+    }
+
+    /// [`refresh_subscribed`](Self::refresh_subscribed), on the parts of the server it
+    /// needs: called at once when a connection fails (`wants_update` stays exact even if
+    /// a panic cuts the call short afterwards).
+    fn ask_subscribed(
+        slots: &mut Slots<C>,
+        busy: &mut Busy,
+        tags: &[Slot],
+        counters: &mut Counters,
+        signals: &Signals<N>,
+        server: u32,
+    ) -> bool {
         let mut subscribed = false;
         // Until the first that subscribes: the answer is known then.
         for index in 0..MAXC {
-            let Some(connection) = self.slots.connections[index].as_mut() else {
+            let Some(connection) = slots.connections[index].as_mut() else {
                 continue;
             };
-            match Self::call(&mut self.busy, index, connection, |c| c.wants_updates()) {
+            match Self::call(busy, index, connection, |c| c.wants_updates()) {
                 Ok(wants) => {
                     subscribed = wants;
                     if wants {
                         break;
                     }
                 }
-                Err(error) => {
-                    let tags = &self.requests.slots;
-                    self.slots
-                        .fail(server, index, error, tags, &mut self.counters);
-                }
+                Err(error) => slots.fail(server, index, error, tags, counters),
             }
         }
-        self.signals.set_subscribed(subscribed);
+        signals.set_subscribed(subscribed);
         subscribed
     }
 
@@ -750,8 +764,10 @@ where
                     }
                     Err(error) => {
                         let tags = &self.requests.slots;
-                        self.slots
-                            .fail(server, index, error, tags, &mut self.counters);
+                        let (slots, counters) = (&mut self.slots, &mut self.counters);
+                        slots.fail(server, index, error, tags, counters);
+                        let busy = &mut self.busy;
+                        Self::ask_subscribed(slots, busy, tags, counters, &self.signals, server);
                     }
                 }
             }
@@ -759,9 +775,6 @@ where
         }
         self.fanout = None;
         done.failed = (self.counters.failed - failed_before) as usize;
-        if done.failed > 0 {
-            self.refresh_subscribed();
-        }
         done
     }
 
@@ -834,9 +847,6 @@ where
             }
         }
         done.failed = (self.counters.failed - failed_before) as usize;
-        if done.failed > 0 {
-            self.refresh_subscribed();
-        }
         done
     }
 
@@ -873,9 +883,6 @@ where
             done.handled += taken;
         }
         done.failed = (self.counters.failed - failed_before) as usize;
-        if done.failed > 0 {
-            self.refresh_subscribed();
-        }
         done
     }
 
@@ -910,6 +917,7 @@ where
             counters,
             busy,
             requests,
+            signals,
             ..
         } = self;
         let tags = &requests.slots;
@@ -994,6 +1002,7 @@ where
                         };
                         if let Err(error) = result.and_then(|r| r) {
                             slots.fail(server, index, error, tags, counters);
+                            Self::ask_subscribed(slots, busy, tags, counters, signals, server);
                         }
                         outcome
                     }

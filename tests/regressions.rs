@@ -104,3 +104,46 @@ fn the_pending_high_water_mark_keeps_the_peak_of_a_batch_a_panic_cut_short() {
     assert_eq!(stats.pending_high_water, 4);
     assert_eq!((stats.requests_abandoned, stats.requests_answered), (2, 2));
 }
+
+/// `server_ops` (`regression-subscription-after-an-unwound-call`): a subscriber that failed
+/// in a call a panic then cut short stayed counted as subscribed, since the demand word
+/// was refreshed only at the end of the call, and `wants_update` stayed true with nobody
+/// left to want it. The word is now refreshed as soon as a connection fails.
+#[test]
+fn wants_update_forgets_a_subscriber_that_failed_in_a_call_a_panic_cut_short() {
+    #[derive(Clone)]
+    struct Touchy;
+    impl queueserver::IDict for Touchy {
+        type Key = u8;
+        type Value = u8;
+        fn get(&self, key: &u8) -> Option<u8> {
+            assert!(*key != 9, "reading key 9");
+            Some(*key)
+        }
+    }
+    /// Subscribes, and fails on any answer.
+    struct Refuses;
+    impl queueserver::Connection<Touchy> for Refuses {
+        fn on_update(&mut self, _: &queueserver::Snapshot<Touchy>) -> Result<(), ConnectionError> {
+            Ok(())
+        }
+        fn on_response(
+            &mut self,
+            _: queueserver::Response<'_, Touchy>,
+        ) -> Result<(), ConnectionError> {
+            Err(ConnectionError::Closed)
+        }
+    }
+    let (publisher, mut server) = QueueServer::new(Touchy);
+    let id = server.add_connection(Refuses).unwrap();
+    server.put_request(Request::key(id, 1)).unwrap();
+    server.put_request(Request::key(id, 9)).unwrap();
+    // Key 1: the connection fails; key 9: the read panics.
+    let unwound =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| server.process_requests()));
+    assert!(unwound.is_err());
+    assert_eq!(server.stats().connections_failed, 1);
+    let _ = server.abandon_requests();
+    assert_eq!(server.pending_requests(), 0);
+    assert!(!publisher.wants_update(), "no subscriber, nothing pending");
+}
