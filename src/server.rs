@@ -896,10 +896,9 @@ where
             };
             requests.push(request);
         }
-        // Pending now: the batch and what is left in the queue. Sampled here as well as
-        // when the batch closes, in case a panic keeps it from closing.
-        let pending = self.signals.requests_in_flight();
-        self.counters.high_water = self.counters.high_water.max(pending);
+        // Pending now: at least the batch (and what is left in the queue). Counted here as
+        // well as when the batch closes, in case a panic keeps it from closing.
+        self.counters.high_water = self.counters.high_water.max(requests.len());
         self.busy = Busy::Sort;
         self.batch.requests.sort_unstable();
         self.busy = Busy::Idle;
