@@ -249,9 +249,11 @@ impl<K, const Q: usize, const MAXC: usize> Requests<K, Q, MAXC> {
         }
     }
 
-    /// The slot `id` names, if `id` was issued by this server: plain comparisons, no atomic.
+    /// The slot `id` names, if `id` could have been issued by this server: plain
+    /// comparisons, no atomic. (No connection has the generation [`FREE`], which a free
+    /// slot's tag holds.)
     fn slot(&self, id: ConnectionId) -> Option<&Slot> {
-        if id.server() != self.server {
+        if id.server() != self.server || id.generation() == FREE {
             return None;
         }
         self.slots.get(usize::from(id.index()))

@@ -147,3 +147,27 @@ fn wants_update_forgets_a_subscriber_that_failed_in_a_call_a_panic_cut_short() {
     assert_eq!(server.pending_requests(), 0);
     assert!(!publisher.wants_update(), "no subscriber, nothing pending");
 }
+
+/// `server_ops` (`regression-the-free-tag-as-a-generation`): a free slot's tag holds
+/// `u32::MAX`, and an id whose generation was `u32::MAX` matched it: a request for a slot
+/// with no connection was accepted (or refused as closed), where it must be refused as from
+/// an unknown connection.
+#[test]
+fn an_id_with_the_free_tag_as_its_generation_is_unknown() {
+    let (_, mut server) = QueueServer::<common::State, Recorder>::new(state(0.0, 0.0));
+    let forged = queueserver::ConnectionId::from_parts(server.id(), 0, u32::MAX);
+    let request = Request::key(forged, "x");
+    assert_eq!(
+        server.put_request(request.clone()),
+        Err(queueserver::RequestError::UnknownConnection(
+            request.clone()
+        ))
+    );
+    server.close();
+    assert_eq!(
+        server.put_request(request.clone()),
+        Err(queueserver::RequestError::UnknownConnection(request))
+    );
+    assert_eq!(server.stats().requests_accepted, 0);
+    assert!(!server.is_attached(forged));
+}
