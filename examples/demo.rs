@@ -547,8 +547,8 @@ fn main() -> ExitCode {
     let elapsed = started.elapsed();
     let server = match runner.shutdown() {
         Ok(server) => server,
-        Err(_) => {
-            eprintln!("a connection panicked on the poller thread");
+        Err(crashed) => {
+            eprintln!("{crashed}");
             return ExitCode::FAILURE;
         }
     };
