@@ -473,3 +473,24 @@ fn many_threads_can_control_one_runner_at_once() {
     let server = runner.shutdown().unwrap();
     assert_eq!(server.connection_count(), 0);
 }
+
+#[test]
+fn a_server_run_again_after_shutdown_is_woken_by_its_hook_again() {
+    let (tx, rx) = mpsc::channel();
+    let (mut publisher, mut server) = notified_server(state(0.0, 0.0));
+    server.add_connection(Probe::new(&tx)).unwrap();
+    let runner = Runner::notified(server).unwrap();
+    publisher.put_update(&state(1.0, 0.0));
+    assert_eq!(rx.recv_timeout(PATIENCE), Ok(Event::Update(1)));
+    let server = runner.shutdown().unwrap();
+    // Nobody serves it: the computation may skip its copies.
+    assert!(!publisher.wants_update());
+
+    // Run again: the hook is bound to the new poller's thread, which serves it again.
+    let runner = Runner::notified(server).unwrap();
+    wait_until("the new poller serves", || publisher.wants_update());
+    publisher.put_update(&state(2.0, 0.0));
+    assert_eq!(rx.recv_timeout(PATIENCE), Ok(Event::Update(2)));
+    let server = runner.shutdown().unwrap();
+    assert_eq!(server.stats().updates_delivered, 2);
+}
