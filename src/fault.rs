@@ -13,8 +13,15 @@
 //! recovers: a connection whose call unwound is removed as failed (its message unknown),
 //! requests whose read unwound are abandoned (each connection told through
 //! [`Connection::on_abandoned`](crate::Connection::on_abandoned)), and the rest of the
-//! batch is answered. No request is answered twice, and every accepted request is counted
+//! batch is answered. A fan-out cut short goes on from the next connection, unless a newer
+//! snapshot has come. No request is answered twice, and every accepted request is counted
 //! in exactly one of [`Stats`](crate::Stats)' request outcomes.
+//!
+//! A [`Runner`](crate::Runner) does not run into the same panic again: after a panic that
+//! unwinds through its poller it closes the request side, abandons what it had accepted and
+//! stops (see [`StopCause`](crate::StopCause)). On the computation's side, a panic in
+//! [`IDict::copy_from`](crate::IDict::copy_from) publishes nothing and uses up no sequence
+//! number.
 //!
 //! Without `std` most embedded targets abort on a panic (`panic = "abort"`, or a panic
 //! handler that halts), and none of this runs; where panics unwind, the same records keep
