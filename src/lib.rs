@@ -90,7 +90,8 @@
 //! | `std` | yes | [`Reader`] (arc-swap), [`Runner`], [`StdClock`], [`ThreadNotify`], `std::error::Error` impls, [`IDict`] for `HashMap` |
 //! | `log` | no | logs connection failures through `log`, from the poller only |
 //! | `defmt` | no | the same through `defmt`, for embedded targets |
-//! | `serde` | no | `Serialize` / `Deserialize` for snapshots, requests, ids, config and stats |
+//! | `serde` | no | `Serialize` / `Deserialize` for snapshots, requests, ids, config and stats; `idict::ByName`; the derive's `serde` impls |
+//! | `derive` | no | `#[derive(IDict)]`, re-exported from `queueserver-derive` |
 //!
 //! Without `std` the crate is `#![no_std]` and needs `alloc` once, at construction. It
 //! builds for targets with atomic compare-and-swap and `AtomicU8::swap`
@@ -126,6 +127,83 @@ pub use clock::{Clock, ManualClock, NoClock};
 pub use config::{Config, ConfigError};
 pub use connection::{Connection, ConnectionError, ConnectionId, Response};
 pub use idict::IDict;
+/// `#[derive(IDict)]`: a struct with named fields becomes an [`IDict`](trait@IDict) whose
+/// keys are a generated enum with names (feature `derive`).
+///
+/// ```
+/// use queueserver::IDict;
+///
+/// #[derive(Clone, IDict)]
+/// struct Motor {
+///     speed: f64,
+///     #[idict(rename = "current/phase-a")]
+///     current: f64,
+///     faults: u32,
+///     enabled: bool,
+///     #[idict(skip)]
+///     scratch: [u8; 4],
+/// }
+///
+/// // Generated: `MotorKey` (`Copy + Ord`, one variant per keyed field), `MotorValue` (each
+/// // variant carries its field exactly), and the `IDict` impl.
+/// assert_eq!(MotorKey::ALL, [MotorKey::Speed, MotorKey::Current, MotorKey::Faults, MotorKey::Enabled]);
+/// assert_eq!(MotorKey::Current.name(), "current/phase-a");
+/// assert_eq!("faults".parse(), Ok(MotorKey::Faults));
+///
+/// let motor = Motor { speed: 2.5, current: 0.5, faults: 7, enabled: true, scratch: [0; 4] };
+/// assert_eq!(motor.get(&MotorKey::Faults), Some(MotorValue::Faults(7)));
+/// ```
+///
+/// # What it generates
+///
+/// For `struct Motor` with named fields, in the struct's module and with its visibility:
+///
+/// - **`MotorKey`**, an enum with one variant per field in `PascalCase` (`speed` →
+///   `Speed`), deriving `Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash`;
+///   `MotorKey::ALL` and `MotorKey::NAMES` in field order, `const fn name(self)`,
+///   `from_name(&str)`, `Display`, `FromStr` (error [`KeyError`](idict::KeyError)), and
+///   [`KeyName`](idict::KeyName).
+/// - **`MotorValue`**, an enum with one variant per field carrying that field's type
+///   exactly (`Faults(u32)`), with `key()`; it derives `Clone, Debug, PartialEq`. When every
+///   keyed field has the same type (spelled the same way), there is no `MotorValue`: the
+///   value type is that type.
+/// - **`impl IDict for Motor`**: `get` (always `Some`), `copy_from` field by field with
+///   `clone_from` (skipped fields too: no allocation for [`FieldValue`](idict::FieldValue)
+///   fields), `write_name`, `parse_key` (no lookup in the snapshot: the names are
+///   constants), and `visit` in field order.
+/// - With the `serde` feature: `MotorKey` serializes as its name, `MotorValue` as the plain
+///   value (a number, a boolean, a string), and `Motor` as an object of names and values
+///   (deserializing needs every key once, and takes `Default::default()` for skipped
+///   fields). Say `#[idict(serde = false)]` to implement `serde` for the struct yourself.
+///
+/// The generated code is `no_std`, has no `unsafe`, and compiles under
+/// `#![forbid(unsafe_code)]` and `#![deny(missing_docs)]`.
+///
+/// # Attributes
+///
+/// | attribute | on | effect |
+/// |---|---|---|
+/// | `#[idict(rename = "name")]` | field | the key's name, instead of the field's; checked against the [name rules](idict::name) at compile time |
+/// | `#[idict(skip)]` | field | no key for the field; `copy_from` still copies it |
+/// | `#[idict(key = "Ident")]`, `#[idict(value = "Ident")]` | struct | names of the generated enums, instead of `<Struct>Key`, `<Struct>Value` |
+/// | `#[idict(serde = false)]` | struct | no `Serialize` / `Deserialize` for the struct (the key and value enums keep theirs) |
+/// | `#[idict(crate = "path")]` | struct | where `queueserver` is, if not at `::queueserver` |
+///
+/// # Compile errors
+///
+/// Each points at what is wrong: an enum, a union, a tuple or unit struct; generics; a
+/// field whose type is not a [`FieldValue`](idict::FieldValue); a name that breaks the rules
+/// (a field name too: rename it); two fields with one name, or whose key variants would
+/// coincide; no field left after `skip`; an unknown or repeated attribute.
+#[cfg(feature = "derive")]
+pub use queueserver_derive::IDict;
+
+#[doc(hidden)]
+pub mod __private {
+    //! What generated code needs from the crate's dependencies. Not public API.
+    #[cfg(feature = "serde")]
+    pub use serde;
+}
 pub use notify::{Event, FlagNotify, NoNotify, Notify, WakerNotify};
 pub use publisher::Publisher;
 pub use request::{Query, Request, RequestError, Requester};
