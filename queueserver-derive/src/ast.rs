@@ -81,21 +81,34 @@ impl<'a> Input<'a> {
                 ))
             }
         };
-        let fields = named
-            .named
-            .iter()
-            .map(|field| {
-                Ok(Field {
+        // Every attribute is read before failing, so that one build shows every problem.
+        let mut errors: Option<Error> = None;
+        let mut keep = |error: Error| match &mut errors {
+            Some(all) => all.combine(error),
+            None => errors = Some(error),
+        };
+        let attrs = StructAttrs::from_syn(&input.attrs).unwrap_or_else(|e| {
+            keep(e);
+            StructAttrs::default()
+        });
+        let mut fields = Vec::new();
+        for field in &named.named {
+            match FieldAttrs::from_syn(&field.attrs) {
+                Ok(attrs) => fields.push(Field {
                     ident: field.ident.as_ref().expect("named fields have names"),
                     ty: &field.ty,
-                    attrs: FieldAttrs::from_syn(&field.attrs)?,
-                })
-            })
-            .collect::<Result<_>>()?;
+                    attrs,
+                }),
+                Err(e) => keep(e),
+            }
+        }
+        if let Some(errors) = errors {
+            return Err(errors);
+        }
         Ok(Input {
             ident: &input.ident,
             vis: &input.vis,
-            attrs: StructAttrs::from_syn(&input.attrs)?,
+            attrs,
             fields,
             generics: &input.generics,
         })
