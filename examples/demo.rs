@@ -4,16 +4,18 @@
 //! The setpoint is a square wave, so the figures keep moving. A control thread steps the
 //! plant every 100 µs (sleep until just before the deadline, then spin) and publishes
 //! every step with [`Publisher::put_update`]: the only crate call on that thread, wait-free
-//! and allocation-free. The state is a plain struct of `f64`s implementing [`IDict`], so
-//! the copy into the triple buffer is a memcpy.
+//! and allocation-free. The state is a plain struct of `f64`s with `#[derive(IDict)]`: its
+//! keys are the generated `PlantKey`, its values `f64`, and the copy into the triple buffer
+//! is a field-by-field copy.
 //!
 //! A poller thread ([`Runner::every`], 1 ms period) owns the server and three connections:
 //!
 //! 1. **ui**: subscribes to updates, which the server limits to one every 33 ms (the limit
 //!    applies to every subscriber);
-//! 2. **probe**: does not subscribe; a requester thread floods the server with key
-//!    requests (many duplicates, one unknown key) and counts the ones it gets back because
-//!    the queue or the probe's share of it is full;
+//! 2. **probe**: does not subscribe; a requester thread turns key names into keys (as a
+//!    network client would; one name is no key, and is refused there with a typed error),
+//!    floods the server with requests for them (many duplicates) and counts the ones it
+//!    gets back because the queue or the probe's share of it is full;
 //! 3. **slow**: subscribes, and takes 2 ms over each update, on the poller's thread.
 //!
 //! Progress is printed once per second on stderr. At the end the demo prints the loop's
@@ -51,8 +53,8 @@ const UI_INTERVAL: Duration = Duration::from_millis(33);
 const PROBE_INTERVAL: Duration = Duration::from_micros(20);
 /// How long the slow connection takes over each update.
 const SLOW_UPDATE: Duration = Duration::from_millis(2);
-/// The keys the probe asks for, in turn: mostly duplicates, and one key the plant lacks.
-const PROBE_KEYS: [&str; 6] = [
+/// The names the probe asks for, in turn: mostly duplicates, and one the plant lacks.
+const PROBE_NAMES: [&str; 6] = [
     "position", "velocity", "position", "force", "position", "torque",
 ];
 /// Default run time.
@@ -64,9 +66,10 @@ const MAXC: usize = 4;
 
 // ----- the plant -------------------------------------------------------------------------
 
-/// The published state of the plant and its controller. `Copy`, so publishing it is a
-/// plain copy with no allocation.
-#[derive(Clone, Copy, Debug, Default)]
+/// The published state of the plant and its controller. Every field an `f64`, so the
+/// derived IDict's value type is `f64`; publishing copies it field by field, with no
+/// allocation.
+#[derive(Clone, Copy, Debug, Default, IDict)]
 struct Plant {
     /// Simulated time, s.
     time: f64,
@@ -80,27 +83,6 @@ struct Plant {
     setpoint: f64,
     /// Kinetic plus spring energy, J.
     energy: f64,
-}
-
-impl IDict for Plant {
-    type Key = &'static str;
-    type Value = f64;
-
-    fn get(&self, key: &&'static str) -> Option<f64> {
-        match *key {
-            "time" => Some(self.time),
-            "position" => Some(self.position),
-            "velocity" => Some(self.velocity),
-            "force" => Some(self.force),
-            "setpoint" => Some(self.setpoint),
-            "energy" => Some(self.energy),
-            _ => None,
-        }
-    }
-
-    fn copy_from(&mut self, source: &Self) {
-        *self = *source;
-    }
 }
 
 impl Plant {
@@ -207,7 +189,7 @@ impl Connection<State> for Probe {
         match response {
             Response::Value { key, value, .. } => {
                 self.counts.values.fetch_add(1, Ordering::Relaxed);
-                if *key == "position" {
+                if *key == PlantKey::Position {
                     self.counts
                         .last_position
                         .store(value.to_bits(), Ordering::Relaxed);
@@ -337,6 +319,8 @@ fn control_loop(
 /// What the requester thread counted.
 #[derive(Debug, Default)]
 struct RequesterCounts {
+    /// Names that are no key of the plant, refused before a request is made.
+    unknown_names: AtomicU64,
     put: AtomicU64,
     accepted: AtomicU64,
     over_quota: AtomicU64,
@@ -345,10 +329,11 @@ struct RequesterCounts {
 }
 
 /// Puts one request every [`PROBE_INTERVAL`] on average, until `stop`: a sleep that
-/// overshoots is made up by a burst of at most `MAX_BURST` requests. A refused request
-/// is counted and dropped, never retried.
+/// overshoots is made up by a burst of at most `MAX_BURST` requests. Each request's key
+/// comes from a name in [`PROBE_NAMES`]; a name that is no key is counted and never sent.
+/// A refused request is counted and dropped, never retried.
 fn probe_requests(
-    requester: &Requester<&'static str, NoNotify, Q, MAXC>,
+    requester: &Requester<PlantKey, NoNotify, Q, MAXC>,
     probe: ConnectionId,
     stop: &AtomicBool,
     counts: &RequesterCounts,
@@ -360,10 +345,14 @@ fn probe_requests(
     while !stop.load(Ordering::Relaxed) {
         let due = (start.elapsed().as_nanos() / PROBE_INTERVAL.as_nanos()) as u64;
         for _ in 0..due.saturating_sub(sent).min(MAX_BURST) {
-            let request = Request::key(probe, PROBE_KEYS[key]);
-            key = (key + 1) % PROBE_KEYS.len();
+            let name = PROBE_NAMES[key];
+            key = (key + 1) % PROBE_NAMES.len();
+            let Ok(key) = name.parse::<PlantKey>() else {
+                counts.unknown_names.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
             counts.put.fetch_add(1, Ordering::Relaxed);
-            let counter = match requester.put_request(request) {
+            let counter = match requester.put_request(Request::key(probe, key)) {
                 Ok(()) => &counts.accepted,
                 Err(RequestError::OverQuota(_)) => &counts.over_quota,
                 Err(RequestError::Full(_)) => &counts.full,
@@ -604,9 +593,10 @@ fn main() -> ExitCode {
         stats.deliveries,
     );
     println!(
-        "requests: put {}, accepted {}, rejected {} (over quota {}, full {}, other {}), \
-         consolidated {}, answered {}, orphaned {}, pending {pending}; reads {}, queue high \
-         water {}",
+        "requests: {} names refused as no key; put {}, accepted {}, rejected {} (over quota \
+         {}, full {}, other {}), consolidated {}, answered {}, orphaned {}, pending {pending}; \
+         reads {}, queue high water {}",
+        requester_counts.unknown_names.load(Ordering::Relaxed),
         requester_counts.put.load(Ordering::Relaxed),
         stats.requests_accepted,
         stats.requests_rejected,
@@ -644,13 +634,14 @@ fn main() -> ExitCode {
         probe_counts.not_found.load(Ordering::Relaxed),
         f64::from_bits(probe_counts.last_position.load(Ordering::Relaxed)),
     );
-    println!(
-        "final snapshot: seq {}, position {:+.4}, setpoint {:+.1}, energy {:.4}",
-        server.snapshot().seq(),
-        server.snapshot().position,
-        server.snapshot().setpoint,
-        server.snapshot().energy,
-    );
+    // Any IDict lists its values by name: what a transport would show.
+    let mut values = String::new();
+    server.snapshot().visit(|key, value| {
+        values.push_str(if values.is_empty() { "" } else { ", " });
+        Plant::write_name(key, &mut values).expect("derived keys have names");
+        values.push_str(&format!(" {value:+.4}"));
+    });
+    println!("final snapshot #{}: {values}", server.snapshot().seq());
 
     // ----- accounting -----
     let answers = probe_counts.values.load(Ordering::Relaxed)
@@ -684,6 +675,14 @@ fn main() -> ExitCode {
         (
             "probe answers == requests_answered",
             answers == stats.requests_answered,
+        ),
+        (
+            "every key sent exists: no answer is \"not found\"",
+            probe_counts.not_found.load(Ordering::Relaxed) == 0,
+        ),
+        (
+            "the name that is no key was refused before any request",
+            requester_counts.unknown_names.load(Ordering::Relaxed) > 0,
         ),
         (
             "requests put == accepted + rejected",
