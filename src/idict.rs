@@ -106,7 +106,7 @@
 
 #[cfg(feature = "serde")]
 mod by_name;
-mod generated;
+pub(crate) mod generated;
 pub mod name;
 mod value;
 

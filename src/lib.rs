@@ -200,9 +200,11 @@ pub use queueserver_derive::IDict;
 
 #[doc(hidden)]
 pub mod __private {
-    //! What generated code needs from the crate's dependencies. Not public API.
+    //! What the code `#[derive(IDict)]` generates needs from the crate. Not public API.
     #[cfg(feature = "serde")]
     pub use serde;
+
+    pub use crate::idict::generated::{CopyFields, CopyProbe, CopyWhole};
 }
 pub use notify::{Event, FlagNotify, NoNotify, Notify, WakerNotify};
 pub use publisher::Publisher;

@@ -145,6 +145,31 @@ fn put_update_on_a_derived_struct_never_allocates() {
     assert_eq!(publish_allocations(&states), 0);
 }
 
+/// Not `Copy`: the derived `copy_from` goes field by field with `clone_from`, which lets a
+/// skipped buffer reuse its memory.
+#[derive(Clone, IDict)]
+struct WithBuffer {
+    level: f64,
+    #[idict(skip)]
+    samples: Vec<u8>,
+}
+
+#[test]
+fn a_derived_copy_from_reuses_what_a_field_owns() {
+    let states: Vec<WithBuffer> = (0..4u8)
+        .map(|i| WithBuffer {
+            level: f64::from(i),
+            samples: vec![i; 32],
+        })
+        .collect();
+    assert_eq!(publish_allocations(&states), 0);
+    // The same with `*self = source.clone()` would allocate and free on every copy.
+    let mut copy = states[0].clone();
+    assert_eq!(allocations_in(|| copy.copy_from(&states[3])), 0);
+    assert_eq!(copy.samples, [3; 32]);
+    assert!(allocations_in(|| copy = states[2].clone()) > 0);
+}
+
 #[test]
 fn naming_visiting_and_parsing_a_derived_struct_never_allocate() {
     let state = Derived::default();

@@ -189,9 +189,15 @@ pub(crate) fn derive(input: &Input<'_>) -> TokenStream {
                 ::core::option::Option::Some(match *key { #get_arms })
             }
 
-            /// Field by field, with `clone_from`: no allocation for `FieldValue` fields.
+            /// In place, without allocating for `FieldValue` fields: one assignment when the
+            /// struct is `Copy` (a block copy), otherwise field by field with `clone_from`.
+            #[inline]
             fn copy_from(&mut self, source: &Self) {
-                #( ::core::clone::Clone::clone_from(&mut self.#all_fields, &source.#all_fields); )*
+                #[allow(unused_imports)]
+                use #krate::__private::{CopyFields as _, CopyWhole as _};
+                if !(&#krate::__private::CopyProbe::<Self>::new()).copy_whole(self, source) {
+                    #( ::core::clone::Clone::clone_from(&mut self.#all_fields, &source.#all_fields); )*
+                }
             }
 
             fn write_name<W: ::core::fmt::Write + ?::core::marker::Sized>(
