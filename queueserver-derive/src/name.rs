@@ -35,3 +35,38 @@ pub(crate) fn problem(name: &str) -> Option<String> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::problem;
+    use queueserver::idict::check_name;
+
+    /// Every text from a small alphabet up to four characters long, and a few more: this
+    /// module and the core's `check_name` must agree on each.
+    #[test]
+    fn agrees_with_the_core() {
+        let alphabet = ['a', '0', '_', '-', '.', '/', '@', '*', ' ', 'é'];
+        let mut texts = vec![String::new()];
+        let mut frontier = vec![String::new()];
+        for _ in 0..4 {
+            let mut next = Vec::new();
+            for text in &frontier {
+                for c in alphabet {
+                    next.push(format!("{text}{c}"));
+                }
+            }
+            texts.extend(next.iter().cloned());
+            frontier = next;
+        }
+        texts.extend(["a".repeat(64), "a".repeat(65), "a/".repeat(32) + "a"]);
+        for text in &texts {
+            assert_eq!(
+                problem(text).is_none(),
+                check_name(text).is_ok(),
+                "{text:?}: derive says {:?}, core says {:?}",
+                problem(text),
+                check_name(text)
+            );
+        }
+    }
+}
