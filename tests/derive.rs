@@ -45,6 +45,8 @@ pub struct Plant {
     pub scratch: [u8; 8],
     /// A raw identifier.
     pub r#type: u8,
+    /// A field whose variant would be the keyword `Self`.
+    pub self_: bool,
 }
 
 /// Every keyed field an `f64`: the value type is `f64` itself.
@@ -90,6 +92,7 @@ fn plant() -> Plant {
         fault: Some(7),
         scratch: [1, 2, 3, 4, 5, 6, 7, 8],
         r#type: 4,
+        self_: true,
     }
 }
 
@@ -112,6 +115,7 @@ fn keys_are_the_fields_in_order_with_their_names() {
             PlantKey::Accel,
             PlantKey::Fault,
             PlantKey::Type,
+            PlantKey::Self_,
         ]
     );
     assert_eq!(
@@ -124,7 +128,8 @@ fn keys_are_the_fields_in_order_with_their_names() {
             "mode/name",
             "accel",
             "fault",
-            "type"
+            "type",
+            "self_",
         ]
     );
     for (key, name) in PlantKey::ALL.iter().zip(PlantKey::NAMES) {
@@ -207,6 +212,7 @@ fn values_carry_each_field_exactly() {
         Some(PlantValue::Fault(Some(7)))
     );
     assert_eq!(plant.get(&PlantKey::Type), Some(PlantValue::Type(4)));
+    assert_eq!(plant.get(&PlantKey::Self_), Some(PlantValue::Self_(true)));
     for key in PlantKey::ALL {
         assert_eq!(plant.get(&key).unwrap().key(), key);
     }
@@ -296,6 +302,7 @@ fn serde_keys_are_names_values_are_plain_snapshots_are_objects() {
             "accel": {"x": 0.5, "y": -2.0, "z": 9.75},
             "fault": 7,
             "type": 4,
+            "self_": true,
         })
     );
     // `ByName` gives the same object for any IDict.

@@ -663,7 +663,12 @@ where
     K: KeyName + PartialEq + Debug,
 {
     let parsed = K::from_name(text).ok();
-    assert_eq!(parsed, expected, "{text:?} as {}", std::any::type_name::<K>());
+    assert_eq!(
+        parsed,
+        expected,
+        "{text:?} as {}",
+        std::any::type_name::<K>()
+    );
     if let Some(key) = parsed {
         let mut out = String::new();
         key.write_name(&mut out).expect("a key writes its name");
@@ -691,7 +696,11 @@ fn check_names(text: &str, cuts: &[u8], keys: &[String], derived: &Derived) {
     }
     let mut written = String::new();
     let streamed = write_checked(&Pieces(pieces(text, cuts)), &mut written);
-    assert_eq!(streamed, verdict.map_err(KeyError::Invalid), "{text:?} cut at {cuts:?}");
+    assert_eq!(
+        streamed,
+        verdict.map_err(KeyError::Invalid),
+        "{text:?} cut at {cuts:?}"
+    );
     if streamed.is_ok() {
         assert_eq!(written, text);
     }
@@ -714,7 +723,10 @@ fn check_names(text: &str, cuts: &[u8], keys: &[String], derived: &Derived) {
     let mut all_named = true;
     map.visit(|key, value| {
         let named = name_of::<BTreeMap<String, i32>>(key);
-        assert_eq!(named.clone().map(|_| ()), check_name(key).map_err(KeyError::Invalid));
+        assert_eq!(
+            named.clone().map(|_| ()),
+            check_name(key).map_err(KeyError::Invalid)
+        );
         match named {
             Ok(name) => {
                 assert_eq!(&name, key);

@@ -119,6 +119,10 @@ impl Field<'_> {
         if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) {
             out.insert(0, 'F');
         }
+        if out == "Self" {
+            // `self_` would make the keyword `Self`, which cannot name a variant.
+            out.push('_');
+        }
         Ident::new(&out, self.ident.span())
     }
 }
