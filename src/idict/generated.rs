@@ -29,6 +29,12 @@ impl<T> CopyProbe<T> {
     }
 }
 
+impl<T> Default for CopyProbe<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// The copy of a `Copy` type: one assignment.
 pub trait CopyWhole<T> {
     /// Copies `src` into `dst` whole; returns `true`.
