@@ -167,10 +167,12 @@ pub use idict::IDict;
 ///   exactly (`Faults(u32)`), with `key()`; it derives `Clone, Debug, PartialEq`. When every
 ///   keyed field has the same type (spelled the same way), there is no `MotorValue`: the
 ///   value type is that type.
-/// - **`impl IDict for Motor`**: `get` (always `Some`), `copy_from` field by field with
-///   `clone_from` (skipped fields too: no allocation for [`FieldValue`](idict::FieldValue)
-///   fields), `write_name`, `parse_key` (no lookup in the snapshot: the names are
-///   constants), and `visit` in field order.
+/// - **`impl IDict for Motor`**: `get` (always `Some`); `copy_from` in place, skipped
+///   fields included, without allocating for [`FieldValue`](idict::FieldValue) fields: one
+///   assignment of the whole struct when it is `Copy` (the block copy a hand-written
+///   `*self = *source` compiles to), field by field with `clone_from` otherwise (so a
+///   skipped buffer reuses its memory); `write_name`, `parse_key` (no lookup in the
+///   snapshot: the names are constants), and `visit` in field order.
 /// - With the `serde` feature: `MotorKey` serializes as its name, `MotorValue` as the plain
 ///   value (a number, a boolean, a string), and `Motor` as an object of names and values
 ///   (deserializing needs every key once, and takes `Default::default()` for skipped

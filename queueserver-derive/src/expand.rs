@@ -5,8 +5,8 @@
 //!   `name`, `from_name`, `Display`, `FromStr` and `KeyName`;
 //! - `enum PlantValue { Position(f64), Mode(u8) }` with `key()`, unless every keyed field
 //!   has the same type, which is then the value type itself;
-//! - `impl IDict for Plant`: `get`, field-by-field `copy_from`, `write_name`, `parse_key`,
-//!   `visit`;
+//! - `impl IDict for Plant`: `get`, `copy_from` (whole for a `Copy` struct, else field by
+//!   field), `write_name`, `parse_key`, `visit`;
 //! - a constant that checks every field type is a `FieldValue` and every name passes the
 //!   core's `check_name`;
 //! - the `serde` impls, through the core's `__idict_serde!`, which expands to nothing
