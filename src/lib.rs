@@ -174,9 +174,12 @@ pub use idict::IDict;
 ///   skipped buffer reuses its memory); `write_name`, `parse_key` (no lookup in the
 ///   snapshot: the names are constants), and `visit` in field order.
 /// - With the `serde` feature: `MotorKey` serializes as its name, `MotorValue` as the plain
-///   value (a number, a boolean, a string), and `Motor` as an object of names and values
-///   (deserializing needs every key once, and takes `Default::default()` for skipped
-///   fields). Say `#[idict(serde = false)]` to implement `serde` for the struct yourself.
+///   value (a number, a boolean, a string). With `#[idict(serde)]` too, `Motor` serializes
+///   as an object of names and values (deserializing needs every key once, and takes
+///   `Default::default()` for skipped fields). That impl is asked for, not implied by the
+///   feature: features are additive, so a struct that derives `serde` itself would get a
+///   second impl the day another crate in the build turns `queueserver/serde` on. Any IDict
+///   with names serializes as such an object through [`idict::ByName`] without it.
 ///
 /// The generated code is `no_std`, has no `unsafe`, and compiles under
 /// `#![forbid(unsafe_code)]` and `#![deny(missing_docs)]`.
@@ -188,7 +191,7 @@ pub use idict::IDict;
 /// | `#[idict(rename = "name")]` | field | the key's name, instead of the field's; checked against the [name rules](idict::name) at compile time |
 /// | `#[idict(skip)]` | field | no key for the field; `copy_from` still copies it |
 /// | `#[idict(key = "Ident")]`, `#[idict(value = "Ident")]` | struct | names of the generated enums, instead of `<Struct>Key`, `<Struct>Value` |
-/// | `#[idict(serde = false)]` | struct | no `Serialize` / `Deserialize` for the struct (the key and value enums keep theirs) |
+/// | `#[idict(serde)]` | struct | `Serialize` / `Deserialize` for the struct too, as an object by name (with the `serde` feature; the key and value enums have theirs without it) |
 /// | `#[idict(crate = "path")]` | struct | where `queueserver` is, if not at `::queueserver` |
 ///
 /// # Compile errors

@@ -22,8 +22,9 @@ pub struct Vec3 {
 
 impl FieldValue for Vec3 {}
 
-/// Mixed field types, a rename, a skip, a nested value.
+/// Mixed field types, a rename, a skip, a nested value; serde for the struct asked for.
 #[derive(Clone, Debug, Default, PartialEq, IDict)]
+#[idict(serde)]
 pub struct Plant {
     /// A float.
     pub position: f64,
@@ -51,7 +52,7 @@ pub struct Plant {
 
 /// Every keyed field an `f64`: the value type is `f64` itself.
 #[derive(Clone, Copy, Debug, Default, PartialEq, IDict)]
-#[idict(key = "AxisName")]
+#[idict(key = "AxisName", serde)]
 pub struct Axis {
     /// m
     pub position: f64,
@@ -398,5 +399,28 @@ fn a_name_from_outside_becomes_a_request_and_its_answer_is_named() {
                 Some(PlantValue::Mode("hold".try_into().unwrap()))
             ),
         ]
+    );
+}
+
+/// A struct that implements `serde` itself, as many do: without `#[idict(serde)]` the
+/// derive adds no second impl, whichever crate turns the core's `serde` feature on.
+#[derive(Clone, Default, IDict, serde::Serialize)]
+struct OwnSerde {
+    #[serde(rename = "x_in_its_own_format")]
+    x: f64,
+    count: u32,
+}
+
+#[test]
+fn a_struct_with_its_own_serde_impl_keeps_it() {
+    let own = OwnSerde { x: 0.5, count: 3 };
+    assert_eq!(
+        serde_json::to_value(&own).unwrap(),
+        serde_json::json!({ "x_in_its_own_format": 0.5, "count": 3 })
+    );
+    // The object by IDict name is still there, through `ByName`.
+    assert_eq!(
+        serde_json::to_value(ByName(&own)).unwrap(),
+        serde_json::json!({ "x": 0.5, "count": 3 })
     );
 }

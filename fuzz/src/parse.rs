@@ -132,6 +132,7 @@ pub enum Target {
 /// A derived IDict with a field of each kind that round-trips exactly (no floats: NaN is
 /// not equal to itself).
 #[derive(Arbitrary, Clone, Debug, Default, PartialEq, IDict)]
+#[idict(serde)]
 pub struct Derived {
     /// An integer beyond `f64`'s exact ones.
     pub count: u64,

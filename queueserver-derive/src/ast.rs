@@ -5,7 +5,7 @@
 
 use proc_macro2::Span;
 use syn::spanned::Spanned;
-use syn::{Data, DeriveInput, Error, Fields, Ident, LitBool, LitStr, Path, Result, Type};
+use syn::{Data, DeriveInput, Error, Fields, Ident, LitStr, Path, Result, Type};
 
 /// The derive's input.
 pub(crate) struct Input<'a> {
@@ -26,8 +26,8 @@ pub(crate) struct StructAttrs {
     pub(crate) key: Option<Ident>,
     /// `value = "Name"`: the value enum's name, instead of `<Struct>Value`.
     pub(crate) value: Option<Ident>,
-    /// `serde = false`: no `Serialize` / `Deserialize` for the struct itself.
-    pub(crate) serde: Option<LitBool>,
+    /// `serde`: `Serialize` / `Deserialize` for the struct itself, with the span of the word.
+    pub(crate) serde: Option<Span>,
 }
 
 /// One named field.
@@ -147,8 +147,7 @@ impl StructAttrs {
                     let name: LitStr = meta.value()?.parse()?;
                     once(&mut out.value, name.parse()?, &meta.path)
                 } else if meta.path.is_ident("serde") {
-                    let on: LitBool = meta.value()?.parse()?;
-                    once(&mut out.serde, on, &meta.path)
+                    once(&mut out.serde, meta.path.span(), &meta.path)
                 } else if meta.path.is_ident("rename") || meta.path.is_ident("skip") {
                     Err(meta.error(format!(
                         "#[idict({})] goes on a field, not on the struct",
@@ -156,7 +155,7 @@ impl StructAttrs {
                     )))
                 } else {
                     Err(meta.error(format!(
-                        "unknown attribute #[idict({})]; on a struct: crate = \"..\", key = \"..\", value = \"..\", serde = false",
+                        "unknown attribute #[idict({})]; on a struct: crate = \"..\", key = \"..\", value = \"..\", serde",
                         path_text(&meta.path)
                     )))
                 }

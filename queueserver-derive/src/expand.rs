@@ -172,8 +172,8 @@ pub(crate) fn derive(input: &Input<'_>) -> TokenStream {
     };
 
     let serde_struct = match &input.attrs.serde {
-        Some(_) => quote!(no),
-        None => quote!(yes),
+        Some(_) => quote!(yes),
+        None => quote!(no),
     };
 
     quote! {

@@ -21,14 +21,6 @@ impl Input<'_> {
                  generates are concrete; implement IDict by hand, or derive it on a concrete struct",
             ));
         }
-        if let Some(serde) = &self.attrs.serde {
-            if serde.value {
-                fail(Error::new(
-                    serde.span(),
-                    "serde = true is the default; only serde = false has a meaning",
-                ));
-            }
-        }
 
         let keyed: Vec<&Field<'_>> = self.keyed().collect();
         if keyed.is_empty() {

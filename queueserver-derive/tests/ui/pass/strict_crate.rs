@@ -39,7 +39,7 @@ pub struct Drive {
 
 /// One type, with the generated enums renamed.
 #[derive(Clone, Copy, Default, IDict)]
-#[idict(key = "Channel", value = "Unused", serde = false)]
+#[idict(key = "Channel", value = "Unused")]
 pub struct Levels {
     /// a
     pub a: i16,
