@@ -107,6 +107,7 @@ mod builder;
 pub mod clock;
 mod config;
 pub mod connection;
+pub mod connections;
 pub mod idict;
 mod log;
 pub mod notify;
