@@ -111,6 +111,8 @@ pub mod connections;
 pub mod idict;
 mod log;
 pub mod notify;
+#[cfg(feature = "std")]
+mod park;
 mod publisher;
 #[cfg(feature = "std")]
 mod reader;
@@ -229,6 +231,6 @@ pub use clock::StdClock;
 #[cfg(feature = "std")]
 pub use notify::ThreadNotify;
 #[cfg(feature = "std")]
-pub use reader::{ReadGuard, Reader};
+pub use reader::{Changed, Closed, ReadGuard, Reader, WaitError};
 #[cfg(feature = "std")]
 pub use runner::Runner;
