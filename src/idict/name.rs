@@ -215,13 +215,16 @@ pub trait KeyName: Sized {
     fn from_name(name: &str) -> Result<Self, KeyError>;
 }
 
-impl KeyName for &'static str {
+/// For `&str` keys of any lifetime, not only `&'static str`: the compiler proves a future
+/// `Send` with its lifetimes erased, so a task holding a client of a map with `&'static str`
+/// keys needs this impl for every lifetime.
+impl KeyName for &str {
     fn write_name<W: fmt::Write + ?Sized>(&self, out: &mut W) -> fmt::Result {
         out.write_str(self)
     }
 
-    /// Always [`KeyError::Unknown`]: a borrowed name cannot become a `&'static str`; the
-    /// IDict finds the key among its own.
+    /// Always [`KeyError::Unknown`]: a name borrowed for the call cannot become a key that
+    /// outlives it; the IDict finds the key among its own.
     fn from_name(_: &str) -> Result<Self, KeyError> {
         Err(KeyError::Unknown)
     }
