@@ -17,6 +17,8 @@
 //! | [`QueueServer::process_updates`] | poller | fans out at most the newest snapshot; counts exactly the snapshots overwritten before it saw them |
 //! | [`QueueServer::process_requests`] | poller | every accepted request answered exactly once, or counted orphaned (its connection went away); one read per distinct key; unknown key → [`Response::NotFound`] |
 //! | [`Reader::load`] (std) | any thread | lock-free read of the newest snapshot the poller has taken |
+//! | [`Reader::wait_newer`], [`Reader::changed`] (std) | any thread or task | waits for a newer snapshot; woken by the poller when it stores one, never by the computation; [`Closed`] once the server is dropped |
+//! | [`Client::get`], [`Client::get_async`] (std) | any thread or task | asks through one connection: one request per key in flight, the answer to every caller, a bound on outstanding asks, a deadline per ask; [`AskError::Closed`] at once when the connection is dropped |
 //!
 //! Memory is fixed after construction: three snapshots in the triple buffer, a request
 //! queue of capacity `Q`, `MAXC` connection slots. Construction allocates once (the
@@ -87,7 +89,7 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `std` | yes | [`Reader`] (arc-swap), [`Runner`], [`StdClock`], [`ThreadNotify`], `std::error::Error` impls, [`IDict`] for `HashMap` |
+//! | `std` | yes | [`Reader`] (arc-swap) and its waits, [`Client`] and the [`asks`] machinery under it, [`connections::channel`], [`Runner`], [`StdClock`], [`ThreadNotify`], `std::error::Error` impls, [`IDict`] for `HashMap` |
 //! | `log` | no | logs connection failures through `log`, from the poller only |
 //! | `defmt` | no | the same through `defmt`, for embedded targets |
 //! | `serde` | no | `Serialize` / `Deserialize` for snapshots, requests, ids, config and stats; `idict::ByName`; the derive's `serde` impls |
@@ -103,7 +105,11 @@
 
 extern crate alloc;
 
+#[cfg(feature = "std")]
+pub mod asks;
 mod builder;
+#[cfg(feature = "std")]
+pub mod client;
 pub mod clock;
 mod config;
 pub mod connection;
@@ -226,6 +232,8 @@ pub use stats::Stats;
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
+#[cfg(feature = "std")]
+pub use client::{Answer, AskError, Client, ClientConnection};
 #[cfg(feature = "std")]
 pub use clock::StdClock;
 #[cfg(feature = "std")]
