@@ -12,10 +12,10 @@
 //!
 //! 1. **ui**: subscribes to updates, which the server limits to one every 33 ms (the limit
 //!    applies to every subscriber);
-//! 2. **probe**: does not subscribe; a requester thread turns key names into keys (as a
-//!    network client would; one name is no key, and is refused there with a typed error),
-//!    floods the server with requests for them (many duplicates) and counts the ones it
-//!    gets back because the queue or the probe's share of it is full;
+//! 2. **probe**: a [`Client`], which does not subscribe: four threads turn key names into
+//!    keys (as a network client would; one name is no key, and is refused there with a
+//!    typed error) and ask the client for them in turn (many duplicates), waiting for each
+//!    answer as GUI threads would; asks for the same key at the same time share one request;
 //! 3. **slow**: subscribes, and takes 2 ms over each update, on the poller's thread.
 //!
 //! Progress is printed once per second on stderr. At the end the demo prints the loop's
@@ -31,9 +31,10 @@
 //! cargo run --release --example demo [-- --seconds N]
 //! ```
 
+use queueserver::client::DEFAULT_MAX_ASKS;
 use queueserver::{
-    Builder, Config, Connection, ConnectionError, ConnectionId, IDict, NoNotify, Publisher,
-    Request, RequestError, Requester, Response, Runner, Snapshot, StdClock,
+    Answer, Builder, Client, Config, Connection, ConnectionError, IDict, NoNotify, Publisher,
+    Response, Runner, Snapshot, StdClock,
 };
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -49,8 +50,10 @@ const SPIN: Duration = Duration::from_micros(50);
 const POLL_PERIOD: Duration = Duration::from_millis(1);
 /// Subscribers get at most one snapshot per this interval (about 30 Hz).
 const UI_INTERVAL: Duration = Duration::from_millis(33);
-/// Nominal interval between two probe requests.
-const PROBE_INTERVAL: Duration = Duration::from_micros(20);
+/// Threads asking the probe for values.
+const PROBERS: usize = 4;
+/// How long a probe thread waits for an answer at most.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(100);
 /// How long the slow connection takes over each update.
 const SLOW_UPDATE: Duration = Duration::from_millis(2);
 /// The names the probe asks for, in turn: mostly duplicates, and one the plant lacks.
@@ -166,48 +169,6 @@ impl Connection<State> for Slow {
     }
 }
 
-/// Answers the probe received, shared with the main thread.
-#[derive(Debug, Default)]
-struct ProbeCounts {
-    values: AtomicU64,
-    not_found: AtomicU64,
-    last_position: AtomicU64,
-}
-
-/// Asks for single values and never subscribes to updates.
-struct Probe {
-    counts: Arc<ProbeCounts>,
-}
-
-impl Connection<State> for Probe {
-    /// Never called: the probe does not subscribe.
-    fn on_update(&mut self, _: &Snapshot<State>) -> Result<(), ConnectionError> {
-        Ok(())
-    }
-
-    fn on_response(&mut self, response: Response<'_, State>) -> Result<(), ConnectionError> {
-        match response {
-            Response::Value { key, value, .. } => {
-                self.counts.values.fetch_add(1, Ordering::Relaxed);
-                if *key == PlantKey::Position {
-                    self.counts
-                        .last_position
-                        .store(value.to_bits(), Ordering::Relaxed);
-                }
-            }
-            Response::NotFound { .. } => {
-                self.counts.not_found.fetch_add(1, Ordering::Relaxed);
-            }
-            Response::Snapshot(_) => {}
-        }
-        Ok(())
-    }
-
-    fn wants_updates(&self) -> bool {
-        false
-    }
-}
-
 // ----- the control loop ------------------------------------------------------------------
 
 /// What the control thread shares with the progress printer while it runs.
@@ -314,55 +275,48 @@ fn control_loop(
     }
 }
 
-// ----- the probe's requester -------------------------------------------------------------
+// ----- the probe: a client asked from several threads ----------------------------------
 
-/// What the requester thread counted.
+/// How the probe's gets ended, counted by the threads that made them.
 #[derive(Debug, Default)]
-struct RequesterCounts {
-    /// Names that are no key of the plant, refused before a request is made.
+struct ProbeCounts {
+    /// Names that are no key of the plant, refused before anything is asked.
     unknown_names: AtomicU64,
-    put: AtomicU64,
-    accepted: AtomicU64,
-    over_quota: AtomicU64,
-    full: AtomicU64,
-    other: AtomicU64,
+    values: AtomicU64,
+    not_found: AtomicU64,
+    failed: AtomicU64,
+    last_position: AtomicU64,
 }
 
-/// Puts one request every [`PROBE_INTERVAL`] on average, until `stop`: a sleep that
-/// overshoots is made up by a burst of at most `MAX_BURST` requests. Each request's key
-/// comes from a name in [`PROBE_NAMES`]; a name that is no key is counted and never sent.
-/// A refused request is counted and dropped, never retried.
-fn probe_requests(
-    requester: &Requester<PlantKey, NoNotify, Q, MAXC>,
-    probe: ConnectionId,
-    stop: &AtomicBool,
-    counts: &RequesterCounts,
-) {
-    const MAX_BURST: u64 = 16;
-    let start = Instant::now();
-    let mut sent = 0u64;
-    let mut key = 0usize;
+/// Asks `client` for the keys named in [`PROBE_NAMES`] in turn, from the `first`, waiting
+/// for each answer, until `stop`. A name that is no key is counted and never asked for.
+fn ask_in_turn(client: &Client<State>, first: usize, stop: &AtomicBool, counts: &ProbeCounts) {
+    let mut next = first;
     while !stop.load(Ordering::Relaxed) {
-        let due = (start.elapsed().as_nanos() / PROBE_INTERVAL.as_nanos()) as u64;
-        for _ in 0..due.saturating_sub(sent).min(MAX_BURST) {
-            let name = PROBE_NAMES[key];
-            key = (key + 1) % PROBE_NAMES.len();
-            let Ok(key) = name.parse::<PlantKey>() else {
-                counts.unknown_names.fetch_add(1, Ordering::Relaxed);
-                continue;
-            };
-            counts.put.fetch_add(1, Ordering::Relaxed);
-            let counter = match requester.put_request(Request::key(probe, key)) {
-                Ok(()) => &counts.accepted,
-                Err(RequestError::OverQuota(_)) => &counts.over_quota,
-                Err(RequestError::Full(_)) => &counts.full,
-                Err(_) => &counts.other,
-            };
-            counter.fetch_add(1, Ordering::Relaxed);
+        let name = PROBE_NAMES[next];
+        next = (next + 1) % PROBE_NAMES.len();
+        let Ok(key) = name.parse::<PlantKey>() else {
+            counts.unknown_names.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        match client.get(key, PROBE_TIMEOUT) {
+            Ok(Answer {
+                value: Some(value), ..
+            }) => {
+                counts.values.fetch_add(1, Ordering::Relaxed);
+                if key == PlantKey::Position {
+                    counts
+                        .last_position
+                        .store(value.to_bits(), Ordering::Relaxed);
+                }
+            }
+            Ok(Answer { value: None, .. }) => {
+                counts.not_found.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => {
+                counts.failed.fetch_add(1, Ordering::Relaxed);
+            }
         }
-        // Whatever the burst did not cover is skipped, not owed.
-        sent = sent.max(due);
-        thread::sleep(PROBE_INTERVAL);
     }
 }
 
@@ -428,7 +382,7 @@ fn main() -> ExitCode {
         .clock(StdClock::new())
         .config(config)
         .capacity::<Q, MAXC>()
-        .build::<Conn>();
+        .build();
     let (publisher, mut server) = match built {
         Ok(parts) => parts,
         Err(error) => {
@@ -444,13 +398,14 @@ fn main() -> ExitCode {
     let ui = add(Box::new(Ui {
         counts: Arc::clone(&ui_counts),
     }));
-    let probe = add(Box::new(Probe {
-        counts: Arc::clone(&probe_counts),
-    }));
     let slow = add(Box::new(Slow {
         counts: Arc::clone(&slow_counts),
     }));
-    let requester = server.requester();
+    let client = Client::attach(server.requester(), DEFAULT_MAX_ASKS, |connection| {
+        server.add_connection(connection.into())
+    })
+    .expect("MAXC slots hold the demo's three connections");
+    let probe = client.id();
     let reader = server.reader();
     let share = server.share();
 
@@ -474,7 +429,6 @@ fn main() -> ExitCode {
     let stop_loop = Arc::new(AtomicBool::new(false));
     let stop_probe = Arc::new(AtomicBool::new(false));
     let loop_counts = Arc::new(LoopCounts::default());
-    let requester_counts = Arc::new(RequesterCounts::default());
 
     let capacity = usize::try_from(seconds)
         .unwrap_or(usize::MAX / 2)
@@ -487,15 +441,16 @@ fn main() -> ExitCode {
             .spawn(move || control_loop(publisher, &stop, &counts, capacity))
             .expect("spawn the control thread")
     };
-    let prober = {
-        let (stop, counts) = (Arc::clone(&stop_probe), Arc::clone(&requester_counts));
-        thread::Builder::new()
-            .name("probe".into())
-            .spawn(move || {
-                probe_requests(&requester, probe, &stop, &counts);
-            })
-            .expect("spawn the probe thread")
-    };
+    let probers: Vec<_> = (0..PROBERS)
+        .map(|first| {
+            let (client, stop) = (client.clone(), Arc::clone(&stop_probe));
+            let counts = Arc::clone(&probe_counts);
+            thread::Builder::new()
+                .name(format!("probe {first}"))
+                .spawn(move || ask_in_turn(&client, first, &stop, &counts))
+                .expect("spawn a probe thread")
+        })
+        .collect();
 
     // ----- progress, once per second -----
     let started = Instant::now();
@@ -506,7 +461,7 @@ fn main() -> ExitCode {
         let latest = reader.load();
         eprintln!(
             "[{:>5.1} s] published {:>7}  overruns {:>3}  latest seq {:>7} position {:+.4}  \
-             ui {:>4}  slow {:>4}  probe answers {:>6} (rejected {:>7})",
+             ui {:>4}  slow {:>4}  probe gets {:>6} in {:>6} requests",
             started.elapsed().as_secs_f64(),
             loop_counts.steps.load(Ordering::Relaxed),
             loop_counts.overruns.load(Ordering::Relaxed),
@@ -516,14 +471,15 @@ fn main() -> ExitCode {
             slow_counts.updates.load(Ordering::Relaxed),
             probe_counts.values.load(Ordering::Relaxed)
                 + probe_counts.not_found.load(Ordering::Relaxed),
-            requester_counts.over_quota.load(Ordering::Relaxed)
-                + requester_counts.full.load(Ordering::Relaxed),
+            client.stats().requests_sent,
         );
     }
 
     // ----- shut down: requests first, then the loop, then the poller -----
     stop_probe.store(true, Ordering::Relaxed);
-    prober.join().expect("the probe thread panicked");
+    for prober in probers {
+        prober.join().expect("a probe thread panicked");
+    }
     stop_loop.store(true, Ordering::Relaxed);
     let LoopResult {
         publisher,
@@ -593,16 +549,10 @@ fn main() -> ExitCode {
         stats.deliveries,
     );
     println!(
-        "requests: {} names refused as no key; put {}, accepted {}, rejected {} (over quota \
-         {}, full {}, other {}), consolidated {}, answered {}, orphaned {}, pending {pending}; \
-         reads {}, queue high water {}",
-        requester_counts.unknown_names.load(Ordering::Relaxed),
-        requester_counts.put.load(Ordering::Relaxed),
+        "requests: accepted {}, rejected {}, consolidated {}, answered {}, orphaned {}, \
+         pending {pending}; reads {}, queue high water {}",
         stats.requests_accepted,
         stats.requests_rejected,
-        requester_counts.over_quota.load(Ordering::Relaxed),
-        requester_counts.full.load(Ordering::Relaxed),
-        requester_counts.other.load(Ordering::Relaxed),
         stats.requests_consolidated,
         stats.requests_answered,
         stats.requests_orphaned,
@@ -627,11 +577,21 @@ fn main() -> ExitCode {
             counts.last_seq.load(Ordering::Relaxed),
         );
     }
-    println!(
-        "  probe {probe} {}: {} values, {} not found, last position {:+.4}",
-        attached(probe),
+    let asks = client.stats();
+    let (got, not_found, failed) = (
         probe_counts.values.load(Ordering::Relaxed),
         probe_counts.not_found.load(Ordering::Relaxed),
+        probe_counts.failed.load(Ordering::Relaxed),
+    );
+    let unknown_names = probe_counts.unknown_names.load(Ordering::Relaxed);
+    println!(
+        "  probe {probe} {}: {} gets from {PROBERS} threads ({got} values, {not_found} not \
+         found, {failed} failed) in {} requests ({} refused for room and put again); \
+         {unknown_names} names refused as no key; last position {:+.4}",
+        attached(probe),
+        got + not_found + failed,
+        asks.requests_sent,
+        asks.requests_deferred,
         f64::from_bits(probe_counts.last_position.load(Ordering::Relaxed)),
     );
     // Any IDict lists its values by name: what a transport would show.
@@ -644,8 +604,6 @@ fn main() -> ExitCode {
     println!("final snapshot #{}: {values}", server.snapshot().seq());
 
     // ----- accounting -----
-    let answers = probe_counts.values.load(Ordering::Relaxed)
-        + probe_counts.not_found.load(Ordering::Relaxed);
     let checks = [
         (
             "requests_accepted == answered + consolidated + orphaned + pending",
@@ -673,21 +631,33 @@ fn main() -> ExitCode {
             stats.updates_published == publisher.published(),
         ),
         (
-            "probe answers == requests_answered",
-            answers == stats.requests_answered,
+            // The probe is the only connection that asks.
+            "probe requests sent == requests_accepted",
+            asks.requests_sent == stats.requests_accepted,
         ),
         (
-            "every key sent exists: no answer is \"not found\"",
-            probe_counts.not_found.load(Ordering::Relaxed) == 0,
+            "probe requests refused for room == requests_rejected",
+            asks.requests_deferred == stats.requests_rejected,
         ),
         (
-            "the name that is no key was refused before any request",
-            requester_counts.unknown_names.load(Ordering::Relaxed) > 0,
+            "probe responses == requests_answered",
+            asks.responses == stats.requests_answered,
         ),
         (
-            "requests put == accepted + rejected",
-            requester_counts.put.load(Ordering::Relaxed)
-                == stats.requests_accepted + stats.requests_rejected,
+            "probe gets answered == values + not found",
+            asks.answered == got + not_found,
+        ),
+        (
+            "probe gets == answered + expired + closed + refused",
+            got + not_found + failed == asks.answered + asks.expired + asks.closed + asks.refused,
+        ),
+        (
+            "every key asked for exists: no answer is \"not found\"",
+            not_found == 0,
+        ),
+        (
+            "the name that is no key was refused before any ask",
+            unknown_names > 0,
         ),
     ];
     let mut ok = true;
