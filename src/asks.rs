@@ -276,10 +276,19 @@ pub struct AskStats {
 /// Where a query's request stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Sent {
-    /// Not queued: new, or refused for want of room (why, if so). Sent by the next flush.
+    /// Not queued, nor being put: refused for want of room (why, if so). Sent by the next
+    /// flush.
     Unsent(Option<AskError>),
-    /// Being put, or queued: the answer will come (unless the connection goes away).
-    Queued,
+    /// Being put, or queued: the answer will come (unless the connection goes away). While
+    /// a request refused before is being put again, why it was refused: until it is
+    /// accepted, it still has not found room.
+    Queued(Option<AskError>),
+}
+
+impl Sent {
+    fn is_queued(self) -> bool {
+        matches!(self, Self::Queued(_))
+    }
 }
 
 /// One asker waiting.
@@ -302,8 +311,8 @@ impl<A> Entry<A> {
     /// The error an asker of this entry gets when its deadline passes.
     fn expiry(&self) -> AskError {
         match self.sent {
-            Sent::Unsent(Some(why)) => why,
-            Sent::Unsent(None) | Sent::Queued => AskError::TimedOut,
+            Sent::Unsent(Some(why)) | Sent::Queued(Some(why)) => why,
+            Sent::Unsent(None) | Sent::Queued(None) => AskError::TimedOut,
         }
     }
 }
@@ -367,7 +376,7 @@ impl<K: Ord, A> Table<K, A> {
     /// sending a second request).
     fn tidy(&mut self, query: Query<&K>) {
         if let Some(entry) = self.entry(query.clone()) {
-            if entry.askers.is_empty() && entry.sent != Sent::Queued {
+            if entry.askers.is_empty() && !entry.sent.is_queued() {
                 self.remove(query);
             }
         }
@@ -440,9 +449,17 @@ impl<K: Clone + Ord, A: Asker> Inner<K, A> {
             // Cannot happen: the halves are handed out once the id is set.
             return self.close();
         };
-        let error = match self.requester.put(Request { query, from }) {
+        let error = match self.requester.put(Request {
+            query: query.clone(),
+            from,
+        }) {
             Ok(()) => {
-                self.table().stats.requests_sent += 1;
+                let mut table = self.table();
+                table.stats.requests_sent += 1;
+                if let Some(entry) = table.entry(as_ref(&query)).filter(|e| e.round == round) {
+                    // Queued at last: from now on, waiting is for the answer.
+                    entry.sent = Sent::Queued(None);
+                }
                 return;
             }
             Err(error) => error,
@@ -528,7 +545,9 @@ impl<K: Clone + Ord, A: Asker> Inner<K, A> {
                 .entries_mut()
                 .filter(|(_, e)| matches!(e.sent, Sent::Unsent(_)))
                 .map(|(query, entry)| {
-                    entry.sent = Sent::Queued;
+                    if let Sent::Unsent(why) = entry.sent {
+                        entry.sent = Sent::Queued(why);
+                    }
                     (query.cloned(), entry.round)
                 })
                 .collect()
@@ -679,10 +698,10 @@ impl<D: IDict, A: Asker> Asks<D, A> {
         let send = if let Some(entry) = table.entry(as_ref(&query)) {
             entry.askers.push(waiting);
             match entry.sent {
-                Sent::Queued => None,
+                Sent::Queued(_) => None,
                 // Waiting for room: try again now.
-                Sent::Unsent(_) => {
-                    entry.sent = Sent::Queued;
+                Sent::Unsent(why) => {
+                    entry.sent = Sent::Queued(why);
                     let round = entry.round;
                     table.unsent -= 1;
                     Some(round)
@@ -693,7 +712,7 @@ impl<D: IDict, A: Asker> Asks<D, A> {
             table.next_round += 1;
             let entry = Entry {
                 round,
-                sent: Sent::Queued,
+                sent: Sent::Queued(None),
                 askers: alloc::vec![waiting],
             };
             match ticket.query.clone() {
@@ -756,7 +775,7 @@ impl<D: IDict, A: Asker> Asks<D, A> {
                         at += 1;
                     }
                 }
-                if entry.askers.is_empty() && entry.sent != Sent::Queued {
+                if entry.askers.is_empty() && !entry.sent.is_queued() {
                     emptied.push(query.cloned());
                 }
             }
