@@ -2033,13 +2033,16 @@ mod clients {
         );
         assert!(stats.updates_published <= published);
         // Consolidation: asks joined requests in flight. (How many depends on how fast the
-        // notified poller answers; `tests/client.rs` measures it with a periodic poller.)
+        // notified poller answers; `tests/client.rs` measures it with a periodic poller.
+        // Under Miri the budget covers a few dozen calls: too few to be sure of any.)
         let client_answers = big_stats.answered + small_stats.answered;
         let client_requests = big_stats.requests_sent + small_stats.requests_sent;
-        assert!(
-            client_requests < client_answers,
-            "{big_stats:?} {small_stats:?}"
-        );
+        if !cfg!(miri) {
+            assert!(
+                client_requests < client_answers,
+                "{big_stats:?} {small_stats:?}"
+            );
+        }
 
         println!(
             "clients: {} calls ({} ok, {} timed out, {} full, {} over quota, {} too many, {} \
