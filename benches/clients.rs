@@ -49,6 +49,25 @@ const PATIENCE: Duration = Duration::from_secs(10);
 
 // ----- get round trip -----
 
+type Reply = crossbeam_channel::Sender<Option<u64>>;
+type Requests = crossbeam_channel::Sender<(u16, Reply)>;
+
+/// The crossbeam server's work: read the value, send it back.
+fn answer(state: &Snap, (key, reply): (u16, Reply)) {
+    let _ = reply.send(state.get(&key));
+}
+
+/// Times a request through `requests` and the reply on a channel of the caller's.
+fn request_reply(group: &mut Group<'_>, name: &str, requests: &Requests) {
+    let (reply, replies) = crossbeam_channel::bounded(1);
+    group.bench_function(name, |b| {
+        b.iter(|| {
+            requests.send((KEY, reply.clone())).unwrap();
+            black_box(replies.recv().unwrap())
+        })
+    });
+}
+
 fn get_parked(group: &mut Group<'_>) {
     pin(0);
     let (_publisher, mut server) = Builder::new(Snap::new(1))
@@ -62,21 +81,15 @@ fn get_parked(group: &mut Group<'_>) {
     });
     runner.shutdown().unwrap();
 
-    type Reply = crossbeam_channel::Sender<Option<u64>>;
-    let (requests, server_side) = crossbeam_channel::bounded::<(u16, Reply)>(64);
+    let (requests, server_side) = crossbeam_channel::bounded(64);
     let server = thread::spawn(move || {
         let state = Snap::new(1);
-        while let Ok((key, reply)) = server_side.recv() {
-            let _ = reply.send(state.get(&key));
+        while let Ok(request) = server_side.recv() {
+            answer(&state, request);
         }
     });
-    let (reply, replies) = crossbeam_channel::bounded(1);
-    group.bench_function("crossbeam-channel request/reply, server in recv", |b| {
-        b.iter(|| {
-            requests.send((KEY, reply.clone())).unwrap();
-            black_box(replies.recv().unwrap())
-        })
-    });
+    let name = "crossbeam-channel request/reply, server in recv";
+    request_reply(group, name, &requests);
     drop(requests);
     server.join().unwrap();
 
@@ -97,21 +110,15 @@ fn get_spinning(group: &mut Group<'_>) {
     });
     drop(poller);
 
-    type Reply = crossbeam_channel::Sender<Option<u64>>;
-    let (requests, server_side) = crossbeam_channel::bounded::<(u16, Reply)>(64);
+    let (requests, server_side) = crossbeam_channel::bounded(64);
     let state = Snap::new(1);
     let server = Busy::spawn(move || {
-        if let Ok((key, reply)) = server_side.try_recv() {
-            let _ = reply.send(state.get(&key));
+        if let Ok(request) = server_side.try_recv() {
+            answer(&state, request);
         }
     });
-    let (reply, replies) = crossbeam_channel::bounded(1);
-    group.bench_function("crossbeam-channel request/reply, server in try_recv", |b| {
-        b.iter(|| {
-            requests.send((KEY, reply.clone())).unwrap();
-            black_box(replies.recv().unwrap())
-        })
-    });
+    let name = "crossbeam-channel request/reply, server in try_recv";
+    request_reply(group, name, &requests);
     drop(server);
 }
 

@@ -92,7 +92,10 @@ fn concurrent_gets_of_one_key_share_one_request_and_all_get_the_answer() {
             thread::spawn(move || client.get("x", PATIENCE))
         })
         .collect();
-    wait_for("ten outstanding asks", || client.outstanding() == 10);
+    // Registered, and the one request put (an ask is registered before its request is).
+    wait_for("ten asks, one request", || {
+        client.outstanding() == 10 && client.stats().requests_sent == 1
+    });
     assert_eq!(server.pending_requests(), 1, "one request for ten asks");
     let _ = server.poll();
     for asker in askers {
@@ -280,7 +283,9 @@ fn outstanding_asks_are_bounded_and_the_next_is_refused_at_once() {
             thread::spawn(move || client.get(key, PATIENCE))
         })
         .collect();
-    wait_for("three outstanding asks", || client.outstanding() == 3);
+    wait_for("three asks, two requests", || {
+        client.outstanding() == 3 && client.stats().requests_sent == 2
+    });
     assert_eq!(client.get("x", PATIENCE), Err(AskError::TooManyAsks));
     assert_eq!(
         futures_executor::block_on(client.get_all_async(PATIENCE)).map(drop),
@@ -494,8 +499,8 @@ fn each_client_speaks_only_for_its_own_connection() {
         let second = second.clone();
         thread::spawn(move || second.get("x", PATIENCE))
     };
-    wait_for("both asks", || {
-        first.outstanding() == 1 && second.outstanding() == 1
+    wait_for("both requests", || {
+        first.stats().requests_sent == 1 && second.stats().requests_sent == 1
     });
     let _ = server.poll();
     assert_eq!(a.join().unwrap().unwrap().value, Some(1.0));

@@ -31,6 +31,12 @@ impl Wake for CountWakes {
 }
 
 impl CountWakes {
+    /// A counter, and a waker that counts into it.
+    fn waker() -> (Arc<Self>, Waker) {
+        let wakes = Arc::new(Self::default());
+        (Arc::clone(&wakes), Waker::from(wakes))
+    }
+
     fn count(&self) -> usize {
         self.0.load(Ordering::SeqCst)
     }
@@ -160,8 +166,7 @@ fn changed_is_ready_at_once_when_behind_then_pending_until_the_poller_stores() {
     publisher.put_update(&state(2.0, 0.0));
     let _ = server.poll();
 
-    let wakes = Arc::new(CountWakes::default());
-    let waker = Waker::from(Arc::clone(&wakes));
+    let (wakes, waker) = CountWakes::waker();
     let mut cx = Context::from_waker(&waker);
     {
         let mut changed = pin!(reader.changed());
@@ -192,8 +197,7 @@ fn changed_is_ready_at_once_when_behind_then_pending_until_the_poller_stores() {
 fn dropping_a_changed_future_withdraws_its_waker() {
     let (mut publisher, mut server) = server();
     let mut reader = server.reader();
-    let wakes = Arc::new(CountWakes::default());
-    let waker = Waker::from(Arc::clone(&wakes));
+    let (wakes, waker) = CountWakes::waker();
     let mut cx = Context::from_waker(&waker);
     {
         let mut changed = pin!(reader.changed());
@@ -208,8 +212,7 @@ fn dropping_a_changed_future_withdraws_its_waker() {
 fn changed_across_the_server_being_dropped_returns_closed() {
     let (_publisher, mut server) = server();
     let mut reader = server.reader();
-    let wakes = Arc::new(CountWakes::default());
-    let waker = Waker::from(Arc::clone(&wakes));
+    let (wakes, waker) = CountWakes::waker();
     let mut cx = Context::from_waker(&waker);
     let mut changed = pin!(reader.changed());
     assert!(changed.as_mut().poll(&mut cx).is_pending());
