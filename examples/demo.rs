@@ -180,7 +180,7 @@ struct LoopCounts {
 
 /// What the control thread hands back when it stops.
 struct LoopResult {
-    publisher: Publisher<State, NoNotify>,
+    publisher: Publisher<State>,
     /// Time between the starts of consecutive steps, ns.
     periods: Vec<u32>,
     /// Time spent in each `put_update`, ns, timer overhead included.
@@ -211,7 +211,7 @@ fn nanos(d: Duration) -> u32 {
 /// The sample vectors are allocated before the loop starts and never grow: once full,
 /// further samples are dropped, so the loop itself does not allocate.
 fn control_loop(
-    mut publisher: Publisher<State, NoNotify>,
+    mut publisher: Publisher<State>,
     stop: &AtomicBool,
     counts: &LoopCounts,
     capacity: usize,
