@@ -42,10 +42,7 @@ impl CountWakes {
     }
 }
 
-fn server() -> (
-    queueserver::Publisher<State, queueserver::NoNotify>,
-    QueueServer<State, Recorder>,
-) {
+fn server() -> (queueserver::Publisher<State>, QueueServer<State, Recorder>) {
     QueueServer::new(state(0.0, 0.0))
 }
 
