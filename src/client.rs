@@ -61,7 +61,7 @@
 //! runner.shutdown().unwrap();
 //! ```
 
-use crate::asks::{AskStats, Asker, Asks, Ticket};
+use crate::asks::{Asker, Asks, Ticket};
 use crate::clock::Clock;
 use crate::connection::{Connection, ConnectionError, ConnectionId, Response};
 use crate::idict::IDict;
@@ -80,7 +80,7 @@ use core::time::Duration;
 use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::time::Instant;
 
-pub use crate::asks::AskError;
+pub use crate::asks::{AskError, AskStats};
 
 /// How many asks a client made by [`QueueServer::add_client`] may have outstanding.
 pub const DEFAULT_MAX_ASKS: usize = 1024;
