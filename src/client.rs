@@ -32,9 +32,9 @@
 //!
 //! | operation | where | guarantee |
 //! |---|---|---|
-//! | [`Client::get`], [`Client::get_all`] | any thread | blocks until the answer or the deadline; allocates (one small slot per ask) |
+//! | [`Client::get`], [`Client::get_all`] | any thread | blocks until the answer or the deadline; allocates (a small slot per ask, and the query's entry when no other caller is asking for it) |
 //! | [`Client::get_async`], [`Client::get_all_async`] | any task | the future only uses its `Waker`; a helper thread, started on the first async ask, ends the asks whose deadline passes |
-//! | answering (in the [`ClientConnection`]) | poller | a short lock, one clone of the value per waiting ask, one `Waker::wake` each; never blocks on a caller |
+//! | answering (in the [`ClientConnection`]) | poller | a short lock; one copy of the value (or the snapshot) per answer, shared by its callers through an `Arc`; one `Waker::wake` each; never blocks on a caller |
 //!
 //! ```
 //! use queueserver::{QueueServer, Runner};
