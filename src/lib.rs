@@ -17,6 +17,8 @@
 //! | [`QueueServer::process_updates`] | poller | fans out at most the newest snapshot; counts exactly the snapshots overwritten before it saw them |
 //! | [`QueueServer::process_requests`] | poller | every accepted request answered exactly once, or counted orphaned (its connection went away) or abandoned (its connection told, after a panic or when the server stops serving); one read per distinct key; unknown key → [`Response::NotFound`] |
 //! | [`Reader::load`] (std) | any thread | lock-free read of the newest snapshot the poller has taken |
+//! | [`Reader::wait_newer`], [`Reader::changed`] (std) | any thread or task | waits for a newer snapshot; woken by the poller when it stores one, never by the computation; [`Closed`] once the server is dropped |
+//! | [`Client::get`], [`Client::get_async`] (std) | any thread or task | asks through one connection: one request per key in flight, the answer to every caller, a bound on outstanding asks, a deadline per ask; [`AskError::Closed`] at once when the connection is dropped |
 //!
 //! Memory is fixed after construction: three snapshots in the triple buffer, a request
 //! queue of capacity `Q` (at most [`request::MAX_QUEUE_BYTES`]), the poller's batch of `Q`
@@ -97,10 +99,11 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `std` | yes | [`Reader`] (arc-swap), [`Runner`] (with control from any thread), [`StdClock`], [`ThreadNotify`], connections' panics caught, `std::error::Error` impls, [`IDict`] for `HashMap` |
+//! | `std` | yes | [`Reader`] (arc-swap) and its waits, [`Client`] and the [`asks`] machinery under it, [`connections::channel`], [`Runner`] (with control from any thread), [`StdClock`], [`ThreadNotify`], connections' panics caught, `std::error::Error` impls, [`IDict`] for `HashMap` |
 //! | `log` | no | logs connection failures through `log`, from the poller only |
 //! | `defmt` | no | the same through `defmt`, for embedded targets |
-//! | `serde` | no | `Serialize` / `Deserialize` for snapshots, requests, ids, config and stats |
+//! | `serde` | no | `Serialize` / `Deserialize` for snapshots, requests, ids, config and stats; `idict::ByName`; the derive's `serde` impls |
+//! | `derive` | no | `#[derive(IDict)]`, re-exported from `queueserver-derive` |
 //!
 //! Without `std` the crate is `#![no_std]` and needs `alloc` at construction only. It
 //! builds for targets with atomic compare-and-swap and `AtomicU8::swap`
@@ -112,14 +115,21 @@
 
 extern crate alloc;
 
+#[cfg(feature = "std")]
+pub mod asks;
 mod builder;
+#[cfg(feature = "std")]
+pub mod client;
 pub mod clock;
 mod config;
 pub mod connection;
+pub mod connections;
 pub mod fault;
 pub mod idict;
 mod log;
 pub mod notify;
+#[cfg(feature = "std")]
+mod park;
 mod publisher;
 #[cfg(feature = "std")]
 mod reader;
@@ -138,6 +148,91 @@ pub use config::{Config, ConfigError};
 pub use connection::{Abandoned, Connection, ConnectionError, ConnectionId, Response};
 pub use fault::PanicMessage;
 pub use idict::IDict;
+/// `#[derive(IDict)]`: a struct with named fields becomes an [`IDict`](trait@IDict) whose
+/// keys are a generated enum with names (feature `derive`).
+///
+/// ```
+/// use queueserver::IDict;
+///
+/// #[derive(Clone, IDict)]
+/// struct Motor {
+///     speed: f64,
+///     #[idict(rename = "current/phase-a")]
+///     current: f64,
+///     faults: u32,
+///     enabled: bool,
+///     #[idict(skip)]
+///     scratch: [u8; 4],
+/// }
+///
+/// // Generated: `MotorKey` (`Copy + Ord`, one variant per keyed field), `MotorValue` (each
+/// // variant carries its field exactly), and the `IDict` impl.
+/// assert_eq!(MotorKey::ALL, [MotorKey::Speed, MotorKey::Current, MotorKey::Faults, MotorKey::Enabled]);
+/// assert_eq!(MotorKey::Current.name(), "current/phase-a");
+/// assert_eq!("faults".parse(), Ok(MotorKey::Faults));
+///
+/// let motor = Motor { speed: 2.5, current: 0.5, faults: 7, enabled: true, scratch: [0; 4] };
+/// assert_eq!(motor.get(&MotorKey::Faults), Some(MotorValue::Faults(7)));
+/// ```
+///
+/// # What it generates
+///
+/// For `struct Motor` with named fields, in the struct's module and with its visibility:
+///
+/// - **`MotorKey`**, an enum with one variant per field in `PascalCase` (`speed` →
+///   `Speed`), deriving `Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash`;
+///   `MotorKey::ALL` and `MotorKey::NAMES` in field order, `const fn name(self)`,
+///   `from_name(&str)`, `Display`, `FromStr` (error [`KeyError`](idict::KeyError)), and
+///   [`KeyName`](idict::KeyName).
+/// - **`MotorValue`**, an enum with one variant per field carrying that field's type
+///   exactly (`Faults(u32)`), with `key()`; it derives `Clone, Debug, PartialEq`. When every
+///   keyed field has the same type (spelled the same way), there is no `MotorValue`: the
+///   value type is that type.
+/// - **`impl IDict for Motor`**: `get` (always `Some`); `copy_from` in place, skipped
+///   fields included, without allocating for [`FieldValue`](idict::FieldValue) fields: one
+///   assignment of the whole struct when it is `Copy` (the block copy a hand-written
+///   `*self = *source` compiles to), field by field with `clone_from` otherwise (so a
+///   skipped buffer reuses its memory); `write_name`, `parse_key` (no lookup in the
+///   snapshot: the names are constants), and `visit` in field order.
+/// - With the `serde` feature: `MotorKey` serializes as its name, `MotorValue` as the plain
+///   value (a number, a boolean, a string). With `#[idict(serde)]` too, `Motor` serializes
+///   as an object of names and values (deserializing needs every key once, and takes
+///   `Default::default()` for skipped fields). That impl is asked for, not implied by the
+///   feature: features are additive, so a struct that derives `serde` itself would get a
+///   second impl the day another crate in the build turns `queueserver/serde` on. Any IDict
+///   with names serializes as such an object through `idict::ByName` (feature `serde`)
+///   without it.
+///
+/// The generated code is `no_std`, has no `unsafe`, and compiles under
+/// `#![forbid(unsafe_code)]` and `#![deny(missing_docs)]`.
+///
+/// # Attributes
+///
+/// | attribute | on | effect |
+/// |---|---|---|
+/// | `#[idict(rename = "name")]` | field | the key's name, instead of the field's; checked against the [name rules](idict::name) at compile time |
+/// | `#[idict(skip)]` | field | no key for the field; `copy_from` still copies it |
+/// | `#[idict(key = "Ident")]`, `#[idict(value = "Ident")]` | struct | names of the generated enums, instead of `<Struct>Key`, `<Struct>Value` |
+/// | `#[idict(serde)]` | struct | `Serialize` / `Deserialize` for the struct too, as an object by name (with the `serde` feature; the key and value enums have theirs without it) |
+/// | `#[idict(crate = "path")]` | struct | where `queueserver` is, if not at `::queueserver` |
+///
+/// # Compile errors
+///
+/// Each points at what is wrong: an enum, a union, a tuple or unit struct; generics; a
+/// field whose type is not a [`FieldValue`](idict::FieldValue); a name that breaks the rules
+/// (a field name too: rename it); two fields with one name, or whose key variants would
+/// coincide; no field left after `skip`; an unknown or repeated attribute.
+#[cfg(feature = "derive")]
+pub use queueserver_derive::IDict;
+
+#[doc(hidden)]
+pub mod __private {
+    //! What the code `#[derive(IDict)]` generates needs from the crate. Not public API.
+    #[cfg(feature = "serde")]
+    pub use serde;
+
+    pub use crate::idict::generated::{CopyFields, CopyProbe, CopyWhole};
+}
 pub use notify::{Event, FlagNotify, NoNotify, Notify, WakerNotify};
 pub use publisher::Publisher;
 pub use request::{Query, Request, RequestError, Requester};
@@ -151,10 +246,12 @@ pub use stats::Stats;
 pub struct ReadmeDoctests;
 
 #[cfg(feature = "std")]
+pub use client::{Answer, AskError, Client, ClientConnection};
+#[cfg(feature = "std")]
 pub use clock::StdClock;
 #[cfg(feature = "std")]
 pub use notify::ThreadNotify;
 #[cfg(feature = "std")]
-pub use reader::{ReadGuard, Reader};
+pub use reader::{Changed, Closed, ReadGuard, Reader, WaitError};
 #[cfg(feature = "std")]
 pub use runner::{AddError, Crashed, RemoveError, Runner, StartError, StopCause};

@@ -9,13 +9,15 @@
 //! | [`wants_update`](Publisher::wants_update) | one relaxed atomic load |
 
 use crate::idict::IDict;
-use crate::notify::{Event, Notify};
+use crate::notify::{Event, NoNotify, Notify};
 use crate::signal::Signals;
 use crate::snapshot::Snapshot;
 use crate::sync::Arc;
 use core::fmt;
 
 /// Publishes snapshots of the computation's IDict. `Send`, not `Clone`.
+///
+/// `N` is the server's notify hook: [`NoNotify`] unless the server was built with another.
 ///
 /// Obtained with the server from [`QueueServer::new`](crate::QueueServer::new) or
 /// [`Builder::build`](crate::Builder::build). There is only ever one: it cannot be cloned,
@@ -56,7 +58,7 @@ use core::fmt;
 /// server.poll();
 /// assert_eq!(server.snapshot().seq(), 1000);
 /// ```
-pub struct Publisher<D: IDict, N> {
+pub struct Publisher<D: IDict, N = NoNotify> {
     input: triple_buffer::Input<Snapshot<D>>,
     seq: u64,
     signals: Arc<Signals<N>>,

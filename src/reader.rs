@@ -1,26 +1,242 @@
-//! [`Reader`] (std): the latest snapshot, for any thread, without locks.
+//! [`Reader`] (std): the latest snapshot, for any thread, without locks; and a wait for a
+//! newer one.
 //!
 //! The poller stores every snapshot it takes into an `arc_swap::ArcSwap`; a `Reader`
 //! loads it. Readers never touch the triple buffer or the request queue, so they cost the
 //! computation nothing.
+//!
+//! A reader can also wait for a snapshot newer than one it has seen: blocking
+//! ([`Reader::wait_newer`], [`Reader::wait_changed`]) or async ([`Reader::changed`], in the
+//! style of tokio's `watch::Receiver::changed`), woken by the poller: see [`Reader`].
 
+use crate::park;
 use crate::snapshot::Snapshot;
 use arc_swap::{ArcSwap, Guard};
 use core::fmt;
+use core::future::Future;
 use core::ops::Deref;
-use std::sync::Arc;
+use core::pin::Pin;
+use core::task::{Context, Poll, Waker};
+use core::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-/// Reads the newest snapshot the poller has taken. Cheap to clone; `Send + Sync`.
+/// The server is gone: no newer snapshot will ever be stored.
 ///
-/// Obtained from [`QueueServer::reader`](crate::QueueServer::reader).
+/// The last snapshot stored stays readable with [`Reader::load`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Closed;
+
+impl fmt::Display for Closed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the server is gone: no newer snapshot will come")
+    }
+}
+
+impl std::error::Error for Closed {}
+
+/// Why [`Reader::wait_newer`] or [`Reader::wait_changed`] returned without a newer
+/// snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WaitError {
+    /// The timeout passed first.
+    TimedOut,
+    /// The server is gone.
+    Closed,
+}
+
+impl From<Closed> for WaitError {
+    fn from(_: Closed) -> Self {
+        Self::Closed
+    }
+}
+
+impl fmt::Display for WaitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TimedOut => f.write_str("no newer snapshot before the timeout"),
+            Self::Closed => fmt::Display::fmt(&Closed, f),
+        }
+    }
+}
+
+impl std::error::Error for WaitError {}
+
+/// What the poller and the readers share.
+struct Shared<D> {
+    swap: ArcSwap<Snapshot<D>>,
+    /// Set once, when the poller's end is dropped.
+    closed: AtomicBool,
+    waiters: Mutex<Waiters>,
+}
+
+/// The wakers of the readers waiting for a newer snapshot, each under an id so that a
+/// waiter can replace or withdraw its own.
+#[derive(Default)]
+struct Waiters {
+    next: u64,
+    wakers: Vec<(u64, Waker)>,
+}
+
+impl<D> Shared<D> {
+    fn waiters(&self) -> MutexGuard<'_, Waiters> {
+        // The list stays consistent whatever panicked while it was held: a push or a
+        // removal either happened or did not.
+        self.waiters.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Registers `waker` under `slot` (the id of an earlier registration, if any).
+    fn register(&self, slot: &mut Option<u64>, waker: &Waker) {
+        let mut waiters = self.waiters();
+        if let Some(id) = *slot {
+            if let Some((_, registered)) = waiters.wakers.iter_mut().find(|(i, _)| *i == id) {
+                if !registered.will_wake(waker) {
+                    registered.clone_from(waker);
+                }
+                return;
+            }
+        }
+        let id = waiters.next;
+        waiters.next += 1;
+        waiters.wakers.push((id, waker.clone()));
+        *slot = Some(id);
+    }
+
+    /// Withdraws the registration under `slot`, if it is still there.
+    fn unregister(&self, slot: &mut Option<u64>) {
+        if let Some(id) = slot.take() {
+            let removed = {
+                let mut waiters = self.waiters();
+                let at = waiters.wakers.iter().position(|(i, _)| *i == id);
+                at.map(|at| waiters.wakers.swap_remove(at))
+            };
+            // Dropped outside the lock: a waker's drop is foreign code.
+            drop(removed);
+        }
+    }
+
+    /// Wakes every registered waiter. The list is taken under the lock and woken outside.
+    fn wake_all(&self) {
+        let wakers = core::mem::take(&mut self.waiters().wakers);
+        for (_, waker) in wakers {
+            waker.wake();
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        // Acquire: pairs with the Release store in `Shelf::drop`, so the last snapshot
+        // stored before the close is seen by whoever sees the close.
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// The newest snapshot if its number is above `seq`.
+    fn newer(&self, seq: u64) -> Option<Arc<Snapshot<D>>> {
+        let newest = self.swap.load_full();
+        (newest.seq() > seq).then_some(newest)
+    }
+
+    /// One look for a snapshot newer than `seq`: `Ready` with it, `Ready` with [`Closed`],
+    /// or `Pending` with `waker` registered under `slot`.
+    ///
+    /// Registering before the second look makes a store in between impossible to miss:
+    /// the poller stores, then takes the waiter list under the lock. Either our
+    /// registration came first and the poller wakes us, or it came after the poller
+    /// released the lock, and the lock orders the store before our second look.
+    fn poll_newer(
+        &self,
+        seq: u64,
+        slot: &mut Option<u64>,
+        waker: &Waker,
+    ) -> Poll<Result<Arc<Snapshot<D>>, Closed>> {
+        for registered in [false, true] {
+            if let Some(newest) = self.newer(seq) {
+                self.unregister(slot);
+                return Poll::Ready(Ok(newest));
+            }
+            if self.is_closed() {
+                self.unregister(slot);
+                // The close may have come after a last store we have not looked at yet.
+                return Poll::Ready(self.newer(seq).ok_or(Closed));
+            }
+            if !registered {
+                self.register(slot, waker);
+            }
+        }
+        Poll::Pending
+    }
+}
+
+/// The poller's end: stores new snapshots and wakes the waiting readers. Owned by the
+/// server; dropping it tells every reader that no newer snapshot will come.
+pub(crate) struct Shelf<D> {
+    shared: Arc<Shared<D>>,
+}
+
+impl<D> Shelf<D> {
+    /// A shelf holding `snapshot`.
+    pub(crate) fn new(snapshot: Snapshot<D>) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                swap: ArcSwap::from_pointee(snapshot),
+                closed: AtomicBool::new(false),
+                waiters: Mutex::new(Waiters::default()),
+            }),
+        }
+    }
+
+    /// Stores a new snapshot and wakes the waiting readers.
+    ///
+    /// **Poller.** One `ArcSwap` store, a short lock of the waiter list, and one
+    /// `Waker::wake` per waiter (never blocks).
+    pub(crate) fn store(&self, snapshot: Arc<Snapshot<D>>) {
+        self.shared.swap.store(snapshot);
+        self.shared.wake_all();
+    }
+
+    /// A reader of this shelf that has seen the snapshot stored now.
+    pub(crate) fn reader(&self) -> Reader<D> {
+        let seen = self.shared.swap.load().seq();
+        Reader {
+            shared: Arc::clone(&self.shared),
+            seen,
+        }
+    }
+}
+
+impl<D> Drop for Shelf<D> {
+    fn drop(&mut self) {
+        // Release: pairs with the readers' Acquire load in `is_closed`.
+        self.shared.closed.store(true, Ordering::Release);
+        self.shared.wake_all();
+    }
+}
+
+/// Reads the newest snapshot the poller has taken, and waits for newer ones. Cheap to
+/// clone; `Send + Sync`.
+///
+/// Obtained from [`QueueServer::reader`](crate::QueueServer::reader). Each reader
+/// remembers the sequence number of the last snapshot it was handed by
+/// [`changed`](Self::changed) or [`wait_changed`](Self::wait_changed) (at first, the one
+/// current when it was made; a clone starts where the original stands).
+///
+/// # Waiting, and its cost on the poller
+///
+/// Waiters are woken by the poller right after it stores a new snapshot, never by the
+/// computation: `put_update` stays wait-free. Storing a snapshot takes one allocation (the
+/// `Arc`), one `ArcSwap` store, and a short lock of the waiter list (held to take the list,
+/// never while waking); then one `Waker::wake` per waiter, which never blocks (a task is
+/// scheduled, a thread unparked). When the server is dropped, every waiter returns
+/// [`Closed`] at once.
 pub struct Reader<D> {
-    swap: Arc<ArcSwap<Snapshot<D>>>,
+    shared: Arc<Shared<D>>,
+    seen: u64,
 }
 
 impl<D> Clone for Reader<D> {
     fn clone(&self) -> Self {
         Self {
-            swap: Arc::clone(&self.swap),
+            shared: Arc::clone(&self.shared),
+            seen: self.seen,
         }
     }
 }
@@ -46,10 +262,6 @@ impl<D: fmt::Debug> fmt::Debug for ReadGuard<D> {
 }
 
 impl<D> Reader<D> {
-    pub(crate) fn new(swap: Arc<ArcSwap<Snapshot<D>>>) -> Self {
-        Self { swap }
-    }
-
     /// The newest snapshot the poller has taken.
     ///
     /// **Any thread.** Lock-free, no allocation in the common case (arc-swap's `load`: a
@@ -58,7 +270,7 @@ impl<D> Reader<D> {
     /// [`load_full`](Self::load_full).
     pub fn load(&self) -> ReadGuard<D> {
         ReadGuard {
-            guard: self.swap.load(),
+            guard: self.shared.swap.load(),
         }
     }
 
@@ -66,12 +278,150 @@ impl<D> Reader<D> {
     ///
     /// **Any thread.** Lock-free.
     pub fn load_full(&self) -> Arc<Snapshot<D>> {
-        self.swap.load_full()
+        self.shared.swap.load_full()
+    }
+
+    /// Waits for a snapshot numbered above `seq` and returns it; at once if the newest one
+    /// already is.
+    ///
+    /// **Any thread; blocks** for at most `timeout`. Woken by the poller when it stores a
+    /// snapshot (see [`Reader`] for the cost on its side).
+    ///
+    /// ```
+    /// # use queueserver::{Connection, QueueServer, WaitError};
+    /// # use std::collections::BTreeMap;
+    /// # use std::time::Duration;
+    /// # type State = BTreeMap<&'static str, f64>;
+    /// # type AnyConnection = Box<dyn Connection<State> + Send>;
+    /// let (mut publisher, mut server) = QueueServer::<State, AnyConnection>::new(State::new());
+    /// let reader = server.reader();
+    /// let waiter = std::thread::spawn(move || reader.wait_newer(0, Duration::from_secs(60)));
+    /// publisher.put_update(&State::from([("x", 1.0)]));
+    /// server.poll(); // stores snapshot 1 and wakes the waiter
+    /// assert_eq!(waiter.join().unwrap().unwrap().seq(), 1);
+    ///
+    /// let reader = server.reader();
+    /// drop(server); // no newer snapshot will come
+    /// assert_eq!(reader.wait_newer(1, Duration::from_secs(60)), Err(WaitError::Closed));
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`WaitError::TimedOut`] when `timeout` passes first; [`WaitError::Closed`] when the
+    /// server is dropped first.
+    pub fn wait_newer(&self, seq: u64, timeout: Duration) -> Result<Arc<Snapshot<D>>, WaitError> {
+        let deadline = park::deadline_after(timeout);
+        let waker = park::thread_waker();
+        let mut slot = None;
+        loop {
+            if let Poll::Ready(found) = self.shared.poll_newer(seq, &mut slot, &waker) {
+                return found.map_err(WaitError::from);
+            }
+            if std::time::Instant::now() >= deadline {
+                self.shared.unregister(&mut slot);
+                return Err(WaitError::TimedOut);
+            }
+            park::park_until(deadline);
+        }
+    }
+
+    /// Waits for a snapshot newer than the last one this reader was handed, returns it and
+    /// remembers it as seen: the blocking form of [`changed`](Self::changed).
+    ///
+    /// **Any thread; blocks** for at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As [`wait_newer`](Self::wait_newer).
+    pub fn wait_changed(&mut self, timeout: Duration) -> Result<Arc<Snapshot<D>>, WaitError> {
+        let newest = self.wait_newer(self.seen, timeout)?;
+        self.seen = newest.seq();
+        Ok(newest)
+    }
+
+    /// A future that resolves to the first snapshot newer than the last one this reader
+    /// was handed, and remembers it as seen (tokio's `watch::Receiver::changed`, returning
+    /// the snapshot).
+    ///
+    /// **Any task, any executor**: the future uses only the task's `Waker`, which the
+    /// poller wakes when it stores a snapshot. Ready at once when the reader is behind.
+    /// Dropping the future withdraws its waker.
+    ///
+    /// ```
+    /// # use queueserver::{Connection, QueueServer};
+    /// # use std::collections::BTreeMap;
+    /// # type State = BTreeMap<&'static str, f64>;
+    /// # type AnyConnection = Box<dyn Connection<State> + Send>;
+    /// let (mut publisher, mut server) = QueueServer::<State, AnyConnection>::new(State::new());
+    /// let mut reader = server.reader();
+    /// publisher.put_update(&State::from([("x", 1.0)]));
+    /// server.poll();
+    /// let snapshot = futures_executor::block_on(reader.changed()).unwrap();
+    /// assert_eq!((snapshot.seq(), reader.seen()), (1, 1));
+    /// ```
+    pub fn changed(&mut self) -> Changed<'_, D> {
+        Changed {
+            reader: self,
+            slot: None,
+        }
+    }
+
+    /// The sequence number of the last snapshot this reader was handed by
+    /// [`changed`](Self::changed) or [`wait_changed`](Self::wait_changed), or of the one
+    /// current when it was made.
+    pub fn seen(&self) -> u64 {
+        self.seen
+    }
+
+    /// Whether the server is gone (no newer snapshot will come).
+    pub fn is_closed(&self) -> bool {
+        self.shared.is_closed()
     }
 }
 
 impl<D> fmt::Debug for Reader<D> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Reader").finish_non_exhaustive()
+        f.debug_struct("Reader")
+            .field("seen", &self.seen)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The future of [`Reader::changed`].
+#[must_use = "futures do nothing unless polled"]
+pub struct Changed<'a, D> {
+    reader: &'a mut Reader<D>,
+    /// Our registration in the waiter list, if any.
+    slot: Option<u64>,
+}
+
+impl<D> Future for Changed<'_, D> {
+    type Output = Result<Arc<Snapshot<D>>, Closed>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let seen = this.reader.seen;
+        let found = this
+            .reader
+            .shared
+            .poll_newer(seen, &mut this.slot, cx.waker());
+        if let Poll::Ready(Ok(newest)) = &found {
+            this.reader.seen = newest.seq();
+        }
+        found
+    }
+}
+
+impl<D> Drop for Changed<'_, D> {
+    fn drop(&mut self) {
+        self.reader.shared.unregister(&mut self.slot);
+    }
+}
+
+impl<D> fmt::Debug for Changed<'_, D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Changed")
+            .field("seen", &self.reader.seen)
+            .finish_non_exhaustive()
     }
 }

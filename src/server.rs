@@ -359,7 +359,7 @@ pub struct QueueServer<
     batch: Batch<D::Key>,
     busy: Busy,
     #[cfg(feature = "std")]
-    reader: Option<std::sync::Arc<arc_swap::ArcSwap<Snapshot<D>>>>,
+    reader: Option<crate::reader::Shelf<D>>,
 }
 
 /// The next server identity, process-wide. Core's atomic, not the `sync` shim's: the
@@ -1140,14 +1140,14 @@ where
     /// thread (std).
     ///
     /// From the first call on, the poller stores every new snapshot it takes in an
-    /// `ArcSwap` (one allocation per snapshot, on the poller's thread).
+    /// `ArcSwap` (one allocation per snapshot, on the poller's thread) and wakes the
+    /// readers waiting for it. Dropping the server tells them no newer one will come.
     #[cfg(feature = "std")]
     pub fn reader(&mut self) -> crate::Reader<D> {
         let snapshot = self.output.output_buffer();
-        let swap = self.reader.get_or_insert_with(|| {
-            std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(snapshot.clone()))
-        });
-        crate::Reader::new(std::sync::Arc::clone(swap))
+        self.reader
+            .get_or_insert_with(|| crate::reader::Shelf::new(snapshot.clone()))
+            .reader()
     }
 }
 

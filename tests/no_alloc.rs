@@ -116,6 +116,80 @@ fn put_update_on_a_plain_struct_never_allocates() {
     assert_eq!(publish_allocations(&states), 0);
 }
 
+/// A derived IDict of every kind of field: its generated `copy_from` copies field by field.
+#[derive(Clone, Default, IDict)]
+struct Derived {
+    position: f64,
+    steps: u64,
+    running: bool,
+    #[idict(rename = "mode/name")]
+    mode: heapless::String<24>,
+    history: [f32; 8],
+    fault: Option<i32>,
+    #[idict(skip)]
+    scratch: [u8; 16],
+}
+
+#[test]
+fn put_update_on_a_derived_struct_never_allocates() {
+    let states: Vec<Derived> = (0..4u8)
+        .map(|i| Derived {
+            position: f64::from(i),
+            steps: u64::from(i) << 60,
+            running: i % 2 == 0,
+            // Strings of different lengths: a `String` would reallocate here.
+            mode: heapless::String::try_from("x".repeat(usize::from(i) * 6).as_str()).unwrap(),
+            history: [f32::from(i); 8],
+            fault: (i == 3).then_some(-1),
+            scratch: [i; 16],
+        })
+        .collect();
+    assert_eq!(publish_allocations(&states), 0);
+}
+
+/// Not `Copy`: the derived `copy_from` goes field by field with `clone_from`, which lets a
+/// skipped buffer reuse its memory.
+#[derive(Clone, IDict)]
+struct WithBuffer {
+    level: f64,
+    #[idict(skip)]
+    samples: Vec<u8>,
+}
+
+#[test]
+fn a_derived_copy_from_reuses_what_a_field_owns() {
+    let states: Vec<WithBuffer> = (0..4u8)
+        .map(|i| WithBuffer {
+            level: f64::from(i),
+            samples: vec![i; 32],
+        })
+        .collect();
+    assert_eq!(publish_allocations(&states), 0);
+    // The same with `*self = source.clone()` would allocate and free on every copy.
+    let mut copy = states[0].clone();
+    assert_eq!(allocations_in(|| copy.copy_from(&states[3])), 0);
+    assert_eq!(copy.samples, [3; 32]);
+    assert!(allocations_in(|| copy = states[2].clone()) > 0);
+}
+
+#[test]
+fn naming_visiting_and_parsing_a_derived_struct_never_allocate() {
+    let state = Derived::default();
+    let mut name = heapless::String::<{ queueserver::idict::MAX_NAME_LEN }>::new();
+    let n = allocations_in(|| {
+        let mut visited = 0;
+        state.visit(|key, value| {
+            name.clear();
+            Derived::write_name(key, &mut name).unwrap();
+            assert_eq!(state.parse_key(&name), Ok(*key));
+            assert_eq!(value.key(), *key);
+            visited += 1;
+        });
+        assert_eq!(visited, 6);
+    });
+    assert_eq!(n, 0);
+}
+
 #[test]
 fn put_update_on_heapless_maps_never_allocates() {
     let mut map = heapless::index_map::FnvIndexMap::<&str, f64, 8>::new();

@@ -30,6 +30,10 @@
 //!   requester replaces its connection through the runner when it is removed. Every
 //!   accepted request is answered exactly once, or counted orphaned because its connection
 //!   panicked first; nothing else is answered, and every panic is one failed connection.
+//! - `clients::every_ask_ends_once_with_a_consistent_answer_and_none_hangs`: blocking and
+//!   async callers behind two clients while the computation publishes and a third
+//!   connection floods the queue; every answer matches the snapshot it names, every call
+//!   ends exactly once, and none hangs when the runner shuts down under them.
 //!
 //! The request identity (`accepted = answered + consolidated + orphaned + abandoned`, plus
 //! `pending_requests()` in general) is checked once the requesters have stopped and the
@@ -1923,4 +1927,508 @@ fn connections_panicking_at_random_lose_no_request() {
         total.unknown,
         start.elapsed()
     );
+}
+
+// ----- 8. clients -----
+
+/// Many callers behind two clients, blocking and async, while the computation publishes,
+/// a third connection floods the queue, and the poller finally shuts down under them.
+///
+/// Every answer is checked against the snapshot it names (each value is a function of the
+/// sequence number), and a caller never gets an older snapshot than it got before. Asks with
+/// a short deadline race their answers; some async asks are dropped by a tokio timeout; one
+/// client has fewer ask slots than callers. Every call ends exactly once, and the clients'
+/// counts, the callers' tallies and the server's counts agree. The poller then shuts down
+/// and the server is dropped under the callers: each stops once its client says it is
+/// closed, no call ends `Closed` before the shutdown, and none hangs.
+mod clients {
+    use super::{assert_requests_balance, budget, limits, requests_cap, watchdog, Problems};
+    use queueserver::asks::AskStats;
+    use queueserver::connections::{from_fn, Delivery};
+    use queueserver::{
+        AskError, Builder, Client, Config, Connection, IDict, Response, Runner, Snapshot,
+        ThreadNotify,
+    };
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    use std::thread;
+    use std::time::{Duration, Instant};
+
+    const WORDS: usize = 8;
+    /// Keys `0..WORDS` exist; this one does not.
+    const MISSING: u8 = WORDS as u8;
+
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    struct Board {
+        seq: u64,
+        values: [u64; WORDS],
+    }
+
+    fn value(seq: u64, key: usize) -> u64 {
+        seq * 16 + key as u64
+    }
+
+    impl Board {
+        fn at(seq: u64) -> Self {
+            Self {
+                seq,
+                values: core::array::from_fn(|k| value(seq, k)),
+            }
+        }
+    }
+
+    impl IDict for Board {
+        type Key = u8;
+        type Value = u64;
+
+        fn get(&self, key: &u8) -> Option<u64> {
+            self.values.get(usize::from(*key)).copied()
+        }
+    }
+
+    type Conn = Box<dyn Connection<Board> + Send>;
+
+    /// How one caller's calls ended.
+    #[derive(Debug, Default)]
+    struct Calls {
+        made: u64,
+        ok: u64,
+        timed_out: u64,
+        full: u64,
+        over_quota: u64,
+        too_many: u64,
+        closed: u64,
+        /// Async asks dropped by a tokio timeout.
+        elapsed: u64,
+        problems: Problems,
+    }
+
+    impl Calls {
+        fn add(&mut self, other: &Calls) {
+            self.made += other.made;
+            self.ok += other.ok;
+            self.timed_out += other.timed_out;
+            self.full += other.full;
+            self.over_quota += other.over_quota;
+            self.too_many += other.too_many;
+            self.closed += other.closed;
+            self.elapsed += other.elapsed;
+            self.problems.merge(&other.problems);
+        }
+
+        fn ended(&self) -> u64 {
+            self.ok
+                + self.timed_out
+                + self.full
+                + self.over_quota
+                + self.too_many
+                + self.closed
+                + self.elapsed
+        }
+    }
+
+    /// What ask `n` of caller `caller` asks for, and by when.
+    fn plan(caller: usize, n: u64) -> (Option<u8>, Duration) {
+        let key = match (n + caller as u64) % 11 {
+            9 => None,
+            10 => Some(MISSING),
+            k => Some((k % WORDS as u64) as u8),
+        };
+        // One ask in sixteen races its answer against a deadline of up to 255 µs.
+        let timeout = if n % 16 == 7 {
+            Duration::from_micros((n * 37 + caller as u64) % 256)
+        } else {
+            Duration::from_secs(60)
+        };
+        (key, timeout)
+    }
+
+    /// Records how a call ended; `seq` is the snapshot its answer named, if any.
+    struct Check<'a> {
+        calls: &'a mut Calls,
+        last_seq: u64,
+        shutting_down: &'a AtomicBool,
+    }
+
+    impl Check<'_> {
+        fn answer(&mut self, key: u8, answer: Result<queueserver::Answer<u64>, AskError>) {
+            match answer {
+                Ok(answer) => {
+                    let expected = (key < MISSING).then(|| value(answer.seq, usize::from(key)));
+                    if answer.value != expected {
+                        self.calls
+                            .problems
+                            .note(|| format!("key {key}: {answer:?}, expected {expected:?}"));
+                    }
+                    self.seen(answer.seq);
+                }
+                Err(error) => self.error(error),
+            }
+        }
+
+        fn all(&mut self, all: Result<Arc<Snapshot<Board>>, AskError>) {
+            match all {
+                Ok(snapshot) => {
+                    if **snapshot != Board::at(snapshot.seq()) {
+                        self.calls
+                            .problems
+                            .note(|| format!("torn snapshot {}: {:?}", snapshot.seq(), **snapshot));
+                    }
+                    self.seen(snapshot.seq());
+                }
+                Err(error) => self.error(error),
+            }
+        }
+
+        fn seen(&mut self, seq: u64) {
+            self.calls.ok += 1;
+            if seq < self.last_seq {
+                let last = self.last_seq;
+                self.calls
+                    .problems
+                    .note(|| format!("snapshot {seq} after {last}"));
+            }
+            self.last_seq = seq;
+        }
+
+        fn error(&mut self, error: AskError) {
+            let calls = &mut *self.calls;
+            match error {
+                AskError::TimedOut => calls.timed_out += 1,
+                AskError::Full => calls.full += 1,
+                AskError::OverQuota => calls.over_quota += 1,
+                AskError::TooManyAsks => calls.too_many += 1,
+                AskError::Closed => {
+                    calls.closed += 1;
+                    if !self.shutting_down.load(Ordering::Acquire) {
+                        calls.problems.note(|| "Closed before the shutdown".into());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Asks through `client` until it is closed (or the cap), blocking.
+    fn blocking_caller(
+        client: &Client<Board>,
+        caller: usize,
+        shutting_down: &AtomicBool,
+        start: Instant,
+    ) -> Calls {
+        let mut calls = Calls::default();
+        let mut check = Check {
+            calls: &mut calls,
+            last_seq: 0,
+            shutting_down,
+        };
+        for n in 0u64.. {
+            let (key, timeout) = plan(caller, n);
+            check.calls.made += 1;
+            let refused = check.calls.too_many;
+            match key {
+                Some(key) => check.answer(key, client.get(key, timeout)),
+                None => check.all(client.get_all(timeout)),
+            }
+            if check.calls.too_many > refused {
+                // Every slot is taken: give the others time to finish.
+                thread::sleep(Duration::from_micros(20));
+            }
+            if client.is_closed() && shutting_down.load(Ordering::Acquire) {
+                break;
+            }
+            if start.elapsed() > watchdog() {
+                check
+                    .calls
+                    .problems
+                    .note(|| "caller never saw the shutdown".into());
+                break;
+            }
+        }
+        calls
+    }
+
+    /// The same, as a task: one ask in eight is dropped by a tokio timeout.
+    async fn async_caller(
+        client: Client<Board>,
+        caller: usize,
+        shutting_down: Arc<AtomicBool>,
+        start: Instant,
+    ) -> Calls {
+        let mut calls = Calls::default();
+        let mut check = Check {
+            calls: &mut calls,
+            last_seq: 0,
+            shutting_down: &shutting_down,
+        };
+        for n in 0u64.. {
+            let (key, timeout) = plan(caller, n);
+            check.calls.made += 1;
+            let refused = check.calls.too_many;
+            let cut = (n % 8 == 3).then(|| Duration::from_micros(50 + n % 200));
+            match (key, cut) {
+                (Some(key), None) => check.answer(key, client.get_async(key, timeout).await),
+                (None, None) => check.all(client.get_all_async(timeout).await),
+                (Some(key), Some(cut)) => {
+                    match tokio::time::timeout(cut, client.get_async(key, timeout)).await {
+                        Ok(answer) => check.answer(key, answer),
+                        Err(_) => check.calls.elapsed += 1,
+                    }
+                }
+                (None, Some(cut)) => {
+                    match tokio::time::timeout(cut, client.get_all_async(timeout)).await {
+                        Ok(all) => check.all(all),
+                        Err(_) => check.calls.elapsed += 1,
+                    }
+                }
+            }
+            if client.is_closed() && shutting_down.load(Ordering::Acquire) {
+                break;
+            }
+            if start.elapsed() > watchdog() {
+                check
+                    .calls
+                    .problems
+                    .note(|| "task never saw the shutdown".into());
+                break;
+            }
+            if check.calls.too_many > refused {
+                tokio::time::sleep(Duration::from_micros(20)).await;
+            } else {
+                tokio::task::yield_now().await;
+            }
+        }
+        calls
+    }
+
+    #[track_caller]
+    fn assert_client_balances(name: &str, stats: &AskStats, calls: &Calls) {
+        assert_eq!(stats.outstanding, 0, "{name}: {stats:?}");
+        assert_eq!(
+            stats.asked,
+            stats.answered + stats.expired + stats.closed + stats.cancelled,
+            "{name}: every accepted ask ended once: {stats:?}"
+        );
+        assert_eq!(
+            stats.asked + stats.refused,
+            calls.made,
+            "{name}: {stats:?} {calls:?}"
+        );
+        assert_eq!(
+            calls.ended(),
+            calls.made,
+            "{name}: every call ended once: {calls:?}"
+        );
+        // A dropped async ask was withdrawn, or had just been ended by someone else.
+        assert!(
+            stats.cancelled <= calls.elapsed,
+            "{name}: {stats:?} {calls:?}"
+        );
+        assert!(
+            calls.ok <= stats.answered && stats.answered <= calls.ok + calls.elapsed,
+            "{name}: {stats:?} {calls:?}"
+        );
+        assert_eq!(
+            stats.expired,
+            calls.timed_out + calls.full + calls.over_quota,
+            "{name}: only short deadlines expire: {stats:?} {calls:?}"
+        );
+        assert!(
+            calls.too_many + calls.closed <= stats.refused + stats.closed,
+            "{name}: {stats:?} {calls:?}"
+        );
+    }
+
+    #[test]
+    fn every_ask_ends_once_with_a_consistent_answer_and_none_hangs() {
+        const BLOCKING: usize = 5;
+        const TASKS: usize = 6;
+        // The small client has fewer ask slots than callers.
+        const SMALL_MAX_ASKS: usize = 4;
+
+        // A queue of 16 shared by three connections with a share of 8 each: the queue
+        // can fill, and nine queries are more than one connection's share.
+        let (mut publisher, mut server) = Builder::new(Board::at(0))
+            .notify(ThreadNotify::new())
+            .config(Config::new().with_max_pending_per_connection(8))
+            .capacity::<16, 4>()
+            .build::<Conn>()
+            .unwrap();
+        let big = Client::attach(server.requester(), 1024, |c| {
+            server.add_connection(c.into())
+        })
+        .unwrap();
+        let small = Client::attach(server.requester(), SMALL_MAX_ASKS, |c| {
+            server.add_connection(c.into())
+        })
+        .unwrap();
+        let flood_answers = Arc::new(AtomicU64::new(0));
+        let flooder = {
+            let answers = Arc::clone(&flood_answers);
+            server
+                .add_connection(Box::new(
+                    from_fn(move |delivery: Delivery<'_, Board>| {
+                        if let Delivery::Response(Response::Value { .. }) = delivery {
+                            answers.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(())
+                    })
+                    .requests_only(),
+                ))
+                .unwrap()
+        };
+        let requester = server.requester();
+        let runner = Runner::notified(server).unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_time()
+            .build()
+            .unwrap();
+
+        let max_publishes = limits().publishes.unwrap_or(20_000_000);
+        let max_floods = requests_cap(2_000_000);
+        let start = Instant::now();
+        let stop = AtomicBool::new(false);
+        let shutting_down = Arc::new(AtomicBool::new(false));
+        let floods = AtomicU64::new(0);
+        let (published, calls) = thread::scope(|s| {
+            let computation = s.spawn(|| {
+                let mut seq = 0;
+                while !stop.load(Ordering::Relaxed) && seq < max_publishes {
+                    seq += 1;
+                    publisher.put_update(&Board::at(seq));
+                    if seq % 64 == 0 {
+                        thread::yield_now();
+                    }
+                }
+                seq
+            });
+            s.spawn(|| {
+                for n in 0..max_floods {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let key = (n % WORDS as u64) as u8;
+                    if requester
+                        .put_request(queueserver::Request::key(flooder, key))
+                        .is_ok()
+                    {
+                        floods.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        thread::yield_now();
+                    }
+                }
+            });
+            let blocking: Vec<_> = (0..BLOCKING)
+                .map(|caller| {
+                    let client = if caller % 2 == 0 { &big } else { &small };
+                    let shutting_down = &*shutting_down;
+                    s.spawn(move || blocking_caller(client, caller, shutting_down, start))
+                })
+                .collect();
+            let tasks: Vec<_> = (0..TASKS)
+                .map(|caller| {
+                    let client = if caller % 2 == 0 { &big } else { &small };
+                    runtime.spawn(async_caller(
+                        client.clone(),
+                        caller + BLOCKING,
+                        Arc::clone(&shutting_down),
+                        start,
+                    ))
+                })
+                .collect();
+
+            thread::sleep(budget());
+            stop.store(true, Ordering::Relaxed);
+            let published = computation.join().unwrap();
+            // Shut down under the callers: what was accepted is answered, then every
+            // caller is told `Closed`, and dropping the server ends what still waits.
+            shutting_down.store(true, Ordering::Release);
+            let server = runner.shutdown().unwrap();
+            let stats = server.stats();
+            drop(server);
+
+            let mut big_calls = Calls::default();
+            let mut small_calls = Calls::default();
+            let mut all = Calls::default();
+            for (caller, handle) in blocking.into_iter().enumerate() {
+                let calls = handle.join().unwrap();
+                all.add(&calls);
+                if caller % 2 == 0 {
+                    &mut big_calls
+                } else {
+                    &mut small_calls
+                }
+                .add(&calls);
+            }
+            for (caller, task) in tasks.into_iter().enumerate() {
+                let calls = runtime.block_on(task).unwrap();
+                all.add(&calls);
+                if caller % 2 == 0 {
+                    &mut big_calls
+                } else {
+                    &mut small_calls
+                }
+                .add(&calls);
+            }
+            (published, (stats, big_calls, small_calls, all))
+        });
+        let (stats, big_calls, small_calls, all) = calls;
+
+        all.problems.assert_none("callers");
+        let (big_stats, small_stats) = (big.stats(), small.stats());
+        assert_client_balances("big client", &big_stats, &big_calls);
+        assert_client_balances("small client", &small_stats, &small_calls);
+        assert_eq!(big_calls.too_many, 0, "{big_calls:?}");
+        assert!(
+            small_calls.too_many > 0,
+            "the small client never hit its bound"
+        );
+
+        // The server's side: drained, balanced, and every answer went to one of the three.
+        assert_requests_balance(&stats);
+        assert_eq!(
+            stats.requests_orphaned + stats.requests_abandoned,
+            0,
+            "{stats:#?}"
+        );
+        assert_eq!(
+            stats.requests_answered,
+            big_stats.responses + small_stats.responses + flood_answers.load(Ordering::Relaxed),
+            "{stats:#?}"
+        );
+        assert_eq!(
+            big_stats.requests_sent + small_stats.requests_sent + floods.load(Ordering::Relaxed),
+            stats.requests_accepted
+        );
+        assert!(stats.updates_published <= published);
+        // Consolidation: asks joined requests in flight. (How many depends on how fast the
+        // notified poller answers; `tests/client.rs` measures it with a periodic poller.
+        // Under Miri the budget covers a few dozen calls: too few to be sure of any.)
+        let client_answers = big_stats.answered + small_stats.answered;
+        let client_requests = big_stats.requests_sent + small_stats.requests_sent;
+        if !cfg!(miri) {
+            assert!(
+                client_requests < client_answers,
+                "{big_stats:?} {small_stats:?}"
+            );
+        }
+
+        println!(
+            "clients: {} calls ({} ok, {} timed out, {} full, {} over quota, {} too many, {} \
+             closed, {} dropped) answered by {} requests ({} deferred); {published} \
+             publishes; flood {} answers; {:?}",
+            all.made,
+            all.ok,
+            all.timed_out,
+            all.full,
+            all.over_quota,
+            all.too_many,
+            all.closed,
+            all.elapsed,
+            client_requests,
+            big_stats.requests_deferred + small_stats.requests_deferred,
+            flood_answers.load(Ordering::Relaxed),
+            start.elapsed()
+        );
+    }
 }

@@ -15,7 +15,7 @@ use queueserver::{Config, ConnectionId, Query, Request, Stats};
 use queueserver_fuzz::ops::{
     BehaviourPick, Fault, IdPick, KeyPick, Op, QueryPick, Scenario, Shape,
 };
-use queueserver_fuzz::parse::{self, SnapshotParts, RAW};
+use queueserver_fuzz::parse::{self, Derived, DerivedKey, SnapshotParts, DERIVED, RAW};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -668,6 +668,18 @@ fn parse_seeds() -> Vec<(String, Vec<u8>)> {
         seq: 1 << 40,
         data: BTreeMap::from([("speed".to_string(), -1i64), ("ü".to_string(), 2)]),
     };
+    let derived = SnapshotParts {
+        seq: 3,
+        data: Derived {
+            count: u64::MAX,
+            offset: -5,
+            on: true,
+            mode: "run".try_into().expect("fits"),
+            fault: Some(7),
+            pair: [-1, 2],
+            scratch: 0,
+        },
+    };
     [
         encodings("snapshot", 0, &snapshot),
         encodings("named-snapshot", 1, &named),
@@ -677,6 +689,8 @@ fn parse_seeds() -> Vec<(String, Vec<u8>)> {
         encodings("id", 5, &ConnectionId::from_parts(u32::MAX, 3, u32::MAX)),
         encodings("stats", 6, &stats),
         encodings("config", 7, &config),
+        encodings("derived-snapshot", DERIVED, &derived),
+        encodings("derived-key", DERIVED | 1, &DerivedKey::Mode),
     ]
     .concat()
 }

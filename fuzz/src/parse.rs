@@ -1,12 +1,18 @@
 //! Everything the crate parses or validates, checked against what its documentation says:
 //! `Config` (its getters, `max_pending_per_connection`, `validate`, and the builder's check
 //! of it for several capacities and clocks), `ConnectionId` (`from_parts`, its parts, order,
-//! `Display`), the keyed lookups and in-place copies of the provided `IDict` impls, the
-//! errors' `Display` and the requests they hand back, and the `serde` forms of snapshots,
-//! requests, ids, stats and config: values round-trip through postcard and JSON, and raw
-//! bytes fed to the deserializers give an error or a value that round-trips, never a panic.
+//! `Display`), the keyed lookups and in-place copies of the provided `IDict` impls, key
+//! names (the name rules against a reference written from the documentation, the streaming
+//! check against `check_name`, each key type's names, names and parsing of maps and of a
+//! derived struct), the errors' `Display` and the requests they hand back, and the `serde`
+//! forms of snapshots, requests, ids, stats, config and a derived struct and its keys:
+//! values round-trip through postcard and JSON, and raw bytes fed to the deserializers give
+//! an error or a value that round-trips, never a panic.
 
 use arbitrary::{Arbitrary, Unstructured};
+use queueserver::idict::{
+    check_name, write_checked, ByName, KeyError, KeyName, NameError, MAX_NAME_LEN,
+};
 use queueserver::{
     Builder, Clock, Config, ConfigError, Connection, ConnectionError, ConnectionId,
     ConnectionsFull, IDict, ManualClock, NoClock, Query, Request, RequestError, Response, Snapshot,
@@ -126,6 +132,47 @@ pub enum Target {
     Stats,
     /// `Config`.
     Config,
+    /// `Snapshot<Derived>`: a derived struct, an object by name.
+    DerivedSnapshot,
+    /// `DerivedKey`: a derived key, as its name.
+    DerivedKey,
+}
+
+/// A derived IDict with a field of each kind that round-trips exactly (no floats: NaN is
+/// not equal to itself).
+#[derive(Arbitrary, Clone, Debug, Default, PartialEq, IDict)]
+#[idict(serde)]
+pub struct Derived {
+    /// An integer beyond `f64`'s exact ones.
+    pub count: u64,
+    /// A signed one.
+    pub offset: i8,
+    /// A flag.
+    pub on: bool,
+    /// Text, with a name of two chunks.
+    #[idict(rename = "mode/name")]
+    #[arbitrary(with = short_string)]
+    pub mode: heapless::String<8>,
+    /// An optional value.
+    pub fault: Option<u16>,
+    /// An array.
+    pub pair: [i16; 2],
+    /// Not a key; left at its default so that it round-trips.
+    #[idict(skip)]
+    #[arbitrary(value = 0)]
+    pub scratch: u8,
+}
+
+/// A `heapless::String<8>` from arbitrary text, cut to fit.
+fn short_string(u: &mut Unstructured<'_>) -> arbitrary::Result<heapless::String<8>> {
+    let text: &str = u.arbitrary()?;
+    let mut out = heapless::String::new();
+    for c in text.chars() {
+        if out.push(c).is_err() {
+            break;
+        }
+    }
+    Ok(out)
 }
 
 /// One test case.
@@ -159,20 +206,39 @@ pub enum Case {
     Errors(RequestPick, u8),
     /// A value round-tripped through both formats.
     RoundTrip(Wire),
+    /// Key names: `text` checked and parsed by every key type, a map and a derived struct;
+    /// written in pieces cut at `cuts`; `keys` made a map whose names are checked.
+    Names {
+        /// A name, or not.
+        text: String,
+        /// Where the streaming check sees the text cut (byte offsets, rounded to chars).
+        cuts: Vec<u8>,
+        /// The keys of a map.
+        keys: Vec<String>,
+        /// A derived snapshot.
+        derived: Derived,
+    },
 }
 
 /// An input whose first byte is at least this feeds the rest, as it is, to a deserializer.
 pub const RAW: u8 = 0xC0;
 
+/// With [`RAW`], selects the second set of targets (the derived struct and its key) for
+/// `b % 8` in 0 and 1.
+pub const DERIVED: u8 = 0x10;
+
 /// Checks one input; panics on any failure.
 ///
 /// An input whose first byte `b` is at least [`RAW`] is raw bytes for a deserializer: JSON
 /// if bit 3 of `b` is set, else postcard, of the type `Target` number `b % 8` (in the
-/// order of its variants). Any other input is a [`Case`].
+/// order of its variants), or, with bit 4 ([`DERIVED`]) set and `b % 8` 0 or 1,
+/// `DerivedSnapshot` or `DerivedKey`. Any other input is a [`Case`].
 pub fn run(bytes: &[u8]) {
     match bytes.split_first() {
         Some((&first, rest)) if first >= RAW => {
             let target = match first % 8 {
+                0 if first & DERIVED != 0 => Target::DerivedSnapshot,
+                1 if first & DERIVED != 0 => Target::DerivedKey,
                 0 => Target::Snapshot,
                 1 => Target::NamedSnapshot,
                 2 => Target::Request,
@@ -213,6 +279,12 @@ impl Case {
                 check_errors(request.request(), WHY[usize::from(why) % WHY.len()]);
             }
             Case::RoundTrip(wire) => round_trip_wire(wire),
+            Case::Names {
+                text,
+                cuts,
+                keys,
+                derived,
+            } => check_names(&text, &cuts, &keys, &derived),
         }
     }
 }
@@ -518,5 +590,201 @@ fn decode(target: Target, json: bool, bytes: &[u8]) {
         Target::Id => decode_as::<ConnectionId>(json, bytes),
         Target::Stats => decode_as::<Stats>(json, bytes),
         Target::Config => decode_as::<Config>(json, bytes),
+        Target::DerivedSnapshot => decode_as::<Snapshot<Derived>>(json, bytes),
+        Target::DerivedKey => decode_as::<DerivedKey>(json, bytes),
     }
+}
+
+// ----- key names -----
+
+/// The name rules as the documentation states them, written without `check_name`'s code.
+fn reference_check(text: &str) -> Result<(), NameError> {
+    if text.is_empty() {
+        return Err(NameError::Empty);
+    }
+    if text.starts_with('@') {
+        return Err(NameError::Reserved);
+    }
+    // The first problem in reading order: a forbidden character where it stands, a bad
+    // chunk where it ends.
+    let mut start = 0;
+    for (i, c) in text.char_indices().chain([(text.len(), '/')]) {
+        if c == '/' {
+            let chunk = &text[start..i];
+            if chunk.is_empty() {
+                return Err(NameError::EmptyChunk);
+            }
+            if chunk == "." || chunk == ".." {
+                return Err(NameError::DotChunk);
+            }
+            start = i + 1;
+        } else if !(c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.') {
+            return Err(NameError::Char(c));
+        }
+    }
+    if text.len() > MAX_NAME_LEN {
+        return Err(NameError::TooLong);
+    }
+    Ok(())
+}
+
+/// A key that writes its text in the pieces given.
+struct Pieces<'a>(Vec<&'a str>);
+
+impl KeyName for Pieces<'_> {
+    fn write_name<W: std::fmt::Write + ?Sized>(&self, out: &mut W) -> std::fmt::Result {
+        self.0.iter().try_for_each(|piece| out.write_str(piece))
+    }
+
+    fn from_name(_: &str) -> Result<Self, KeyError> {
+        Err(KeyError::Unknown)
+    }
+}
+
+/// `text` cut at `cuts` (byte offsets, moved back to char boundaries).
+fn pieces<'a>(text: &'a str, cuts: &[u8]) -> Vec<&'a str> {
+    let mut at: Vec<usize> = cuts
+        .iter()
+        .map(|&c| {
+            let mut i = usize::from(c).min(text.len());
+            while !text.is_char_boundary(i) {
+                i -= 1;
+            }
+            i
+        })
+        .collect();
+    at.sort_unstable();
+    let mut out = Vec::new();
+    let mut start = 0;
+    for i in at.into_iter().chain([text.len()]) {
+        out.push(&text[start..i]);
+        start = i;
+    }
+    out
+}
+
+/// `K`'s name for `text`: parsed, it writes back as `text`; integers agree with `str::parse`
+/// on their one canonical form.
+fn check_key_type<K>(text: &str, expected: Option<K>)
+where
+    K: KeyName + PartialEq + Debug,
+{
+    let parsed = K::from_name(text).ok();
+    assert_eq!(
+        parsed,
+        expected,
+        "{text:?} as {}",
+        std::any::type_name::<K>()
+    );
+    if let Some(key) = parsed {
+        let mut out = String::new();
+        key.write_name(&mut out).expect("a key writes its name");
+        assert_eq!(out, text);
+    }
+}
+
+/// The canonical-integer reference: what `str::parse` accepts, written back identically.
+fn canonical<T: std::str::FromStr + ToString>(text: &str) -> Option<T> {
+    text.parse::<T>().ok().filter(|v| v.to_string() == text)
+}
+
+fn name_of<D: IDict>(key: &D::Key) -> Result<String, KeyError> {
+    let mut out = String::new();
+    D::write_name(key, &mut out).map(|()| out)
+}
+
+fn check_names(text: &str, cuts: &[u8], keys: &[String], derived: &Derived) {
+    // The rules: `check_name` is the documented reference, and the streaming check agrees
+    // however the text is cut.
+    let verdict = check_name(text);
+    assert_eq!(verdict, reference_check(text), "{text:?}");
+    if let Err(why) = verdict {
+        assert!(!why.to_string().is_empty());
+    }
+    let mut written = String::new();
+    let streamed = write_checked(&Pieces(pieces(text, cuts)), &mut written);
+    assert_eq!(
+        streamed,
+        verdict.map_err(KeyError::Invalid),
+        "{text:?} cut at {cuts:?}"
+    );
+    if streamed.is_ok() {
+        assert_eq!(written, text);
+    }
+
+    // Key types.
+    check_key_type::<u8>(text, canonical(text));
+    check_key_type::<i16>(text, canonical(text));
+    check_key_type::<u64>(text, canonical(text));
+    check_key_type::<i128>(text, canonical(text));
+    check_key_type::<bool>(text, text.parse().ok());
+    let mut chars = text.chars();
+    let one = chars.next().filter(|_| chars.next().is_none());
+    check_key_type::<char>(text, one);
+    check_key_type::<String>(text, Some(text.to_string()));
+    check_key_type::<heapless::String<8>>(text, heapless::String::try_from(text).ok());
+
+    // A map: every key named iff its text is a valid name, and parsed back; a name parsed
+    // iff valid and present.
+    let map: BTreeMap<String, i32> = keys.iter().cloned().zip(0..).collect();
+    let mut all_named = true;
+    map.visit(|key, value| {
+        let named = name_of::<BTreeMap<String, i32>>(key);
+        assert_eq!(
+            named.clone().map(|_| ()),
+            check_name(key).map_err(KeyError::Invalid)
+        );
+        match named {
+            Ok(name) => {
+                assert_eq!(&name, key);
+                assert_eq!(map.parse_key(&name).as_ref(), Ok(key));
+                assert_eq!(IDict::get(&map, key).as_ref(), Some(value));
+            }
+            Err(_) => all_named = false,
+        }
+    });
+    let parsed = map.parse_key(text);
+    match verdict {
+        Err(why) => assert_eq!(parsed, Err(KeyError::Invalid(why))),
+        Ok(()) if map.contains_key(text) => assert_eq!(parsed.as_deref(), Ok(text)),
+        Ok(()) => assert_eq!(parsed, Err(KeyError::Unknown)),
+    }
+    let json = serde_json::to_value(ByName(&map));
+    if all_named {
+        let object = json.expect("a map of named keys serializes");
+        let object = object.as_object().expect("an object");
+        assert_eq!(object.len(), map.len());
+        for (key, value) in &map {
+            assert_eq!(object[key.as_str()], serde_json::json!(value));
+        }
+    } else {
+        assert!(json.is_err());
+    }
+
+    // A derived struct: a name is a key iff it is one of the field names.
+    let parsed = derived.parse_key(text);
+    match DerivedKey::NAMES.iter().position(|name| *name == text) {
+        Some(i) => assert_eq!(parsed, Ok(DerivedKey::ALL[i])),
+        None => assert_eq!(
+            parsed,
+            Err(verdict.map_or_else(KeyError::Invalid, |()| KeyError::Unknown))
+        ),
+    }
+    assert_eq!(text.parse::<DerivedKey>(), parsed);
+    let mut seen = Vec::new();
+    derived.visit(|key, value| {
+        assert_eq!(derived.get(key).as_ref(), Some(value));
+        assert_eq!(value.key(), *key);
+        assert_eq!(name_of::<Derived>(key).as_deref(), Ok(key.name()));
+        seen.push(*key);
+    });
+    assert_eq!(seen, DerivedKey::ALL);
+    let mut copy = Derived::default();
+    copy.copy_from(derived);
+    assert_eq!(&copy, derived);
+    round_trip(derived);
+    let snapshot: Snapshot<Derived> =
+        serde_json::from_value(serde_json::json!({"seq": 1, "data": ByName(derived)}))
+            .expect("a derived snapshot from its object by name");
+    assert_eq!(snapshot.data(), derived);
 }

@@ -12,6 +12,14 @@
 #[path = "../board.rs"]
 #[allow(dead_code)]
 mod board;
+/// `plant.rs` declares `State` through this: here as it is, so that the baseline links
+/// nothing of the crate.
+macro_rules! state_derives {
+    ($state:item) => {
+        $state
+    };
+}
+
 #[path = "../plant.rs"]
 #[allow(dead_code)]
 mod plant;
@@ -50,7 +58,7 @@ fn main() -> ! {
         if NEW.swap(false, Ordering::Acquire) {
             let state = interrupt::free(|cs| LATEST.borrow(cs).get());
             if state.step.is_multiple_of(100) {
-                hprintln!("step {}: ch1 {}", state.step, state.channels[0] as u32);
+                hprintln!("step {}: ch1 {}", state.step, state.ch1 as u32);
                 lines += 1;
             }
         }

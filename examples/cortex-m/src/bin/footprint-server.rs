@@ -10,11 +10,17 @@
 #[path = "../board.rs"]
 #[allow(dead_code)]
 mod board;
+/// `plant.rs` declares `State` through this: here with `#[derive(IDict)]`.
+macro_rules! state_derives {
+    ($state:item) => {
+        #[derive(queueserver::IDict)]
+        $state
+    };
+}
+
 #[path = "../plant.rs"]
 #[allow(dead_code)]
 mod plant;
-#[path = "../state_idict.rs"]
-mod state_idict;
 
 use core::cell::RefCell;
 use core::mem::MaybeUninit;
@@ -25,7 +31,7 @@ use cortex_m_rt::{entry, exception};
 use cortex_m_semihosting::{debug, hprintln};
 use embedded_alloc::LlffHeap;
 use panic_semihosting as _;
-use plant::State;
+use plant::{State, StateKey, StateValue};
 use queueserver::{Builder, Connection, ConnectionError, FlagNotify, Publisher, Request};
 use queueserver::{Response, Snapshot};
 
@@ -50,18 +56,19 @@ struct Printer {
 impl Connection<State> for Printer {
     fn on_update(&mut self, snapshot: &Snapshot<State>) -> Result<(), ConnectionError> {
         if snapshot.step.is_multiple_of(100) {
-            hprintln!(
-                "step {}: ch1 {}",
-                snapshot.step,
-                snapshot.channels[0] as u32
-            );
+            hprintln!("step {}: ch1 {}", snapshot.step, snapshot.ch1 as u32);
             self.lines += 1;
         }
         Ok(())
     }
 
     fn on_response(&mut self, response: Response<'_, State>) -> Result<(), ConnectionError> {
-        if let Response::Value { value, seq, .. } = response {
+        if let Response::Value {
+            value: StateValue::Ch1(value),
+            seq,
+            ..
+        } = response
+        {
             hprintln!("value of #{}: {}", seq as u32, *value as u32);
             self.lines += 1;
         }
@@ -105,7 +112,7 @@ fn main() -> ! {
         if NOTIFY.take() {
             if server.snapshot().step.is_multiple_of(150) {
                 // A refusal is harmless here: the next period asks again.
-                let _ = server.put_request(Request::key(printer, 1));
+                let _ = server.put_request(Request::key(printer, StateKey::Ch1));
             }
             server.poll();
         }

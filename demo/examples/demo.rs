@@ -4,16 +4,18 @@
 //! The setpoint is a square wave, so the figures keep moving. A control thread steps the
 //! plant every 100 µs (sleep until just before the deadline, then spin) and publishes
 //! every step with [`Publisher::put_update`]: the only crate call on that thread, wait-free
-//! and allocation-free. The state is a plain struct of `f64`s implementing [`IDict`], so
-//! the copy into the triple buffer is a memcpy.
+//! and allocation-free. The state is a plain struct of `f64`s with `#[derive(IDict)]`: its
+//! keys are the generated `PlantKey`, its values `f64`, and the copy into the triple buffer
+//! is a field-by-field copy.
 //!
 //! A poller thread ([`Runner::every`], 1 ms period) owns the server and three connections:
 //!
 //! 1. **ui**: subscribes to updates, which the server limits to one every 33 ms (the limit
 //!    applies to every subscriber);
-//! 2. **probe**: does not subscribe; a requester thread floods the server with key
-//!    requests (many duplicates, one unknown key) and counts the ones it gets back because
-//!    the queue or the probe's share of it is full;
+//! 2. **probe**: a [`Client`], which does not subscribe: four threads turn key names into
+//!    keys (as a network client would; one name is no key, and is refused there with a
+//!    typed error) and ask the client for them in turn (many duplicates), waiting for each
+//!    answer as GUI threads would; asks for the same key at the same time share one request;
 //! 3. **slow**: subscribes, and takes 2 ms over each update, on the poller's thread.
 //!
 //! Progress is printed once per second on stderr. At the end the demo prints the loop's
@@ -29,9 +31,10 @@
 //! cargo run --release --example demo [-- --seconds N]
 //! ```
 
+use queueserver::client::DEFAULT_MAX_ASKS;
 use queueserver::{
-    Builder, Config, Connection, ConnectionError, ConnectionId, IDict, NoNotify, Publisher,
-    Request, RequestError, Requester, Response, Runner, Snapshot, StdClock,
+    Answer, Builder, Client, Config, Connection, ConnectionError, IDict, NoNotify, Publisher,
+    Response, Runner, Snapshot, StdClock,
 };
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -47,12 +50,14 @@ const SPIN: Duration = Duration::from_micros(50);
 const POLL_PERIOD: Duration = Duration::from_millis(1);
 /// Subscribers get at most one snapshot per this interval (about 30 Hz).
 const UI_INTERVAL: Duration = Duration::from_millis(33);
-/// Nominal interval between two probe requests.
-const PROBE_INTERVAL: Duration = Duration::from_micros(20);
+/// Threads asking the probe for values.
+const PROBERS: usize = 4;
+/// How long a probe thread waits for an answer at most.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(100);
 /// How long the slow connection takes over each update.
 const SLOW_UPDATE: Duration = Duration::from_millis(2);
-/// The keys the probe asks for, in turn: mostly duplicates, and one key the plant lacks.
-const PROBE_KEYS: [&str; 6] = [
+/// The names the probe asks for, in turn: mostly duplicates, and one the plant lacks.
+const PROBE_NAMES: [&str; 6] = [
     "position", "velocity", "position", "force", "position", "torque",
 ];
 /// Default run time.
@@ -64,9 +69,10 @@ const MAXC: usize = 4;
 
 // ----- the plant -------------------------------------------------------------------------
 
-/// The published state of the plant and its controller. `Copy`, so publishing it is a
-/// plain copy with no allocation.
-#[derive(Clone, Copy, Debug, Default)]
+/// The published state of the plant and its controller. Every field an `f64`, so the
+/// derived IDict's value type is `f64`; publishing copies it field by field, with no
+/// allocation.
+#[derive(Clone, Copy, Debug, Default, IDict)]
 struct Plant {
     /// Simulated time, s.
     time: f64,
@@ -80,27 +86,6 @@ struct Plant {
     setpoint: f64,
     /// Kinetic plus spring energy, J.
     energy: f64,
-}
-
-impl IDict for Plant {
-    type Key = &'static str;
-    type Value = f64;
-
-    fn get(&self, key: &&'static str) -> Option<f64> {
-        match *key {
-            "time" => Some(self.time),
-            "position" => Some(self.position),
-            "velocity" => Some(self.velocity),
-            "force" => Some(self.force),
-            "setpoint" => Some(self.setpoint),
-            "energy" => Some(self.energy),
-            _ => None,
-        }
-    }
-
-    fn copy_from(&mut self, source: &Self) {
-        *self = *source;
-    }
 }
 
 impl Plant {
@@ -184,48 +169,6 @@ impl Connection<State> for Slow {
     }
 }
 
-/// Answers the probe received, shared with the main thread.
-#[derive(Debug, Default)]
-struct ProbeCounts {
-    values: AtomicU64,
-    not_found: AtomicU64,
-    last_position: AtomicU64,
-}
-
-/// Asks for single values and never subscribes to updates.
-struct Probe {
-    counts: Arc<ProbeCounts>,
-}
-
-impl Connection<State> for Probe {
-    /// Never called: the probe does not subscribe.
-    fn on_update(&mut self, _: &Snapshot<State>) -> Result<(), ConnectionError> {
-        Ok(())
-    }
-
-    fn on_response(&mut self, response: Response<'_, State>) -> Result<(), ConnectionError> {
-        match response {
-            Response::Value { key, value, .. } => {
-                self.counts.values.fetch_add(1, Ordering::Relaxed);
-                if *key == "position" {
-                    self.counts
-                        .last_position
-                        .store(value.to_bits(), Ordering::Relaxed);
-                }
-            }
-            Response::NotFound { .. } => {
-                self.counts.not_found.fetch_add(1, Ordering::Relaxed);
-            }
-            Response::Snapshot(_) => {}
-        }
-        Ok(())
-    }
-
-    fn wants_updates(&self) -> bool {
-        false
-    }
-}
-
 // ----- the control loop ------------------------------------------------------------------
 
 /// What the control thread shares with the progress printer while it runs.
@@ -237,7 +180,7 @@ struct LoopCounts {
 
 /// What the control thread hands back when it stops.
 struct LoopResult {
-    publisher: Publisher<State, NoNotify>,
+    publisher: Publisher<State>,
     /// Time between the starts of consecutive steps, ns.
     periods: Vec<u32>,
     /// Time spent in each `put_update`, ns, timer overhead included.
@@ -268,7 +211,7 @@ fn nanos(d: Duration) -> u32 {
 /// The sample vectors are allocated before the loop starts and never grow: once full,
 /// further samples are dropped, so the loop itself does not allocate.
 fn control_loop(
-    mut publisher: Publisher<State, NoNotify>,
+    mut publisher: Publisher<State>,
     stop: &AtomicBool,
     counts: &LoopCounts,
     capacity: usize,
@@ -332,48 +275,48 @@ fn control_loop(
     }
 }
 
-// ----- the probe's requester -------------------------------------------------------------
+// ----- the probe: a client asked from several threads ----------------------------------
 
-/// What the requester thread counted.
+/// How the probe's gets ended, counted by the threads that made them.
 #[derive(Debug, Default)]
-struct RequesterCounts {
-    put: AtomicU64,
-    accepted: AtomicU64,
-    over_quota: AtomicU64,
-    full: AtomicU64,
-    other: AtomicU64,
+struct ProbeCounts {
+    /// Names that are no key of the plant, refused before anything is asked.
+    unknown_names: AtomicU64,
+    values: AtomicU64,
+    not_found: AtomicU64,
+    failed: AtomicU64,
+    last_position: AtomicU64,
 }
 
-/// Puts one request every [`PROBE_INTERVAL`] on average, until `stop`: a sleep that
-/// overshoots is made up by a burst of at most `MAX_BURST` requests. A refused request
-/// is counted and dropped, never retried.
-fn probe_requests(
-    requester: &Requester<&'static str, NoNotify, Q, MAXC>,
-    probe: ConnectionId,
-    stop: &AtomicBool,
-    counts: &RequesterCounts,
-) {
-    const MAX_BURST: u64 = 16;
-    let start = Instant::now();
-    let mut sent = 0u64;
-    let mut key = 0usize;
+/// Asks `client` for the keys named in [`PROBE_NAMES`] in turn, from the `first`, waiting
+/// for each answer, until `stop`. A name that is no key is counted and never asked for.
+fn ask_in_turn(client: &Client<State>, first: usize, stop: &AtomicBool, counts: &ProbeCounts) {
+    let mut next = first;
     while !stop.load(Ordering::Relaxed) {
-        let due = (start.elapsed().as_nanos() / PROBE_INTERVAL.as_nanos()) as u64;
-        for _ in 0..due.saturating_sub(sent).min(MAX_BURST) {
-            let request = Request::key(probe, PROBE_KEYS[key]);
-            key = (key + 1) % PROBE_KEYS.len();
-            counts.put.fetch_add(1, Ordering::Relaxed);
-            let counter = match requester.put_request(request) {
-                Ok(()) => &counts.accepted,
-                Err(RequestError::OverQuota(_)) => &counts.over_quota,
-                Err(RequestError::Full(_)) => &counts.full,
-                Err(_) => &counts.other,
-            };
-            counter.fetch_add(1, Ordering::Relaxed);
+        let name = PROBE_NAMES[next];
+        next = (next + 1) % PROBE_NAMES.len();
+        let Ok(key) = name.parse::<PlantKey>() else {
+            counts.unknown_names.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        match client.get(key, PROBE_TIMEOUT) {
+            Ok(Answer {
+                value: Some(value), ..
+            }) => {
+                counts.values.fetch_add(1, Ordering::Relaxed);
+                if key == PlantKey::Position {
+                    counts
+                        .last_position
+                        .store(value.to_bits(), Ordering::Relaxed);
+                }
+            }
+            Ok(Answer { value: None, .. }) => {
+                counts.not_found.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => {
+                counts.failed.fetch_add(1, Ordering::Relaxed);
+            }
         }
-        // Whatever the burst did not cover is skipped, not owed.
-        sent = sent.max(due);
-        thread::sleep(PROBE_INTERVAL);
     }
 }
 
@@ -439,7 +382,7 @@ fn main() -> ExitCode {
         .clock(StdClock::new())
         .config(config)
         .capacity::<Q, MAXC>()
-        .build::<Conn>();
+        .build();
     let (publisher, mut server) = match built {
         Ok(parts) => parts,
         Err(error) => {
@@ -455,13 +398,14 @@ fn main() -> ExitCode {
     let ui = add(Box::new(Ui {
         counts: Arc::clone(&ui_counts),
     }));
-    let probe = add(Box::new(Probe {
-        counts: Arc::clone(&probe_counts),
-    }));
     let slow = add(Box::new(Slow {
         counts: Arc::clone(&slow_counts),
     }));
-    let requester = server.requester();
+    let client = Client::attach(server.requester(), DEFAULT_MAX_ASKS, |connection| {
+        server.add_connection(connection.into())
+    })
+    .expect("MAXC slots hold the demo's three connections");
+    let probe = client.id();
     let reader = server.reader();
     let share = server.share();
 
@@ -485,7 +429,6 @@ fn main() -> ExitCode {
     let stop_loop = Arc::new(AtomicBool::new(false));
     let stop_probe = Arc::new(AtomicBool::new(false));
     let loop_counts = Arc::new(LoopCounts::default());
-    let requester_counts = Arc::new(RequesterCounts::default());
 
     let capacity = usize::try_from(seconds)
         .unwrap_or(usize::MAX / 2)
@@ -498,15 +441,16 @@ fn main() -> ExitCode {
             .spawn(move || control_loop(publisher, &stop, &counts, capacity))
             .expect("spawn the control thread")
     };
-    let prober = {
-        let (stop, counts) = (Arc::clone(&stop_probe), Arc::clone(&requester_counts));
-        thread::Builder::new()
-            .name("probe".into())
-            .spawn(move || {
-                probe_requests(&requester, probe, &stop, &counts);
-            })
-            .expect("spawn the probe thread")
-    };
+    let probers: Vec<_> = (0..PROBERS)
+        .map(|first| {
+            let (client, stop) = (client.clone(), Arc::clone(&stop_probe));
+            let counts = Arc::clone(&probe_counts);
+            thread::Builder::new()
+                .name(format!("probe {first}"))
+                .spawn(move || ask_in_turn(&client, first, &stop, &counts))
+                .expect("spawn a probe thread")
+        })
+        .collect();
 
     // ----- progress, once per second -----
     let started = Instant::now();
@@ -517,7 +461,7 @@ fn main() -> ExitCode {
         let latest = reader.load();
         eprintln!(
             "[{:>5.1} s] published {:>7}  overruns {:>3}  latest seq {:>7} position {:+.4}  \
-             ui {:>4}  slow {:>4}  probe answers {:>6} (rejected {:>7})",
+             ui {:>4}  slow {:>4}  probe gets {:>6} in {:>6} requests",
             started.elapsed().as_secs_f64(),
             loop_counts.steps.load(Ordering::Relaxed),
             loop_counts.overruns.load(Ordering::Relaxed),
@@ -527,14 +471,15 @@ fn main() -> ExitCode {
             slow_counts.updates.load(Ordering::Relaxed),
             probe_counts.values.load(Ordering::Relaxed)
                 + probe_counts.not_found.load(Ordering::Relaxed),
-            requester_counts.over_quota.load(Ordering::Relaxed)
-                + requester_counts.full.load(Ordering::Relaxed),
+            client.stats().requests_sent,
         );
     }
 
     // ----- shut down: requests first, then the loop, then the poller -----
     stop_probe.store(true, Ordering::Relaxed);
-    prober.join().expect("the probe thread panicked");
+    for prober in probers {
+        prober.join().expect("a probe thread panicked");
+    }
     stop_loop.store(true, Ordering::Relaxed);
     let LoopResult {
         publisher,
@@ -604,18 +549,14 @@ fn main() -> ExitCode {
         stats.deliveries,
     );
     println!(
-        "requests: put {}, accepted {}, rejected {} (over quota {}, full {}, other {}), \
-         consolidated {}, answered {}, orphaned {}, pending {pending}; reads {}, pending high \
-         water {}",
-        requester_counts.put.load(Ordering::Relaxed),
+        "requests: accepted {}, rejected {}, consolidated {}, answered {}, orphaned {}, \
+         abandoned {}, pending {pending}; reads {}, pending high water {}",
         stats.requests_accepted,
         stats.requests_rejected,
-        requester_counts.over_quota.load(Ordering::Relaxed),
-        requester_counts.full.load(Ordering::Relaxed),
-        requester_counts.other.load(Ordering::Relaxed),
         stats.requests_consolidated,
         stats.requests_answered,
         stats.requests_orphaned,
+        stats.requests_abandoned,
         stats.reads,
         stats.pending_high_water,
     );
@@ -637,31 +578,41 @@ fn main() -> ExitCode {
             counts.last_seq.load(Ordering::Relaxed),
         );
     }
-    println!(
-        "  probe {probe} {}: {} values, {} not found, last position {:+.4}",
-        attached(probe),
+    let asks = client.stats();
+    let (got, not_found, failed) = (
         probe_counts.values.load(Ordering::Relaxed),
         probe_counts.not_found.load(Ordering::Relaxed),
+        probe_counts.failed.load(Ordering::Relaxed),
+    );
+    let unknown_names = probe_counts.unknown_names.load(Ordering::Relaxed);
+    println!(
+        "  probe {probe} {}: {} gets from {PROBERS} threads ({got} values, {not_found} not \
+         found, {failed} failed) in {} requests ({} refused for room and put again); \
+         {unknown_names} names refused as no key; last position {:+.4}",
+        attached(probe),
+        got + not_found + failed,
+        asks.requests_sent,
+        asks.requests_deferred,
         f64::from_bits(probe_counts.last_position.load(Ordering::Relaxed)),
     );
-    println!(
-        "final snapshot: seq {}, position {:+.4}, setpoint {:+.1}, energy {:.4}",
-        server.snapshot().seq(),
-        server.snapshot().position,
-        server.snapshot().setpoint,
-        server.snapshot().energy,
-    );
+    // Any IDict lists its values by name: what a transport would show.
+    let mut values = String::new();
+    server.snapshot().visit(|key, value| {
+        values.push_str(if values.is_empty() { "" } else { ", " });
+        Plant::write_name(key, &mut values).expect("derived keys have names");
+        values.push_str(&format!(" {value:+.4}"));
+    });
+    println!("final snapshot #{}: {values}", server.snapshot().seq());
 
     // ----- accounting -----
-    let answers = probe_counts.values.load(Ordering::Relaxed)
-        + probe_counts.not_found.load(Ordering::Relaxed);
     let checks = [
         (
-            "requests_accepted == answered + consolidated + orphaned + pending",
+            "requests_accepted == answered + consolidated + orphaned + abandoned + pending",
             stats.requests_accepted
                 == stats.requests_answered
                     + stats.requests_consolidated
                     + stats.requests_orphaned
+                    + stats.requests_abandoned
                     + pending as u64,
         ),
         (
@@ -682,13 +633,33 @@ fn main() -> ExitCode {
             stats.updates_published == publisher.published(),
         ),
         (
-            "probe answers == requests_answered",
-            answers == stats.requests_answered,
+            // The probe is the only connection that asks.
+            "probe requests sent == requests_accepted",
+            asks.requests_sent == stats.requests_accepted,
         ),
         (
-            "requests put == accepted + rejected",
-            requester_counts.put.load(Ordering::Relaxed)
-                == stats.requests_accepted + stats.requests_rejected,
+            "probe requests refused for room == requests_rejected",
+            asks.requests_deferred == stats.requests_rejected,
+        ),
+        (
+            "probe responses == requests_answered",
+            asks.responses == stats.requests_answered,
+        ),
+        (
+            "probe gets answered == values + not found",
+            asks.answered == got + not_found,
+        ),
+        (
+            "probe gets == answered + expired + closed + refused",
+            got + not_found + failed == asks.answered + asks.expired + asks.closed + asks.refused,
+        ),
+        (
+            "every key asked for exists: no answer is \"not found\"",
+            not_found == 0,
+        ),
+        (
+            "the name that is no key was refused before any ask",
+            unknown_names > 0,
         ),
     ];
     let mut ok = true;

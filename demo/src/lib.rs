@@ -1,0 +1,1 @@
+//! The workspace's demo: see `examples/demo.rs` and the workspace README.

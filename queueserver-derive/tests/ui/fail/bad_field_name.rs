@@ -1,0 +1,8 @@
+use queueserver::IDict;
+
+#[derive(Clone, IDict)]
+struct Motor {
+    größe: f64,
+}
+
+fn main() {}

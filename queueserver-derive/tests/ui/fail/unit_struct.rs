@@ -1,0 +1,6 @@
+use queueserver::IDict;
+
+#[derive(Clone, IDict)]
+struct Nothing;
+
+fn main() {}

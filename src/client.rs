@@ -1,0 +1,700 @@
+//! [`Client`] (std): ask for a value from any thread, and get the answer back.
+//!
+//! A client is bound to one connection of a server, a [`ClientConnection`] the poller owns.
+//! Any number of threads and tasks share it (it is `Send + Sync + Clone`) and ask through
+//! it, blocking ([`Client::get`], [`Client::get_all`]) or async ([`Client::get_async`],
+//! [`Client::get_all_async`], futures for any executor). It is built on the
+//! [`asks`](crate::asks) machinery, so:
+//!
+//! - concurrent asks for the same key share one request: the first puts it, the others
+//!   join it, and the answer comes back to all of them;
+//! - every ask has a deadline, and ends by it: answered, or with an [`AskError`] saying
+//!   why not ([`TimedOut`](AskError::TimedOut), or [`Full`](AskError::Full) /
+//!   [`OverQuota`](AskError::OverQuota) when the request could not be queued before the
+//!   deadline; requests refused for want of room are tried again while the caller waits);
+//! - at most `max_asks` asks are outstanding at once; past that, an ask fails at once with
+//!   [`AskError::TooManyAsks`];
+//! - when the connection is dropped (the server dropped, or the connection removed and
+//!   dropped) every waiting caller gets [`AskError::Closed`] at once; once the server has
+//!   closed its request side, an ask that cannot be queued gets `Closed` too.
+//!
+//! The client speaks for its own connection only: its id is fixed when it is attached, and
+//! no method takes another.
+//!
+//! One case still ends at the deadline rather than at once: a connection removed with
+//! [`remove_connection`](crate::QueueServer::remove_connection) and *kept* (not dropped).
+//! The server then drops its queued requests (counted orphaned) without telling it, so the
+//! asks waiting for them end `TimedOut`; the next request the client puts is refused as
+//! unknown, which ends every ask with `Closed`. Dropping the removed connection ends them
+//! all at once.
+//!
+//! # Where things run
+//!
+//! | operation | where | guarantee |
+//! |---|---|---|
+//! | [`Client::get`], [`Client::get_all`] | any thread | blocks until the answer or the deadline; allocates (a small slot per ask, and the query's entry when no other caller is asking for it) |
+//! | [`Client::get_async`], [`Client::get_all_async`] | any task | the future only uses its `Waker`; a helper thread, started on the first async ask, ends the asks whose deadline passes |
+//! | answering (in the [`ClientConnection`]) | poller | a short lock; one copy of the value (or the snapshot) per answer, shared by its callers through an `Arc`; one `Waker::wake` each; never blocks on a caller |
+//!
+//! ```
+//! use queueserver::{QueueServer, Runner};
+//! use std::collections::BTreeMap;
+//! use std::time::Duration;
+//!
+//! type State = BTreeMap<&'static str, f64>;
+//!
+//! let (mut publisher, mut server) = QueueServer::new(State::from([("x", 0.0)]));
+//! let client = server.add_client().unwrap();
+//! let runner = Runner::every(server, Duration::from_millis(1)).unwrap();
+//!
+//! publisher.put_update(&State::from([("x", 4.0)]));
+//! let asker = client.clone();
+//! let answer = std::thread::spawn(move || asker.get("x", Duration::from_secs(10)))
+//!     .join()
+//!     .unwrap()
+//!     .unwrap();
+//! assert_eq!(answer.value, Some(4.0));
+//! assert_eq!(client.get("nope", Duration::from_secs(10)).unwrap().value, None);
+//!
+//! let all = futures_executor::block_on(client.get_all_async(Duration::from_secs(10)));
+//! assert_eq!(all.unwrap()["x"], 4.0);
+//! runner.shutdown().unwrap();
+//! ```
+
+use crate::asks::{Asker, Asks, Ticket};
+use crate::clock::Clock;
+use crate::connection::{Connection, ConnectionError, ConnectionId, Response};
+use crate::idict::IDict;
+use crate::notify::Notify;
+use crate::park;
+use crate::request::{Query, Requester};
+use crate::server::{ConnectionsFull, QueueServer};
+use crate::snapshot::Snapshot;
+use alloc::boxed::Box;
+use atomic_waker::AtomicWaker;
+use core::fmt;
+use core::future::Future;
+use core::pin::Pin;
+use core::task::{Context, Poll};
+use core::time::Duration;
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
+use std::time::Instant;
+
+pub use crate::asks::{AskError, AskStats};
+
+/// How many asks a client made by [`QueueServer::add_client`] may have outstanding.
+pub const DEFAULT_MAX_ASKS: usize = 1024;
+
+/// A waiting caller with its query unsent retries at first after this long...
+const RETRY_MIN: Duration = Duration::from_micros(50);
+/// ...then twice as long each time, up to this.
+const RETRY_MAX: Duration = Duration::from_millis(2);
+
+/// The answer for one key: its value (`None` when the snapshot has no such key) and the
+/// sequence number of the snapshot it was read from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Answer<V> {
+    /// The value, or `None` for a key the snapshot does not have.
+    pub value: Option<V>,
+    /// The number of the snapshot read.
+    pub seq: u64,
+}
+
+/// A one-shot result with the waker of whoever waits for it. Completed once, by whoever
+/// ended the ask (only one can: the table hands an asker to one party).
+struct Slot<T> {
+    result: OnceLock<Result<T, AskError>>,
+    waker: AtomicWaker,
+}
+
+impl<T> Slot<T> {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            result: OnceLock::new(),
+            waker: AtomicWaker::new(),
+        })
+    }
+
+    /// Sets the result, if not set yet, and wakes the waiter. Never blocks: the slot has
+    /// one writer, and `AtomicWaker::wake` is lock-free.
+    fn complete(&self, result: Result<T, AskError>) {
+        if self.result.set(result).is_ok() {
+            self.waker.wake();
+        }
+    }
+}
+
+/// What the poller hands the askers of a query: prepared once per answer, shared by all.
+enum Reply<D: IDict> {
+    Key(Arc<Answer<D::Value>>),
+    All(Arc<Snapshot<D>>),
+}
+
+impl<D: IDict> Reply<D> {
+    fn new(response: &Response<'_, D>) -> Self
+    where
+        D::Value: Clone,
+    {
+        match response {
+            Response::Value { value, seq, .. } => Self::Key(Arc::new(Answer {
+                value: Some((*value).clone()),
+                seq: *seq,
+            })),
+            Response::NotFound { seq, .. } => Self::Key(Arc::new(Answer {
+                value: None,
+                seq: *seq,
+            })),
+            Response::Snapshot(snapshot) => Self::All(Arc::new((*snapshot).clone())),
+        }
+    }
+}
+
+/// A caller of this process waiting for its slot.
+enum ClientAsker<D: IDict> {
+    Key(Arc<Slot<Arc<Answer<D::Value>>>>),
+    All(Arc<Slot<Arc<Snapshot<D>>>>),
+}
+
+impl<D: IDict> Asker for ClientAsker<D> {
+    type Reply = Reply<D>;
+
+    fn answer(self, reply: &Reply<D>) {
+        match (&self, reply) {
+            (Self::Key(slot), Reply::Key(answer)) => slot.complete(Ok(Arc::clone(answer))),
+            (Self::All(slot), Reply::All(snapshot)) => slot.complete(Ok(Arc::clone(snapshot))),
+            // A key's askers only ever get a key's reply; were it otherwise, `drop` would
+            // tell the caller `Closed` rather than hand it a wrong answer.
+            _ => {}
+        }
+    }
+
+    fn fail(self, error: AskError) {
+        self.fail_with(error);
+    }
+}
+
+impl<D: IDict> ClientAsker<D> {
+    fn fail_with(&self, error: AskError) {
+        match self {
+            Self::Key(slot) => slot.complete(Err(error)),
+            Self::All(slot) => slot.complete(Err(error)),
+        }
+    }
+}
+
+impl<D: IDict> Drop for ClientAsker<D> {
+    /// An asker dropped before it was told (a thread unwound through the machinery, or a
+    /// withdrawn ask) tells its caller `Closed`; after an answer this does nothing.
+    fn drop(&mut self) {
+        self.fail_with(AskError::Closed);
+    }
+}
+
+/// The connection of a [`Client`]: the poller owns it and hands the server's answers to
+/// the waiting callers. It does not subscribe to updates (use a
+/// [`Reader`](crate::Reader) for those).
+///
+/// Dropping it (removing it, or dropping the server) ends every waiting ask with
+/// [`AskError::Closed`].
+pub struct ClientConnection<D: IDict> {
+    responder: crate::asks::Responder<D, ClientAsker<D>>,
+}
+
+impl<D: IDict> Connection<D> for ClientConnection<D>
+where
+    D::Value: Clone,
+{
+    /// Never called: a client does not subscribe.
+    fn on_update(&mut self, _: &Snapshot<D>) -> Result<(), ConnectionError> {
+        Ok(())
+    }
+
+    fn on_response(&mut self, response: Response<'_, D>) -> Result<(), ConnectionError> {
+        self.responder.respond(&response, Reply::new);
+        Ok(())
+    }
+
+    fn wants_updates(&self) -> bool {
+        false
+    }
+}
+
+impl<D> From<ClientConnection<D>> for Box<dyn Connection<D> + Send>
+where
+    D: IDict + 'static,
+    D::Value: Clone + Send + Sync,
+    D: Sync,
+{
+    fn from(connection: ClientConnection<D>) -> Self {
+        Box::new(connection)
+    }
+}
+
+impl<D: IDict> fmt::Debug for ClientConnection<D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientConnection").finish_non_exhaustive()
+    }
+}
+
+/// Ends the async asks whose deadline passes, and retries requests refused for want of
+/// room, on a thread of its own: the futures use only their `Waker`, so nothing else would
+/// wake them at their deadline.
+struct Timer {
+    control: Arc<TimerControl>,
+    started: OnceLock<()>,
+}
+
+struct TimerControl {
+    state: Mutex<TimerState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct TimerState {
+    due: Option<Instant>,
+    stop: bool,
+}
+
+impl TimerControl {
+    fn state(&self) -> std::sync::MutexGuard<'_, TimerState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Makes the thread sweep by `at` at the latest.
+    fn wake_by(&self, at: Instant) {
+        let mut state = self.state();
+        if state.due.map_or(true, |due| at < due) {
+            state.due = Some(at);
+            self.changed.notify_one();
+        }
+    }
+
+    /// Waits until a sweep is due; `false` once the client is gone.
+    fn wait(&self) -> bool {
+        let mut state = self.state();
+        loop {
+            if state.stop {
+                return false;
+            }
+            match state.due {
+                None => {
+                    state = self
+                        .changed
+                        .wait(state)
+                        .unwrap_or_else(PoisonError::into_inner)
+                }
+                Some(due) => {
+                    let now = Instant::now();
+                    if now >= due {
+                        state.due = None;
+                        return true;
+                    }
+                    state = self
+                        .changed
+                        .wait_timeout(state, due - now)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0;
+                }
+            }
+        }
+    }
+}
+
+impl Timer {
+    fn new() -> Self {
+        Self {
+            control: Arc::new(TimerControl {
+                state: Mutex::new(TimerState::default()),
+                changed: Condvar::new(),
+            }),
+            started: OnceLock::new(),
+        }
+    }
+
+    /// Makes the helper sweep `asks` by `at`, starting it if it is not running.
+    fn wake_by<D>(&self, at: Instant, asks: &Asks<D, ClientAsker<D>>)
+    where
+        D: IDict + Sync + 'static,
+        D::Value: Clone + Send + Sync,
+    {
+        self.started.get_or_init(|| {
+            let (control, asks) = (Arc::clone(&self.control), asks.clone());
+            std::thread::Builder::new()
+                .name("queueserver-client".into())
+                .spawn(move || {
+                    while control.wait() {
+                        let now = Instant::now();
+                        let sweep = asks.sweep(now);
+                        let retry = sweep.unsent.then(|| now + RETRY_MAX);
+                        if let Some(at) = sweep.next_deadline.into_iter().chain(retry).min() {
+                            control.wake_by(at);
+                        }
+                    }
+                })
+                .expect("spawn the client's deadline thread");
+        });
+        self.control.wake_by(at);
+    }
+}
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        self.control.state().stop = true;
+        self.control.changed.notify_one();
+    }
+}
+
+/// What the handles of one client share.
+struct Shared<D: IDict> {
+    asks: Asks<D, ClientAsker<D>>,
+    timer: Timer,
+}
+
+/// Asks for values through one connection, from any thread or task: `Send + Sync +
+/// Clone`. See the [module docs](self).
+///
+/// Made by [`QueueServer::add_client`], or by [`Client::attach`] for a server with other
+/// connections too.
+pub struct Client<D: IDict> {
+    shared: Arc<Shared<D>>,
+}
+
+impl<D: IDict> Clone for Client<D> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<D> Client<D>
+where
+    D: IDict + Sync + 'static,
+    D::Value: Clone + Send + Sync,
+{
+    /// Makes a client and its connection, and attaches the connection with `attach`, which
+    /// returns the id it was attached under. At most `max_asks` asks may be outstanding.
+    ///
+    /// `requester` must be the requester of the server `attach` adds the connection to, and
+    /// `attach` must return the id that server gave it: that is the only place an id
+    /// enters a client.
+    ///
+    /// ```
+    /// use queueserver::{Client, Connection, QueueServer};
+    /// use queueserver::client::DEFAULT_MAX_ASKS;
+    /// # use std::collections::BTreeMap;
+    /// # type State = BTreeMap<&'static str, f64>;
+    ///
+    /// let (_publisher, mut server) = QueueServer::new(State::new());
+    /// let client = Client::attach(server.requester(), DEFAULT_MAX_ASKS, |connection| {
+    ///     server.add_connection(connection.into()) // a server of `Box<dyn Connection<State> + Send>`
+    /// })
+    /// .unwrap();
+    /// # let _: &queueserver::QueueServer<State, Box<dyn Connection<State> + Send>> = &server;
+    /// assert!(server.is_attached(client.id()));
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// Whatever `attach` returns (for `add_connection`, the connection handed back when
+    /// every slot is taken).
+    pub fn attach<N, E, const Q: usize, const MAXC: usize>(
+        requester: Requester<D::Key, N, Q, MAXC>,
+        max_asks: usize,
+        attach: impl FnOnce(ClientConnection<D>) -> Result<ConnectionId, E>,
+    ) -> Result<Self, E>
+    where
+        N: Notify + 'static,
+    {
+        let asks = Asks::attach(requester, max_asks, |responder| {
+            attach(ClientConnection { responder })
+        })?;
+        Ok(Self {
+            shared: Arc::new(Shared {
+                asks,
+                timer: Timer::new(),
+            }),
+        })
+    }
+
+    /// The value of `key`, read by the poller from its newest snapshot.
+    ///
+    /// **Any thread; blocks** until the answer comes or `timeout` passes. Joins the
+    /// request in flight for `key`, if another caller made one; else puts one, and tries
+    /// again while the queue is full or the connection's share is taken.
+    ///
+    /// # Errors
+    ///
+    /// [`AskError::TimedOut`], [`AskError::Full`] or [`AskError::OverQuota`] when
+    /// `timeout` passes first (the last two when the request could not be queued);
+    /// [`AskError::Closed`] when no answer will come; [`AskError::TooManyAsks`], at once,
+    /// when the client has its bound of asks outstanding.
+    pub fn get(&self, key: D::Key, timeout: Duration) -> Result<Answer<D::Value>, AskError> {
+        let slot = Slot::new();
+        let asker = ClientAsker::Key(Arc::clone(&slot));
+        let answer = self.wait(Query::Key(key), asker, &slot, timeout)?;
+        Ok(Answer::clone(&answer))
+    }
+
+    /// The whole newest snapshot the poller has, shared between every caller that asked
+    /// for it at the same time.
+    ///
+    /// **Any thread; blocks**, as [`get`](Self::get).
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Self::get).
+    pub fn get_all(&self, timeout: Duration) -> Result<Arc<Snapshot<D>>, AskError> {
+        let slot = Slot::new();
+        let asker = ClientAsker::All(Arc::clone(&slot));
+        self.wait(Query::All, asker, &slot, timeout)
+    }
+
+    /// [`get`](Self::get) as a future, for any executor.
+    ///
+    /// **Any task.** The ask is made when the future is first polled, and the timeout
+    /// counts from this call. Dropping the future withdraws the ask. The first async ask
+    /// of a client starts its helper thread, which ends asks at their deadline.
+    ///
+    /// # Panics
+    ///
+    /// When polled, if the helper thread cannot be started (as `std::thread::spawn`).
+    pub fn get_async(&self, key: D::Key, timeout: Duration) -> Get<D> {
+        let slot = Slot::new();
+        let asker = ClientAsker::Key(Arc::clone(&slot));
+        Get {
+            pending: Pending::new(self.clone(), Query::Key(key), asker, slot, timeout),
+        }
+    }
+
+    /// [`get_all`](Self::get_all) as a future, for any executor; see
+    /// [`get_async`](Self::get_async).
+    ///
+    /// # Panics
+    ///
+    /// As [`get_async`](Self::get_async).
+    pub fn get_all_async(&self, timeout: Duration) -> GetAll<D> {
+        let slot = Slot::new();
+        let asker = ClientAsker::All(Arc::clone(&slot));
+        GetAll {
+            pending: Pending::new(self.clone(), Query::All, asker, slot, timeout),
+        }
+    }
+
+    /// The id of this client's connection.
+    pub fn id(&self) -> ConnectionId {
+        self.shared.asks.id()
+    }
+
+    /// Whether asks are refused now: the connection is gone, or the server has closed its
+    /// request side (a request it already accepted is still answered).
+    pub fn is_closed(&self) -> bool {
+        self.shared.asks.is_closed()
+    }
+
+    /// How many asks are outstanding.
+    pub fn outstanding(&self) -> usize {
+        self.shared.asks.outstanding()
+    }
+
+    /// The client's counts: asks made, answered, ended otherwise; requests sent.
+    pub fn stats(&self) -> AskStats {
+        self.shared.asks.stats()
+    }
+
+    fn wait<T: Clone>(
+        &self,
+        query: Query<D::Key>,
+        asker: ClientAsker<D>,
+        slot: &Slot<T>,
+        timeout: Duration,
+    ) -> Result<T, AskError> {
+        let asks = &self.shared.asks;
+        let deadline = park::deadline_after(timeout);
+        let ticket = asks.ask(query, asker, deadline).map_err(|r| r.error)?;
+        slot.waker.register(&park::thread_waker());
+        let mut retry = RETRY_MIN;
+        loop {
+            if let Some(result) = slot.result.get() {
+                return result.clone();
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                if let Some((asker, error)) = asks.expire(&ticket) {
+                    // Nobody to wake: this thread is returning.
+                    drop(slot.waker.take());
+                    drop(asker);
+                    return Err(error);
+                }
+                // Another thread took the asker to answer it: its wake follows.
+                park::park_until(now + RETRY_MAX);
+                continue;
+            }
+            let wake_at = if asks.flush() {
+                let at = now + retry;
+                retry = (retry * 2).min(RETRY_MAX);
+                at.min(deadline)
+            } else {
+                deadline
+            };
+            park::park_until(wake_at);
+        }
+    }
+}
+
+impl<D: IDict> fmt::Debug for Client<D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("id", &self.shared.asks.id())
+            .finish_non_exhaustive()
+    }
+}
+
+/// An async ask, before and after it is made.
+struct Pending<D: IDict, T> {
+    client: Client<D>,
+    deadline: Instant,
+    /// The query and the asker, until the first poll makes the ask.
+    start: Option<(Query<D::Key>, ClientAsker<D>)>,
+    ticket: Option<Ticket<D::Key>>,
+    slot: Arc<Slot<Arc<T>>>,
+}
+
+// No field is ever pinned: the future moves freely.
+impl<D: IDict, T> Unpin for Pending<D, T> {}
+
+impl<D, T> Pending<D, T>
+where
+    D: IDict + Sync + 'static,
+    D::Value: Clone + Send + Sync,
+{
+    fn new(
+        client: Client<D>,
+        query: Query<D::Key>,
+        asker: ClientAsker<D>,
+        slot: Arc<Slot<Arc<T>>>,
+        timeout: Duration,
+    ) -> Self {
+        Self {
+            client,
+            deadline: park::deadline_after(timeout),
+            start: Some((query, asker)),
+            ticket: None,
+            slot,
+        }
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Result<Arc<T>, AskError>> {
+        let shared = &self.client.shared;
+        if let Some((query, asker)) = self.start.take() {
+            match shared.asks.ask(query, asker, self.deadline) {
+                Ok(ticket) => self.ticket = Some(ticket),
+                Err(refused) => return Poll::Ready(Err(refused.error)),
+            }
+            shared.timer.wake_by(self.deadline, &shared.asks);
+        }
+        self.slot.waker.register(cx.waker());
+        if let Some(result) = self.slot.result.get() {
+            return Poll::Ready(result.clone());
+        }
+        let Some(ticket) = &self.ticket else {
+            // Refused before: a finished future polled again.
+            return Poll::Ready(Err(AskError::Closed));
+        };
+        let now = Instant::now();
+        if now >= self.deadline {
+            if let Some((_, error)) = shared.asks.expire(ticket) {
+                return Poll::Ready(Err(error));
+            }
+            // Being answered by another thread, which wakes us.
+        } else if shared.asks.flush() {
+            shared.timer.wake_by(now + RETRY_MAX, &shared.asks);
+        }
+        Poll::Pending
+    }
+}
+
+impl<D: IDict, T> Drop for Pending<D, T> {
+    fn drop(&mut self) {
+        if let Some(ticket) = &self.ticket {
+            if self.slot.result.get().is_none() {
+                // The asker, if still there, is dropped here, outside the table's lock.
+                drop(self.client.shared.asks.cancel(ticket));
+            }
+        }
+    }
+}
+
+/// The future of [`Client::get_async`].
+#[must_use = "futures do nothing unless polled"]
+pub struct Get<D: IDict> {
+    pending: Pending<D, Answer<D::Value>>,
+}
+
+impl<D> Future for Get<D>
+where
+    D: IDict + Sync + 'static,
+    D::Value: Clone + Send + Sync,
+{
+    type Output = Result<Answer<D::Value>, AskError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.get_mut()
+            .pending
+            .poll(cx)
+            .map(|answer| answer.map(|a| Answer::clone(&a)))
+    }
+}
+
+/// The future of [`Client::get_all_async`].
+#[must_use = "futures do nothing unless polled"]
+pub struct GetAll<D: IDict> {
+    pending: Pending<D, Snapshot<D>>,
+}
+
+impl<D> Future for GetAll<D>
+where
+    D: IDict + Sync + 'static,
+    D::Value: Clone + Send + Sync,
+{
+    type Output = Result<Arc<Snapshot<D>>, AskError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.get_mut().pending.poll(cx)
+    }
+}
+
+impl<D: IDict> fmt::Debug for Get<D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Get").finish_non_exhaustive()
+    }
+}
+
+impl<D: IDict> fmt::Debug for GetAll<D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GetAll").finish_non_exhaustive()
+    }
+}
+
+impl<D, N, T, const Q: usize, const MAXC: usize> QueueServer<D, ClientConnection<D>, N, T, Q, MAXC>
+where
+    D: IDict + Sync + 'static,
+    D::Value: Clone + Send + Sync,
+    N: Notify + 'static,
+    T: Clock,
+{
+    /// Attaches a client connection and returns its [`Client`], which may have
+    /// [`DEFAULT_MAX_ASKS`] asks outstanding.
+    ///
+    /// **Poller** (before a runner takes the server, or wherever the server is). For a
+    /// server with other connections too, use [`Client::attach`].
+    ///
+    /// # Errors
+    ///
+    /// [`ConnectionsFull`] when every slot is taken.
+    pub fn add_client(&mut self) -> Result<Client<D>, ConnectionsFull<ClientConnection<D>>> {
+        Client::attach(self.requester(), DEFAULT_MAX_ASKS, |connection| {
+            self.add_connection(connection)
+        })
+    }
+}
