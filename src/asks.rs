@@ -16,7 +16,8 @@
 //!   queued) and removed;
 //! - **no silent loss**: every asker accepted is told exactly once: answered, expired,
 //!   [closed](AskError::Closed) (the connection dropped, the server's request side closed,
-//!   the connection detached), or withdrawn by its owner ([`Asks::cancel`]).
+//!   the connection detached, the request abandoned by the server), or withdrawn by its
+//!   owner ([`Asks::cancel`]).
 //!
 //! # The two halves
 //!
@@ -24,9 +25,10 @@
 //! the connection the poller owns, the [`Asks`] handle (cheap to clone, `Send + Sync` when
 //! the asker is `Send`) to whoever asks. In the connection's
 //! [`on_response`](crate::Connection::on_response), the responder hands the answer to the
-//! askers of its query. When the connection is dropped (removed, or the server dropped) the
-//! responder tells every outstanding asker [`AskError::Closed`] at once, and later asks are
-//! refused.
+//! askers of its query; in its [`on_abandoned`](crate::Connection::on_abandoned),
+//! [`Responder::abandon`] tells them no answer will come. When the connection is dropped
+//! (removed, or the server dropped) the responder tells every outstanding asker
+//! [`AskError::Closed`] at once, and later asks are refused.
 //!
 //! # What an asker is
 //!
@@ -40,7 +42,8 @@
 //!
 //! ```
 //! use queueserver::asks::{AskError, Asker, Asks};
-//! use queueserver::{Connection, ConnectionError, Query, QueueServer, Response, Snapshot};
+//! use queueserver::{Abandoned, Connection, ConnectionError, Query, QueueServer};
+//! use queueserver::{Response, Snapshot};
 //! use std::sync::mpsc::SyncSender;
 //! use std::time::{Duration, Instant};
 //! use heapless::LinearMap;
@@ -75,6 +78,10 @@
 //!         });
 //!         Ok(())
 //!     }
+//!     fn on_abandoned(&mut self, q: &Query<&'static str>, _: Abandoned) -> Result<(), ConnectionError> {
+//!         self.0.abandon(q); // no answer will come: its askers are told `Closed`
+//!         Ok(())
+//!     }
 //! }
 //!
 //! let mut state = State::new();
@@ -105,6 +112,7 @@
 //! |---|---|---|
 //! | [`Asks::ask`] | any thread | a short lock; may call `put_request` (never blocks) once, outside the lock; allocates (the asker's place in the table) |
 //! | [`Responder::respond`] | poller | a short lock to take the query's askers; the reply is prepared once and handed to each outside the lock; then [`flush`](Asks::flush) |
+//! | [`Responder::abandon`] | poller | a short lock to take the query's askers, each told [`AskError::Closed`] outside it; then [`flush`](Asks::flush) |
 //! | [`Asks::sweep`], [`Asks::flush`], [`Asks::cancel`], [`Asks::expire`] | any thread | a short lock; `put_request` calls and asker calls outside it |
 //!
 //! The table is behind one `Mutex`, held only for bookkeeping: never while waiting, while
@@ -162,8 +170,10 @@ pub trait Asker {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum AskError {
     /// No answer will come: the connection was dropped (removed, or the server dropped),
-    /// the server closed its request side before the request was queued, or the
-    /// connection is no longer attached.
+    /// the server closed its request side before the request was queued, the connection
+    /// is no longer attached, or the server abandoned the request
+    /// ([`Connection::on_abandoned`](crate::Connection::on_abandoned): a panic while its
+    /// value was read, or a server that stopped serving).
     Closed,
     /// The deadline passed while the request was queued or being answered.
     TimedOut,
@@ -866,10 +876,15 @@ impl<D: IDict, A: Asker> Responder<D, A> {
     }
 
     /// Ends the asks of `query` with [`AskError::Closed`]: for a connection told that the
-    /// server will never answer its request for `query`.
+    /// server will never answer its request for `query`
+    /// ([`Connection::on_abandoned`](crate::Connection::on_abandoned)). Then
+    /// [`flush`](Asks::flush)es: the abandoned request has freed the connection's share of
+    /// the queue (and once the server has closed its request side, the asks still waiting
+    /// for room learn it at once).
     ///
-    /// **Poller.** A short lock; the askers are told outside it.
-    pub fn abandon(&self, query: &Query<D::Key>) {
+    /// **Poller.** A short lock; the askers are told outside it. Returns how many asks it
+    /// ended.
+    pub fn abandon(&self, query: &Query<D::Key>) -> usize {
         let entry = {
             let mut table = self.inner.table();
             let entry = table.remove(as_ref(query));
@@ -878,9 +893,13 @@ impl<D: IDict, A: Asker> Responder<D, A> {
             }
             entry
         };
+        let mut ended = 0;
         for waiting in entry.into_iter().flat_map(|e| e.askers) {
             waiting.asker.fail(AskError::Closed);
+            ended += 1;
         }
+        self.inner.flush();
+        ended
     }
 }
 

@@ -16,13 +16,21 @@
 //!   [`AskError::TooManyAsks`];
 //! - when the connection is dropped (the server dropped, or the connection removed and
 //!   dropped) every waiting caller gets [`AskError::Closed`] at once; once the server has
-//!   closed its request side, an ask that cannot be queued gets `Closed` too.
+//!   closed its request side, an ask that cannot be queued gets `Closed` too;
+//! - when the server gives up on a request it accepted (a panic while reading its value,
+//!   or a [`Runner`](crate::Runner) whose poller panicked abandoning what it had accepted:
+//!   see [`fault`](crate::fault)), it tells the connection through
+//!   [`Connection::on_abandoned`], and the callers waiting for that answer get
+//!   [`AskError::Closed`] at once. The client itself stays usable: a later ask is queued
+//!   again, if the server still accepts requests.
 //!
 //! The client speaks for its own connection only: its id is fixed when it is attached, and
 //! no method takes another.
 //!
 //! One case still ends at the deadline rather than at once: a connection removed with
-//! [`remove_connection`](crate::QueueServer::remove_connection) and *kept* (not dropped).
+//! [`remove_connection`](crate::QueueServer::remove_connection) and *kept* (not dropped),
+//! or one the server removed as failed (a panic while it prepared an answer: cloning the
+//! value or the snapshot) and keeps for [`take_failed`](crate::QueueServer::take_failed).
 //! The server then drops its queued requests (counted orphaned) without telling it, so the
 //! asks waiting for them end `TimedOut`; the next request the client puts is refused as
 //! unknown, which ends every ask with `Closed`. Dropping the removed connection ends them
@@ -63,7 +71,7 @@
 
 use crate::asks::{Asker, Asks, Ticket};
 use crate::clock::Clock;
-use crate::connection::{Connection, ConnectionError, ConnectionId, Response};
+use crate::connection::{Abandoned, Connection, ConnectionError, ConnectionId, Response};
 use crate::idict::IDict;
 use crate::notify::Notify;
 use crate::park;
@@ -194,8 +202,9 @@ impl<D: IDict> Drop for ClientAsker<D> {
 /// the waiting callers. It does not subscribe to updates (use a
 /// [`Reader`](crate::Reader) for those).
 ///
-/// Dropping it (removing it, or dropping the server) ends every waiting ask with
-/// [`AskError::Closed`].
+/// Dropping it (removing it, or dropping the server, which drops its connections without
+/// calling [`on_abandoned`](Connection::on_abandoned)) ends every waiting ask with
+/// [`AskError::Closed`]; so does the server abandoning the request an ask waits for.
 pub struct ClientConnection<D: IDict> {
     responder: crate::asks::Responder<D, ClientAsker<D>>,
 }
@@ -216,6 +225,13 @@ where
 
     fn wants_updates(&self) -> bool {
         false
+    }
+
+    /// Ends the asks waiting for `query` with [`AskError::Closed`] at once: no answer
+    /// will come.
+    fn on_abandoned(&mut self, query: &Query<D::Key>, _: Abandoned) -> Result<(), ConnectionError> {
+        self.responder.abandon(query);
+        Ok(())
     }
 }
 

@@ -5,19 +5,32 @@
 //! |---|---|---|
 //! | [`FnConnection`] | calls the closure, on the poller's thread | none of its own |
 //! | [`ChannelConnection`] (std) | copies it into a bounded queue, a short lock; a slow reader loses its *oldest update*, counted, never an answer | `capacity` messages, allocated up front |
+//!
+//! Both pass on everything the poller tells a connection: updates, answers, and requests
+//! the server [abandoned](Connection::on_abandoned) (it will never answer them), so that
+//! whoever waits for an answer learns at once that none will come.
 
-use crate::connection::{Connection, ConnectionError, Response};
+use crate::connection::{Abandoned, Connection, ConnectionError, Response};
 use crate::idict::IDict;
+use crate::request::Query;
 use crate::snapshot::Snapshot;
 use core::fmt;
 
-/// What a connection is handed: a snapshot it subscribed to, or an answer to one of its
-/// requests.
+/// What a connection is handed: a snapshot it subscribed to, an answer to one of its
+/// requests, or word that a request will never be answered.
 pub enum Delivery<'a, D: IDict> {
     /// A new snapshot (see [`Connection::on_update`]).
     Update(&'a Snapshot<D>),
     /// An answer (see [`Connection::on_response`]).
     Response(Response<'a, D>),
+    /// The server gave up on the connection's requests for `query` and will not answer
+    /// them (see [`Connection::on_abandoned`]).
+    Abandoned {
+        /// What the abandoned requests asked for.
+        query: &'a Query<D::Key>,
+        /// Why.
+        why: Abandoned,
+    },
 }
 
 impl<D> fmt::Debug for Delivery<'_, D>
@@ -30,6 +43,11 @@ where
         match self {
             Self::Update(snapshot) => f.debug_tuple("Update").field(snapshot).finish(),
             Self::Response(response) => f.debug_tuple("Response").field(response).finish(),
+            Self::Abandoned { query, why } => f
+                .debug_struct("Abandoned")
+                .field("query", query)
+                .field("why", why)
+                .finish(),
         }
     }
 }
@@ -51,7 +69,7 @@ where
 ///         match delivery {
 ///             Delivery::Update(snapshot) => seen.push(snapshot.seq()),
 ///             Delivery::Response(Response::Value { value, .. }) => assert_eq!(*value, 2.0),
-///             Delivery::Response(_) => {}
+///             Delivery::Response(_) | Delivery::Abandoned { .. } => {}
 ///         }
 ///         Ok(())
 ///     }))
@@ -67,9 +85,9 @@ pub struct FnConnection<F> {
     subscribed: bool,
 }
 
-/// A connection that calls `deliver` with every snapshot and answer, and subscribes to
-/// updates (see [`FnConnection::requests_only`]). An `Err` from `deliver` removes the
-/// connection.
+/// A connection that calls `deliver` with every snapshot, answer and abandoned request, and
+/// subscribes to updates (see [`FnConnection::requests_only`]). An `Err` from `deliver`
+/// removes the connection.
 pub fn from_fn<D, F>(deliver: F) -> FnConnection<F>
 where
     D: IDict,
@@ -105,6 +123,14 @@ where
         (self.deliver)(Delivery::Response(response))
     }
 
+    fn on_abandoned(
+        &mut self,
+        query: &Query<D::Key>,
+        why: Abandoned,
+    ) -> Result<(), ConnectionError> {
+        (self.deliver)(Delivery::Abandoned { query, why })
+    }
+
     fn wants_updates(&self) -> bool {
         self.subscribed
     }
@@ -123,7 +149,7 @@ pub use self::channel::{channel, ChannelConnection, ChannelReceiver, Message};
 
 #[cfg(feature = "std")]
 mod channel {
-    use super::{Connection, ConnectionError, IDict, Response, Snapshot};
+    use super::{Abandoned, Connection, ConnectionError, IDict, Query, Response, Snapshot};
     use core::fmt;
     use std::collections::VecDeque;
     use std::sync::mpsc::{RecvError, RecvTimeoutError, TryRecvError};
@@ -153,6 +179,14 @@ mod channel {
         },
         /// The answer to a request for the whole snapshot.
         All(Snapshot<D>),
+        /// The server gave up on the connection's requests for `query`: no answer to them
+        /// will come ([`Connection::on_abandoned`]). Queued as an answer is.
+        Abandoned {
+            /// What the abandoned requests asked for.
+            query: Query<D::Key>,
+            /// Why.
+            why: Abandoned,
+        },
     }
 
     impl<D: IDict> Message<D>
@@ -211,6 +245,7 @@ mod channel {
     ///   connection fails with [`ConnectionError::Overloaded`] (the poller removes it and
     ///   reports it, and counts that request orphaned) and the receiver is told it is
     ///   [`overloaded`](ChannelReceiver::overloaded): answers are never dropped silently.
+    ///   A [`Message::Abandoned`] counts as an answer here.
     ///
     /// When the receiver is dropped, the next delivery fails with
     /// [`ConnectionError::Closed`] and the poller removes the connection. When the
@@ -329,6 +364,17 @@ mod channel {
 
         fn on_response(&mut self, response: Response<'_, D>) -> Result<(), ConnectionError> {
             self.push(Message::answer(&response))
+        }
+
+        fn on_abandoned(
+            &mut self,
+            query: &Query<D::Key>,
+            why: Abandoned,
+        ) -> Result<(), ConnectionError> {
+            self.push(Message::Abandoned {
+                query: query.clone(),
+                why,
+            })
         }
 
         fn wants_updates(&self) -> bool {

@@ -304,7 +304,7 @@ fn cancel_hands_the_asker_back_and_abandon_tells_one_query_closed() {
     asks.ask(Query::Key("v"), b, later()).unwrap();
     // A connection told its request for "v" will never be answered.
     let view = server.connection(asks.id()).unwrap();
-    view.responder.abandon(&Query::Key("v"));
+    assert_eq!(view.responder.abandon(&Query::Key("v")), 1);
     assert_eq!(from_b.try_recv().unwrap(), "error: Closed");
     let _ = server.poll();
     assert_eq!(from_a.try_recv().unwrap(), "x=1@0");

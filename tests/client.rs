@@ -7,13 +7,14 @@
 
 mod common;
 
-use common::{state, Recorder, State};
+use common::{state, Brittle, Recorder, State};
 use queueserver::client::DEFAULT_MAX_ASKS;
 use queueserver::{
     Answer, AskError, Builder, Client, ClientConnection, Config, Connection, QueueServer, Request,
     Runner, ThreadNotify,
 };
 use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
@@ -563,4 +564,136 @@ fn many_threads_get_while_a_notified_poller_answers() {
     assert_eq!(counter.load(Ordering::Relaxed), 8 * ROUNDS as u64);
     assert_eq!(server.stats().requests_answered, client.stats().responses);
     assert_eq!(client.stats().answered, 8 * ROUNDS as u64);
+}
+
+// ----- a poller that panics (`Brittle`: reading `boom` panics) -----
+
+/// Asks for `key` on another thread.
+fn get_on_a_thread(
+    client: &Client<Brittle>,
+    key: &'static str,
+) -> thread::JoinHandle<Result<Answer<f64>, AskError>> {
+    let client = client.clone();
+    thread::spawn(move || client.get(key, PATIENCE))
+}
+
+#[test]
+fn gets_waiting_when_the_runners_poller_panics_get_closed_at_once() {
+    let (_publisher, mut server) = Builder::new(Brittle)
+        .notify(ThreadNotify::new())
+        .build()
+        .unwrap();
+    let client = server.add_client().unwrap();
+    // Both requests are queued before the poller starts, so its first batch holds them:
+    // sorted, "boom" is read first and panics, and the poller gives up on "x".
+    let boom = get_on_a_thread(&client, "boom");
+    let x = get_on_a_thread(&client, "x");
+    wait_for("both requests queued", || client.stats().requests_sent == 2);
+    let runner = Runner::notified(server).unwrap();
+
+    // The runner still holds the server and the client's connection: the callers are told
+    // by the abandoned requests, not by a dropped connection, and long before their
+    // deadline (a minute, after which they would end `TimedOut`).
+    assert_eq!(boom.join().unwrap(), Err(AskError::Closed));
+    assert_eq!(x.join().unwrap(), Err(AskError::Closed));
+    wait_for("the poller stopped", || !runner.is_running());
+    assert_eq!(runner.stats().requests_abandoned, 2);
+    // Nothing more is accepted: a new ask ends at once too.
+    assert!(client.is_closed());
+    assert_eq!(client.get("x", PATIENCE), Err(AskError::Closed));
+    let asks = client.stats();
+    assert_eq!((asks.answered, asks.expired, asks.outstanding), (0, 0, 0));
+
+    let crashed = runner.shutdown().unwrap_err();
+    assert_eq!(crashed.to_string(), "the poller panicked: reading boom");
+    assert!(crashed.server.is_attached(client.id()));
+    let stats = crashed.server.stats();
+    assert_eq!((stats.requests_accepted, stats.requests_abandoned), (2, 2));
+}
+
+#[test]
+fn an_async_get_waiting_when_the_runners_poller_panics_gets_closed_at_once() {
+    let (_publisher, mut server) = Builder::new(Brittle)
+        .notify(ThreadNotify::new())
+        .build()
+        .unwrap();
+    let client = server.add_client().unwrap();
+    let runner = Runner::notified(server).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .build()
+        .unwrap();
+    let task = {
+        let client = client.clone();
+        runtime.spawn(async move { client.get_async("boom", PATIENCE).await })
+    };
+    // The request is accepted (the poller reads "boom" and panics), then abandoned while
+    // the runner keeps the connection: only `on_abandoned` can end the ask before its
+    // deadline.
+    assert_eq!(runtime.block_on(task).unwrap(), Err(AskError::Closed));
+    let on_block_on = futures_executor::block_on(client.get_async("x", PATIENCE));
+    assert_eq!(on_block_on, Err(AskError::Closed));
+    let crashed = runner.shutdown().unwrap_err();
+    assert!(crashed.server.is_attached(client.id()));
+    let stats = crashed.server.stats();
+    assert_eq!((stats.requests_accepted, stats.requests_abandoned), (1, 1));
+    assert_eq!(client.stats().answered, 0);
+}
+
+#[test]
+fn a_read_that_panics_ends_its_gets_closed_and_the_client_goes_on() {
+    let (_publisher, mut server) = QueueServer::new(Brittle);
+    let client = server.add_client().unwrap();
+    let boom = get_on_a_thread(&client, "boom");
+    let x = get_on_a_thread(&client, "x");
+    wait_for("both requests queued", || client.stats().requests_sent == 2);
+
+    // A hand-written poll loop that catches the panic: the next call abandons "boom" and
+    // answers "x".
+    assert!(catch_unwind(AssertUnwindSafe(|| server.poll())).is_err());
+    let _ = server.poll();
+    assert_eq!(boom.join().unwrap(), Err(AskError::Closed));
+    assert_eq!(x.join().unwrap().unwrap().value, Some(1.0));
+    let stats = server.stats();
+    assert_eq!((stats.requests_answered, stats.requests_abandoned), (1, 1));
+
+    // Only the asks of the abandoned request ended: the client still asks and is answered.
+    assert!(!client.is_closed());
+    let again = get_on_a_thread(&client, "x");
+    wait_for("the next request queued", || {
+        client.stats().requests_sent == 3
+    });
+    let _ = server.poll();
+    assert_eq!(again.join().unwrap().unwrap().value, Some(1.0));
+    let asks = client.stats();
+    assert_eq!((asks.answered, asks.closed, asks.outstanding), (2, 1, 0));
+}
+
+#[test]
+fn a_client_attached_to_a_running_runner_is_answered_until_removed() {
+    let (mut publisher, server) = Builder::new(state(0.0, 0.0))
+        .notify(ThreadNotify::new())
+        .build::<Mixed>()
+        .unwrap();
+    let requester = server.requester();
+    let runner = Runner::notified(server).unwrap();
+    // Attached on the poller's thread, through the runner.
+    let client = Client::attach(requester, DEFAULT_MAX_ASKS, |connection| {
+        runner.add_connection(connection.into())
+    })
+    .unwrap_or_else(|_| panic!("a free slot, and the poller runs"));
+    publisher.put_update(&state(3.0, 0.0));
+    assert_eq!(
+        client.get("x", PATIENCE),
+        Ok(Answer {
+            value: Some(3.0),
+            seq: 1
+        })
+    );
+    assert_eq!(runner.stats().connections_added, 1);
+    // Removed through the runner and dropped: the client is closed.
+    drop(runner.remove_connection(client.id()).unwrap());
+    assert!(client.is_closed());
+    assert_eq!(client.get("x", PATIENCE), Err(AskError::Closed));
+    runner.shutdown().unwrap();
 }

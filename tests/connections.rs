@@ -5,7 +5,9 @@ mod common;
 
 use common::{state, State};
 use queueserver::connections::{channel, from_fn, ChannelConnection, Delivery, Message};
-use queueserver::{ConnectionError, QueueServer, Request, Response, Runner};
+use queueserver::{
+    Abandoned, Connection, ConnectionError, Query, QueueServer, Request, Response, Runner,
+};
 use std::sync::mpsc::{RecvTimeoutError, TryRecvError};
 use std::thread;
 use std::time::Duration;
@@ -185,7 +187,9 @@ fn a_closure_connection_gets_updates_and_answers_unless_requests_only() {
                     assert_eq!(*value, 1.0);
                     Ok(())
                 }
-                Delivery::Response(_) => Err(ConnectionError::Failed("unexpected answer")),
+                Delivery::Response(_) | Delivery::Abandoned { .. } => {
+                    Err(ConnectionError::Failed("unexpected answer"))
+                }
             })
             .requests_only(),
         ))
@@ -212,4 +216,59 @@ fn a_closure_that_fails_removes_its_connection() {
     let _ = server.poll();
     let failed = server.take_failed().unwrap();
     assert_eq!((failed.id, failed.error), (id, ConnectionError::Closed));
+}
+
+#[test]
+fn both_connections_pass_on_the_requests_the_server_abandons() {
+    let (connection, receiver) = channel::<State>(2);
+    let mut told = Vec::new();
+    let (mut publisher, mut server) = QueueServer::new(state(0.0, 0.0));
+    let channelled = server
+        .add_connection(Box::new(connection) as Box<dyn Connection<State>>)
+        .unwrap();
+    let closure = server
+        .add_connection(Box::new(
+            from_fn(|delivery: Delivery<'_, State>| {
+                if let Delivery::Abandoned { query, why } = delivery {
+                    told.push((query.clone(), why));
+                }
+                Ok(())
+            })
+            .requests_only(),
+        ))
+        .unwrap();
+    // The channel holds an update; an abandoned request evicts it, as an answer would.
+    publisher.put_update(&state(1.0, 0.0));
+    let _ = server.poll();
+    for request in [
+        Request::key(channelled, "x"),
+        Request::snapshot(channelled),
+        Request::key(closure, "v"),
+    ] {
+        server.put_request(request).unwrap();
+    }
+    // An owner that stops serving gives up on what it accepted.
+    server.close();
+    let _ = server.abandon_requests();
+    let stats = server.stats();
+    assert_eq!((stats.requests_abandoned, stats.requests_answered), (3, 0));
+    assert_eq!(stats.connections_failed, 0);
+    assert_eq!(receiver.updates_dropped(), 1);
+    assert_eq!(
+        receiver.try_recv(),
+        Ok(Message::Abandoned {
+            query: Query::Key("x"),
+            why: Abandoned::Stopped
+        })
+    );
+    assert_eq!(
+        receiver.try_recv(),
+        Ok(Message::Abandoned {
+            query: Query::All,
+            why: Abandoned::Stopped
+        })
+    );
+    drop(server);
+    assert_eq!(receiver.try_recv(), Err(TryRecvError::Disconnected));
+    assert_eq!(told, [(Query::Key("v"), Abandoned::Stopped)]);
 }

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{state, Answer, State};
+use common::{state, Answer, Brittle, State};
 use queueserver::{
     Abandoned, AddError, Builder, Connection, ConnectionError, IDict, Query, QueueServer,
     RemoveError, Request, RequestError, Response, Runner, Snapshot, StartError, StopCause,
@@ -177,23 +177,6 @@ fn a_connection_panicking_under_a_runner_is_removed_and_the_rest_carry_on() {
 }
 
 // ----- a poller that panics -----
-
-/// Holds `x`; reading `boom` panics.
-#[derive(Clone, Debug, Default)]
-struct Brittle;
-
-impl IDict for Brittle {
-    type Key = &'static str;
-    type Value = f64;
-
-    fn get(&self, key: &&'static str) -> Option<f64> {
-        match *key {
-            "x" => Some(1.0),
-            "boom" => panic!("reading boom"),
-            _ => None,
-        }
-    }
-}
 
 #[test]
 fn a_poller_that_panics_stops_closes_the_request_side_and_tells_who_waits() {

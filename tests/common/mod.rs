@@ -2,7 +2,7 @@
 
 #![allow(dead_code)]
 
-use queueserver::{Connection, ConnectionError, Query, Response, Snapshot};
+use queueserver::{Connection, ConnectionError, IDict, Query, Response, Snapshot};
 use std::collections::BTreeMap;
 
 /// The state most tests publish.
@@ -73,4 +73,21 @@ impl Connection<State> for Recorder {
 /// The query of a key request.
 pub fn key(k: &'static str) -> Query<&'static str> {
     Query::Key(k)
+}
+
+/// Holds `x`; reading `boom` panics: a fault of the IDict, not of a connection.
+#[derive(Clone, Debug, Default)]
+pub struct Brittle;
+
+impl IDict for Brittle {
+    type Key = &'static str;
+    type Value = f64;
+
+    fn get(&self, key: &&'static str) -> Option<f64> {
+        match *key {
+            "x" => Some(1.0),
+            "boom" => panic!("reading boom"),
+            _ => None,
+        }
+    }
 }
