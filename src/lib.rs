@@ -16,7 +16,7 @@
 //! | [`Requester::put_request`] | any thread, interrupt | never blocks or allocates; bounded steps; full, over quota, unknown or closed → the request comes back in the error |
 //! | [`QueueServer::process_updates`] | poller | fans out at most the newest snapshot; counts exactly the snapshots overwritten before it saw them |
 //! | [`QueueServer::process_requests`] | poller | every accepted request answered exactly once, or counted orphaned (its connection went away) or abandoned (its connection told, after a panic or when the server stops serving); one read per distinct key; unknown key → [`Response::NotFound`] |
-//! | [`Reader::load`] (std) | any thread | lock-free read of the newest snapshot the poller has taken |
+//! | [`Reader::load`] (std) | any thread | lock-free read of the newest snapshot the poller has taken; allocates once per thread, at its first load (arc-swap's per-thread node) |
 //! | [`Reader::wait_newer`], [`Reader::changed`] (std) | any thread or task | waits for a newer snapshot; woken by the poller when it stores one, never by the computation; [`Closed`] once the server is dropped |
 //! | [`Client::get`], [`Client::get_async`] (std) | any thread or task | asks through one connection: one request per key in flight, the answer to every caller, a bound on outstanding asks, a deadline per ask; [`AskError::Closed`] at once when the connection is dropped |
 //!

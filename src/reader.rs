@@ -264,10 +264,12 @@ impl<D: fmt::Debug> fmt::Debug for ReadGuard<D> {
 impl<D> Reader<D> {
     /// The newest snapshot the poller has taken.
     ///
-    /// **Any thread.** Lock-free, no allocation in the common case (arc-swap's `load`: a
-    /// few atomic operations on thread-local debt slots). Meant for short reads: a thread
-    /// holding many guards at once falls back to a slower path; for a long-lived copy use
-    /// [`load_full`](Self::load_full).
+    /// **Any thread.** Lock-free (arc-swap's `load`: a few atomic operations on the
+    /// thread's debt slots). It allocates once per thread, at the first load on that
+    /// thread: arc-swap's per-thread node, kept for the thread's life (a node left by a
+    /// thread that has ended is reused instead, when there is one); no later load on that
+    /// thread allocates. Meant for short reads: a thread holding many guards at once falls
+    /// back to a slower path; for a long-lived copy use [`load_full`](Self::load_full).
     pub fn load(&self) -> ReadGuard<D> {
         ReadGuard {
             guard: self.shared.swap.load(),
@@ -276,7 +278,8 @@ impl<D> Reader<D> {
 
     /// The newest snapshot as an owned `Arc`: one reference-count increment.
     ///
-    /// **Any thread.** Lock-free.
+    /// **Any thread.** Lock-free; allocates as [`load`](Self::load) does: once per
+    /// thread, at the first load on it.
     pub fn load_full(&self) -> Arc<Snapshot<D>> {
         self.shared.swap.load_full()
     }

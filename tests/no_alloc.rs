@@ -2,7 +2,8 @@
 //! `put_update` and `wants_update` (and `put_request`, which connections and interrupts
 //! call) for every provided IDict kind and with `ThreadNotify`, the hook that used to
 //! allocate the first time it ran on a thread; and a map built with other keys than those
-//! published allocates exactly where `idict.rs` says. Counts are per thread, so other tests
+//! published allocates exactly where `idict.rs` says. A `Reader`'s load, off the
+//! computation's path, allocates exactly where its docs say: once per thread, at most. Counts are per thread, so other tests
 //! running in parallel cannot disturb them.
 
 use queueserver::{Builder, Connection, ConnectionError, FlagNotify, IDict, QueueServer, Request};
@@ -255,6 +256,43 @@ fn put_request_and_wants_update_never_allocate() {
     }
     assert_eq!(server.stats().requests_accepted, 400);
     assert_eq!(server.stats().requests_rejected, 50);
+}
+
+#[test]
+fn a_reader_allocates_once_per_thread_at_its_first_load_and_never_after() {
+    use std::sync::{Arc, Barrier};
+    // Threads alive at once, each holding its arc-swap node: more than the nodes that
+    // threads gone before may have left free, so some first loads must allocate.
+    const THREADS: usize = 32;
+    let (mut publisher, mut server) = Builder::new(BTreeMap::from([("x", 1.0)]))
+        .notify(FlagNotify::new())
+        .build_with([Sink])
+        .unwrap();
+    publisher.put_update(&BTreeMap::from([("x", 2.0)]));
+    let _ = server.poll();
+    let reader = server.reader();
+    let all_loaded = Arc::new(Barrier::new(THREADS));
+    let counts: Vec<(u64, u64)> = (0..THREADS)
+        .map(|_| {
+            let (reader, all_loaded) = (reader.clone(), Arc::clone(&all_loaded));
+            std::thread::spawn(move || {
+                let first = allocations_in(|| assert_eq!(reader.load().seq(), 1));
+                all_loaded.wait();
+                let later = allocations_in(|| {
+                    for _ in 0..100 {
+                        assert_eq!(reader.load()["x"], 2.0);
+                    }
+                });
+                (first, later)
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|thread| thread.join().unwrap())
+        .collect();
+    assert!(counts.iter().all(|&(first, _)| first <= 1), "{counts:?}");
+    assert!(counts.iter().all(|&(_, later)| later == 0), "{counts:?}");
+    assert!(counts.iter().any(|&(first, _)| first == 1), "{counts:?}");
 }
 
 #[test]
