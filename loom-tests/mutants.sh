@@ -41,7 +41,7 @@ mutant() {
     local crate=$work/crate
     rm -rf "$crate"
     mkdir "$crate"
-    cp -r Cargo.toml Cargo.lock README.md src benches loom-tests queueserver-derive "$crate/"
+    cp -r Cargo.toml Cargo.lock README.md src benches loom-tests queueserver-derive demo "$crate/"
     local script
     for script in "$@"; do
         cp "$crate/$file" "$work/before"
