@@ -226,7 +226,10 @@ impl<D> Drop for Shelf<D> {
 /// `Arc`), one `ArcSwap` store, and a short lock of the waiter list (held to take the list,
 /// never while waking); then one `Waker::wake` per waiter, which never blocks (a task is
 /// scheduled, a thread unparked). When the server is dropped, every waiter returns
-/// [`Closed`] at once.
+/// [`Closed`] at once. A server whose poller stopped but which is not dropped (a
+/// [`Runner`](crate::Runner) whose poller panicked keeps it until
+/// [`shutdown`](crate::Runner::shutdown)) stores nothing new: its waiters wait until their
+/// timeout.
 pub struct Reader<D> {
     shared: Arc<Shared<D>>,
     seen: u64,
