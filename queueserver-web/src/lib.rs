@@ -1,0 +1,97 @@
+//! A live web view of a running computation: a connection of its
+//! [`QueueServer`](queueserver::QueueServer) that serves one page and streams the values
+//! to it over a WebSocket, so that watching costs the computation nothing.
+//!
+//! Open the page in any browser: every value by name, updating in place with its
+//! snapshot's `seq` and age; a live plot of the values you tick; the server's counters and
+//! the update rate actually received; a field to ask for one value through the server's
+//! request path. Nothing to install: the page (with its chart library, uPlot, vendored) is
+//! embedded in the binary.
+//!
+//! # Guarantees
+//!
+//! | where | what the view does there | guarantee |
+//! |---|---|---|
+//! | computation | nothing | the view is a connection: `put_update` does not know it exists |
+//! | poller ([`WebConnection::on_update`](queueserver::Connection::on_update)) | keeps a copy of the snapshot; with pages connected, serializes it **once** and offers the text to each page's outbox | never waits on a socket or a page's thread: short locks only, and a `try_lock` for the copy |
+//! | poller ([`WebConnection::on_response`](queueserver::Connection::on_response)) | hands an answer to the pages that asked, serialized once | through [`queueserver::asks`]: one request per key in flight, whatever the number of pages asking |
+//! | the view's threads | listen, serve the page, read and write each page's socket | two threads per page, one listener, one housekeeper; all end at [`WebView::shutdown`] |
+//!
+//! - **A slow or stalled page** never grows memory and never slows the poller or the other
+//!   pages: its outbox holds at most [`Options::outbox`] messages and drops its oldest
+//!   update when full, counted and told to the page (`{"type":"dropped",..}`). A page
+//!   that accepts no byte for [`Options::stall_timeout`] is disconnected.
+//! - **Each page has its own rate limit**, [`Options::max_rate_hz`] at most; a page may
+//!   ask for less. An update that comes sooner is superseded by the next, and the newest is
+//!   always sent.
+//! - **A page that goes** is removed: its threads end and its place is freed.
+//! - **Malformed input** (not JSON, an unknown message, a bad name, a binary frame) gets an
+//!   error message back, never a panic; an oversized message, a protocol violation or
+//!   text that is not UTF-8 gets one too, and closes that page's socket.
+//!
+//! # Safety
+//!
+//! The view listens on `127.0.0.1` unless told otherwise ([`Options::bind`] says what
+//! binding elsewhere exposes). It refuses cross-origin WebSocket upgrades (an `Origin`
+//! other than `http://` + the request's `Host`), requests for a `Host` it is not known by
+//! (DNS rebinding), methods other than `GET`, request heads over 8 KiB, and messages over
+//! [`Options::max_message`]; [`http`](crate#the-stream) lists each refusal.
+//!
+//! # Example
+//!
+//! ```
+//! use queueserver::{IDict, QueueServer, Runner};
+//! use queueserver_web::{Options, WebView};
+//! use std::io::{Read, Write};
+//! use std::time::Duration;
+//!
+//! #[derive(Clone, Default, IDict)]
+//! struct Plant { position: f64, velocity: f64 }
+//!
+//! let (mut publisher, mut server) = QueueServer::new(Plant::default());
+//! // 127.0.0.1 on a free port; `Options::new().bind(([127, 0, 0, 1], 7878))` for a fixed one.
+//! let view = WebView::serve(&mut server, Options::new()).unwrap();
+//! println!("open {}", view.url());
+//! let runner = Runner::every(server, Duration::from_millis(1)).unwrap();
+//!
+//! publisher.put_update(&Plant { position: 0.5, velocity: 0.0 });
+//!
+//! // The page, as a browser gets it.
+//! let mut http = std::net::TcpStream::connect(view.local_addr()).unwrap();
+//! write!(http, "GET / HTTP/1.1\r\nHost: {}\r\n\r\n", view.local_addr()).unwrap();
+//! let mut page = String::new();
+//! http.read_to_string(&mut page).unwrap();
+//! assert!(page.starts_with("HTTP/1.1 200 OK") && page.contains("<title>"));
+//!
+//! view.shutdown();
+//! runner.shutdown().unwrap();
+//! ```
+//!
+//! With a server of mixed connections (`Box<dyn Connection<D> + Send>`), `serve` works the
+//! same; [`WebView::attach`] takes the requester and an attach closure instead, as
+//! [`Client::attach`](queueserver::Client::attach) does. [`WebView::set_stats`] gives the
+//! view the server's counters to show.
+//!
+//! # The stream
+//!
+//! The page and any other program read the same WebSocket, at `ws://HOST:PORT/ws`: JSON
+//! text messages, each an object with a `"type"`. The crate README documents every
+//! message; in short, the server sends `hello`, then `update`s
+//! (`{"type":"update","seq":42,"time":1732550000123,"values":{"position":0.5,..}}`, the
+//! values by name as [`ByName`](queueserver::idict::ByName) writes them), `stats`,
+//! `dropped`, `answer`, `error`, `rate` and `status`; a page sends `ask` and `rate`.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod browser;
+mod http;
+mod options;
+mod outbox;
+mod view;
+mod wire;
+
+pub use options::Options;
+pub use outbox::OutboxStats;
+pub use view::{BrowserStats, PageAsker, StartError, ViewStats, WebConnection, WebView};
+pub use wire::FORMAT_VERSION;
