@@ -18,6 +18,10 @@
 //!    answer as GUI threads would; asks for the same key at the same time share one request;
 //! 3. **slow**: subscribes, and takes 2 ms over each update, on the poller's thread.
 //!
+//! A fourth connection, the live web view (`queueserver-web`), serves a page on
+//! `http://127.0.0.1:7878/` (or a free port if that one is taken; `--web ADDR` to choose,
+//! `--no-web` to go without) that shows the plant's values, plots them and asks for them.
+//!
 //! Progress is printed once per second on stderr. At the end the demo prints the loop's
 //! period jitter, the latency of `put_update`, the server's counters and each connection's
 //! own counts, and checks the server's accounting identities; it exits with status 1 if
@@ -28,7 +32,7 @@
 //! tighten them.
 //!
 //! ```text
-//! cargo run --release --example demo [-- --seconds N]
+//! cargo run --release --example demo [-- --seconds N] [--no-web | --web ADDR]
 //! ```
 
 use queueserver::client::DEFAULT_MAX_ASKS;
@@ -36,6 +40,7 @@ use queueserver::{
     Answer, Builder, Client, Config, Connection, ConnectionError, IDict, NoNotify, Publisher,
     Response, Runner, Snapshot, StdClock,
 };
+use queueserver_web::{Options as WebOptions, WebView};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -348,9 +353,13 @@ fn parse_seconds() -> Result<u64, String> {
                     .filter(|&s| s > 0)
                     .ok_or_else(|| format!("--seconds: not a positive integer: {value}"))?;
             }
+            // Read by `web_address`.
+            "--no-web" => {}
+            "--web" => drop(args.next()),
             "-h" | "--help" => {
                 return Err(format!(
-                    "usage: demo [--seconds N]   (default {DEFAULT_SECONDS})"
+                    "usage: demo [--seconds N] [--no-web | --web ADDR]   (default \
+                     {DEFAULT_SECONDS} s, the view on {WEB_ADDR})"
                 ))
             }
             other => return Err(format!("unknown argument: {other} (try --help)")),
@@ -359,9 +368,53 @@ fn parse_seconds() -> Result<u64, String> {
     Ok(seconds)
 }
 
+// ----- the web view ------------------------------------------------------------------
+
+/// Where the web view listens unless told otherwise.
+const WEB_ADDR: &str = "127.0.0.1:7878";
+
+/// The web view's address from the command line: `None` with `--no-web`.
+fn web_address() -> Result<Option<std::net::SocketAddr>, String> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--no-web") {
+        return Ok(None);
+    }
+    let addr = match args.iter().position(|a| a == "--web") {
+        Some(at) => args.get(at + 1).ok_or("--web needs an address")?.as_str(),
+        None => WEB_ADDR,
+    };
+    addr.parse()
+        .map(Some)
+        .map_err(|_| format!("--web: not an address: {addr}"))
+}
+
+/// Serves the live web view; on the default address, a free port if it is taken.
+fn serve_web<C, const Q: usize, const MAXC: usize>(
+    server: &mut queueserver::QueueServer<State, C, NoNotify, StdClock, Q, MAXC>,
+    addr: std::net::SocketAddr,
+) -> Option<WebView<State>>
+where
+    C: Connection<State> + From<queueserver_web::WebConnection<State>>,
+{
+    let mut options = WebOptions::new().bind(addr);
+    if addr.to_string() == WEB_ADDR && std::net::TcpListener::bind(addr).is_err() {
+        options = options.bind((addr.ip(), 0));
+    }
+    match WebView::serve(server, options) {
+        Ok(view) => {
+            println!("web view: open {}", view.url());
+            Some(view)
+        }
+        Err(error) => {
+            eprintln!("web view not started: {error}");
+            None
+        }
+    }
+}
+
 fn main() -> ExitCode {
-    let seconds = match parse_seconds() {
-        Ok(seconds) => seconds,
+    let (seconds, web_addr) = match parse_seconds().and_then(|s| Ok((s, web_address()?))) {
+        Ok(parsed) => parsed,
         Err(message) => {
             eprintln!("{message}");
             return ExitCode::from(2);
@@ -406,6 +459,7 @@ fn main() -> ExitCode {
     })
     .expect("MAXC slots hold the demo's three connections");
     let probe = client.id();
+    let web = web_addr.and_then(|addr| serve_web(&mut server, addr));
     let reader = server.reader();
     let share = server.share();
 
@@ -579,6 +633,10 @@ fn main() -> ExitCode {
         );
     }
     let asks = client.stats();
+    let web_asks = web
+        .as_ref()
+        .and_then(WebView::ask_stats)
+        .unwrap_or_default();
     let (got, not_found, failed) = (
         probe_counts.values.load(Ordering::Relaxed),
         probe_counts.not_found.load(Ordering::Relaxed),
@@ -633,17 +691,17 @@ fn main() -> ExitCode {
             stats.updates_published == publisher.published(),
         ),
         (
-            // The probe is the only connection that asks.
-            "probe requests sent == requests_accepted",
-            asks.requests_sent == stats.requests_accepted,
+            // The probe and the web view's pages are the only askers.
+            "probe + web requests sent == requests_accepted",
+            asks.requests_sent + web_asks.requests_sent == stats.requests_accepted,
         ),
         (
-            "probe requests refused for room == requests_rejected",
-            asks.requests_deferred == stats.requests_rejected,
+            "probe + web requests refused for room == requests_rejected",
+            asks.requests_deferred + web_asks.requests_deferred == stats.requests_rejected,
         ),
         (
-            "probe responses == requests_answered",
-            asks.responses == stats.requests_answered,
+            "probe + web responses == requests_answered",
+            asks.responses + web_asks.responses == stats.requests_answered,
         ),
         (
             "probe gets answered == values + not found",

@@ -5,7 +5,7 @@ use crate::http::{self, HostCheck, Outcome, Routed};
 use crate::options::Options;
 use crate::outbox::{Outbox, OutboxStats};
 use crate::wire;
-use queueserver::asks::{AskError, Asker, Asks, Responder};
+use queueserver::asks::{AskError, AskStats, Asker, Asks, Responder};
 use queueserver::idict::{check_name, KeyError};
 use queueserver::{
     Clock, Connection, ConnectionError, ConnectionId, ConnectionsFull, IDict, Notify, Query,
@@ -660,6 +660,12 @@ impl<D: IDict> WebView<D> {
     /// The view's counters.
     pub fn stats(&self) -> ViewStats {
         self.shared.view_stats()
+    }
+
+    /// The counts of the asks of every page, as the [`asks`](queueserver::asks)
+    /// machinery keeps them (requests sent, answers received, ...), once attached.
+    pub fn ask_stats(&self) -> Option<AskStats> {
+        self.shared.asks.get().map(Asks::stats)
     }
 
     /// Each connected page's counts, in order of connection.

@@ -31,7 +31,14 @@
     reconnectAt: 0,
     nextAsk: 1,
     asking: null,
+    autoTick: true,
   };
+  // `?plot=a,b` ticks these values from the start.
+  const asked = new URLSearchParams(location.search).get('plot');
+  if (asked) {
+    view.ticked = asked.split(',').filter((n) => n);
+    view.autoTick = false;
+  }
   window.queueserverView = view;
 
   // ----- the socket -----------------------------------------------------------------
@@ -117,8 +124,26 @@
       view.xs.splice(0, extra);
       for (const ys of view.ys.values()) ys.splice(0, extra);
     }
+    if (view.autoTick && view.xs.length === 30) autoTick();
     view.dirty = true;
     view.plotDirty = true;
+  }
+
+  // Until the user ticks a box, plot up to three values that move and are not a clock or
+  // a counter (not steadily increasing).
+  function autoTick() {
+    view.autoTick = false;
+    const moving = view.names.filter((name) => {
+      const ys = view.ys.get(name).slice(-30).filter((y) => y !== null);
+      if (ys.length < 2 || ys.every((y) => y === ys[0])) return false;
+      return !ys.every((y, i) => i === 0 || y >= ys[i - 1]);
+    });
+    if (moving.length) {
+      view.ticked = moving.slice(0, 3);
+      for (const [name, r] of view.rows) r.box.checked = view.ticked.includes(name);
+      view.rebuild = true;
+      paintChips();
+    }
   }
 
   function clearPlot() {
@@ -147,6 +172,7 @@
       box.checked = view.ticked.includes(name);
       box.title = 'plot ' + name;
       box.addEventListener('change', () => {
+        view.autoTick = false;
         view.ticked = view.names.filter((n) => view.rows.get(n).box.checked);
         view.rebuild = true;
         paintChips();
@@ -237,6 +263,9 @@
   function answer(m) {
     if (!view.asking || m.id !== view.asking.id) return;
     const took = Date.now() - view.asking.at;
+    const p = $('ask-result');
+    p.dataset.seq = m.seq;
+    p.dataset.value = m.found ? JSON.stringify(m.value) : '';
     if (m.found) {
       showAsk('answer', m.name + ' = ' + fmtValue(m.value) + '   (snapshot ' + fmtInt(m.seq) + ', ' + took + ' ms)');
     } else {
