@@ -85,6 +85,9 @@ struct State {
     /// `dropped` as last told to the page.
     dropped_told: u64,
     closed: bool,
+    /// The writer waits on the condition variable: a push that gives it work wakes it (a
+    /// wake is a syscall: pushes that give it none make none).
+    waiting: bool,
     stats: OutboxStats,
 }
 
@@ -130,7 +133,9 @@ impl State {
         Some(out)
     }
 
-    /// Queues `update` if the rate limit allows it at `now`, else holds it.
+    /// Queues `update` if the rate limit allows it at `now`, else holds it. Returns
+    /// whether the writer has new work: a message queued, or a held update where there was
+    /// none (a writer waiting for a held one already wakes when it is due).
     fn offer_update(&mut self, update: Utf8Bytes, now: Instant) -> bool {
         self.stats.offered += 1;
         let due = self.next_due.map_or(true, |due| now >= due);
@@ -141,10 +146,10 @@ impl State {
             }
             self.next_due = Some(now + self.interval);
             self.push(Out::Update(update))
+        } else if self.held.replace(update).is_some() {
+            self.stats.superseded += 1;
+            false
         } else {
-            if self.held.replace(update).is_some() {
-                self.stats.superseded += 1;
-            }
             true
         }
     }
@@ -169,6 +174,7 @@ impl Outbox {
                 next_due: None,
                 dropped_told: 0,
                 closed: false,
+                waiting: false,
                 stats: OutboxStats {
                     rate_hz,
                     ..OutboxStats::default()
@@ -190,9 +196,12 @@ impl Outbox {
         if state.closed {
             return;
         }
-        state.offer_update(update.clone(), now);
+        let work = state.offer_update(update.clone(), now);
+        let wake = work && state.waiting;
         drop(state);
-        self.ready.notify_one();
+        if wake {
+            self.ready.notify_one();
+        }
     }
 
     /// Queues any other message; whether it was queued (else it was dropped, counted).
@@ -202,8 +211,11 @@ impl Outbox {
             return false;
         }
         let queued = state.push(out);
+        let wake = queued && state.waiting;
         drop(state);
-        self.ready.notify_one();
+        if wake {
+            self.ready.notify_one();
+        }
         queued
     }
 
@@ -292,6 +304,7 @@ impl Outbox {
                 }
                 (None, _) => None,
             };
+            state.waiting = true;
             state = match wait {
                 Some(wait) => {
                     self.ready
@@ -304,6 +317,7 @@ impl Outbox {
                     .wait(state)
                     .unwrap_or_else(PoisonError::into_inner),
             };
+            state.waiting = false;
         }
     }
 
