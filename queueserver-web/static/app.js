@@ -77,6 +77,9 @@
         view.maxRate = m.max_rate_hz;
         view.running = m.running;
         view.dropped = 0;
+        $('dropped').textContent = '0';
+        // Nothing is live until this connection's first update.
+        view.time = null;
         if (m.names.length) setNames(m.names);
         // The page keeps its chosen rate across reconnections.
         sendRate();
@@ -354,7 +357,7 @@
     } else if (!view.running) {
       setState('stopped', 'computation stopped');
     } else if (age === null) {
-      setState('live', 'connected · waiting for updates');
+      setState('connected', 'connected · waiting for updates');
     } else if (age > 2000) {
       setState('stale', 'no update for ' + fmtAge(age));
     } else {

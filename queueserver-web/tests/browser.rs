@@ -197,10 +197,13 @@ impl Browser {
         result["result"]["value"].clone()
     }
 
-    /// Waits until `expression` is true in the page.
+    /// Waits until `expression` is true in the page (an exception counts as false: the
+    /// page may still be loading).
     fn wait_until(&mut self, what: &str, expression: &str) {
         let deadline = Instant::now() + Duration::from_secs(30);
-        while self.eval(expression) != json!(true) {
+        let guarded =
+            format!("(() => {{ try {{ return {expression}; }} catch (e) {{ return false; }} }})()");
+        while self.eval(&guarded) != json!(true) {
             assert!(Instant::now() < deadline, "timed out waiting for {what}");
             std::thread::sleep(Duration::from_millis(50));
         }
