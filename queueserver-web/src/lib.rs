@@ -35,20 +35,21 @@
 //! binding elsewhere exposes). It refuses cross-origin WebSocket upgrades (an `Origin`
 //! other than `http://` + the request's `Host`), requests for a `Host` it is not known by
 //! (DNS rebinding), methods other than `GET`, request heads over 8 KiB, and messages over
-//! [`Options::max_message`]; [`http`](crate#the-stream) lists each refusal.
+//! [`Options::max_message`]; the crate README lists each refusal.
 //!
 //! # Example
 //!
 //! ```
 //! use queueserver::{IDict, QueueServer, Runner};
-//! use queueserver_web::{Options, WebView};
+//! use queueserver_web::{Options, WebConnection, WebView};
 //! use std::io::{Read, Write};
 //! use std::time::Duration;
 //!
 //! #[derive(Clone, Default, IDict)]
 //! struct Plant { position: f64, velocity: f64 }
 //!
-//! let (mut publisher, mut server) = QueueServer::new(Plant::default());
+//! // A server whose one connection is the view (`Box<dyn Connection<Plant> + Send>` for a mix).
+//! let (mut publisher, mut server) = QueueServer::<_, WebConnection<Plant>>::new(Plant::default());
 //! // 127.0.0.1 on a free port; `Options::new().bind(([127, 0, 0, 1], 7878))` for a fixed one.
 //! let view = WebView::serve(&mut server, Options::new()).unwrap();
 //! println!("open {}", view.url());
