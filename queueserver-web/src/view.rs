@@ -8,8 +8,8 @@ use crate::wire;
 use queueserver::asks::{AskError, AskStats, Asker, Asks, Responder};
 use queueserver::idict::{check_name, KeyError};
 use queueserver::{
-    Clock, Connection, ConnectionError, ConnectionId, ConnectionsFull, IDict, Notify, Query,
-    QueueServer, Requester, Response, Snapshot, Stats,
+    Abandoned, Clock, Connection, ConnectionError, ConnectionId, ConnectionsFull, IDict, Notify,
+    Query, QueueServer, Requester, Response, Snapshot, Stats,
 };
 use serde::Serialize;
 use std::fmt;
@@ -448,6 +448,13 @@ where
 
     fn wants_updates(&self) -> bool {
         true
+    }
+
+    /// Ends the asks waiting for `query` at once, each told by an `error` message: the
+    /// server will never answer it.
+    fn on_abandoned(&mut self, query: &Query<D::Key>, _: Abandoned) -> Result<(), ConnectionError> {
+        self.responder.abandon(query);
+        Ok(())
     }
 }
 
