@@ -96,6 +96,10 @@ fn a_stalled_page_drops_its_oldest_updates_while_the_others_keep_up() {
     };
 
     let mut stalled = Page::connect(view);
+    // Known by its id before the others connect: each page is registered by a thread of
+    // its own, in no set order.
+    wait_for("the stalled page", || view.browsers().len() == 1);
+    let stalled_id = view.browsers()[0].id;
     let readers: Vec<_> = (0..3)
         .map(|_| {
             let mut page = Page::connect(view);
@@ -120,7 +124,6 @@ fn a_stalled_page_drops_its_oldest_updates_while_the_others_keep_up() {
         })
         .collect();
     wait_for("four pages", || view.browsers().len() == 4);
-    let stalled_id = view.browsers()[0].id;
     wait_for("the stalled page to drop updates", || {
         outbox_of(&rig, stalled_id).dropped > 50
     });
@@ -423,4 +426,83 @@ fn pages_are_told_when_the_computation_stops_and_closed_when_the_view_stops() {
         };
         assert_eq!(code, Some(CloseCode::Away));
     }
+}
+
+/// Holds `x`; reading `boom` panics: a fault of the computation's state, not of the view.
+#[derive(Clone, Default)]
+struct Brittle;
+
+impl queueserver::IDict for Brittle {
+    type Key = &'static str;
+    type Value = f64;
+
+    fn get(&self, key: &&'static str) -> Option<f64> {
+        match *key {
+            "x" => Some(1.0),
+            "boom" => panic!("reading boom"),
+            _ => None,
+        }
+    }
+
+    fn write_name<W: std::fmt::Write + ?Sized>(
+        key: &&'static str,
+        out: &mut W,
+    ) -> Result<(), queueserver::idict::KeyError> {
+        queueserver::idict::write_checked(key, out)
+    }
+
+    fn parse_key(&self, name: &str) -> Result<&'static str, queueserver::idict::KeyError> {
+        queueserver::idict::parse_by_visit(self, name)
+    }
+
+    fn visit<F: FnMut(&&'static str, &f64)>(&self, mut f: F) {
+        f(&"x", &1.0);
+        f(&"boom", &0.0);
+    }
+}
+
+#[test]
+fn an_ask_the_server_abandons_gets_an_error_at_once_and_the_page_goes_on() {
+    use queueserver::QueueServer;
+    use queueserver_web::{WebConnection, WebView};
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+
+    // An ask left waiting would be told only at its timeout, ten minutes from now: far
+    // past the page's 20 s read timeout.
+    let options = Options::new().ask_timeout(Duration::from_secs(600));
+    let (mut publisher, mut server) = QueueServer::<_, WebConnection<Brittle>>::new(Brittle);
+    let view = WebView::serve(&mut server, options).unwrap();
+    let mut page = Page::connect(&view);
+    assert_eq!(page.next()["type"], "hello");
+    publisher.put_update(&Brittle);
+    let _ = server.poll();
+    page.next_of("update");
+
+    page.send(r#"{"type":"ask","id":1,"name":"boom"}"#);
+    wait_for("the ask queued", || {
+        view.ask_stats().is_some_and(|asks| asks.requests_sent == 1)
+    });
+    // A poll loop that catches the panic of the read: the next poll abandons the request,
+    // and the view tells the page at once.
+    assert!(catch_unwind(AssertUnwindSafe(|| server.poll())).is_err());
+    let _ = server.poll();
+    let error = page.next_of("error");
+    assert_eq!(error["id"], 1, "{error}");
+    assert!(error["error"].as_str().unwrap().contains("boom"), "{error}");
+    assert_eq!(server.stats().requests_abandoned, 1);
+
+    // Only that ask ended: the page asks again and is answered.
+    page.send(r#"{"type":"ask","id":2,"name":"x"}"#);
+    wait_for("the second ask queued", || {
+        view.ask_stats().is_some_and(|asks| asks.requests_sent == 2)
+    });
+    let _ = server.poll();
+    let answer = page.next_of("answer");
+    assert_eq!(
+        (answer["id"].clone(), answer["value"].clone()),
+        (json!(2), json!(1.0))
+    );
+    let asks = view.ask_stats().unwrap();
+    assert_eq!((asks.answered, asks.closed, asks.outstanding), (1, 1, 0));
+    view.shutdown();
 }
