@@ -20,7 +20,8 @@
 //!
 //! A fourth connection, the live web view (`queueserver-web`), serves a page on
 //! `http://127.0.0.1:7878/` (or a free port if that one is taken; `--web ADDR` to choose,
-//! `--no-web` to go without) that shows the plant's values, plots them and asks for them.
+//! `--no-web` to go without) that shows the plant's values, plots them, asks for them, and
+//! shows the server's counters as the runner last saw them.
 //!
 //! Progress is printed once per second on stderr. At the end the demo prints the loop's
 //! period jitter, the latency of `put_update`, the server's counters and each connection's
@@ -480,6 +481,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The page shows the server's counters as of the poller's last cycle.
+    let runner = Arc::new(runner);
+    if let Some(view) = &web {
+        let runner = Arc::clone(&runner);
+        view.set_stats(move || runner.stats());
+    }
     let stop_loop = Arc::new(AtomicBool::new(false));
     let stop_probe = Arc::new(AtomicBool::new(false));
     let loop_counts = Arc::new(LoopCounts::default());
@@ -544,6 +551,12 @@ fn main() -> ExitCode {
         overruns,
     } = control.join().expect("the control thread panicked");
     let elapsed = started.elapsed();
+    if let Some(view) = &web {
+        view.clear_stats();
+    }
+    let Ok(runner) = Arc::try_unwrap(runner) else {
+        unreachable!("the view's stats source, the only other owner, is dropped")
+    };
     let server = match runner.shutdown() {
         Ok(server) => server,
         Err(crashed) => {
