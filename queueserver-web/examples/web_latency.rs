@@ -9,7 +9,7 @@
 //! the interference of that work with it (caches, cores, the scheduler).
 //!
 //! ```text
-//! cargo run --release -p queueserver-web --example latency [-- --publishes N]
+//! cargo run --release -p queueserver-web --example web_latency [-- --publishes N]
 //! ```
 
 use hdrhistogram::Histogram;
