@@ -25,6 +25,9 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 only=("$@")
+# The copy is a whole workspace: every member the root manifest lists (on one line) must be
+# in it.
+mapfile -t members < <(grep -m1 '^members *= *\[.*\]' Cargo.toml | grep -o '"[^"]*"' | tr -d '"' | grep -vx '\.')
 caught=()
 missed=()
 
@@ -41,7 +44,7 @@ mutant() {
     local crate=$work/crate
     rm -rf "$crate"
     mkdir "$crate"
-    cp -r Cargo.toml Cargo.lock README.md src benches loom-tests queueserver-derive demo "$crate/"
+    cp -r Cargo.toml Cargo.lock README.md src benches "${members[@]}" "$crate/"
     local script
     for script in "$@"; do
         cp "$crate/$file" "$work/before"
