@@ -1,7 +1,8 @@
-//! Worst-case latency of publishing a 256 B snapshot under load.
+//! Worst-case latency of publishing a 256 B snapshot under load, and freshness: how long a
+//! published snapshot takes to reach its receiver.
 //!
 //! ```text
-//! cargo run --release --example latency -- [--publishes N] [--fifo]
+//! cargo run --release --example latency -- [--publishes N] [--updates M] [--fifo]
 //! ```
 //!
 //! The publishing thread runs on core 0 and times every publish with `Instant` into an
@@ -14,6 +15,17 @@
 //! Prints p50, p99, p99.9, p99.99 and max for each contender, the timer's own cost, and
 //! how much work the load threads did, so that the runs can be compared.
 //!
+//! Freshness: a publisher on core 0 publishes `M` snapshots (default 20,000), one every
+//! 50 µs, each carrying the time it was published (taken just before the publishing call).
+//! On the other side, a receiver records the time from that moment to the moment it holds
+//! the snapshot: for `QueueServer`, a subscribed connection's `on_update` on a
+//! `Runner::notified` poller (parked until the publish's `ThreadNotify` unparks it); for
+//! tokio's `watch`, `send` → `changed().await` in a task on a current-thread runtime; for
+//! `crossbeam-channel`, `send` → a blocking `recv`. Each receiver runs on its own thread,
+//! pinned to core 1 when it starts. Prints p50, p99, p99.9 and max, and how many snapshots
+//! each receiver got (a watch or a `QueueServer` skips snapshots superseded before it
+//! looked; a channel delivers all).
+//!
 //! With `--fifo` the publishing thread measures at real-time priority (`SCHED_FIFO` 80, set
 //! with `chrt`; needs root or `CAP_SYS_NICE`), as a control loop would run, while the load
 //! stays at normal priority: then the tail shows what each primitive makes the publisher
@@ -24,11 +36,14 @@ mod common;
 
 use common::{pin, Blob, Busy, Sink};
 use hdrhistogram::Histogram;
-use queueserver::{QueueServer, Request};
+use queueserver::{
+    Builder, Connection, ConnectionError, QueueServer, Request, Response, Runner, Snapshot,
+    ThreadNotify,
+};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 type Snap = Blob<32>;
 
@@ -182,19 +197,186 @@ fn watch(n: u64) -> Run {
     }
 }
 
+/// Time between two publishes in the freshness runs: long enough that every receiver is
+/// back to waiting (parked, or blocked in the kernel) when the next one comes.
+const FRESH_PERIOD: Duration = Duration::from_micros(50);
+
+/// One receiver's freshness distribution.
+struct Fresh {
+    name: &'static str,
+    histogram: Histogram<u64>,
+    received: u64,
+}
+
+/// Nanoseconds since `epoch`, the clock every freshness figure is read from.
+fn since(epoch: Instant) -> u64 {
+    epoch.elapsed().as_nanos() as u64
+}
+
+/// Publishes `m` snapshots, one every `FRESH_PERIOD`, each stamped with the time just before
+/// `publish` is called, from the calling thread pinned to core 0 (at real-time priority
+/// with `--fifo`, raised once the receiver is spawned).
+fn publish_paced(m: u64, epoch: Instant, mut publish: impl FnMut(&Snap)) {
+    pin(0);
+    let fifo = FIFO.load(Ordering::Relaxed);
+    if fifo {
+        set_fifo(true);
+    }
+    let mut value = Snap::new(0);
+    let start = Instant::now();
+    for i in 1..=m {
+        let due = start + FRESH_PERIOD * i as u32;
+        while Instant::now() < due {
+            std::hint::spin_loop();
+        }
+        value.0[0] = since(epoch);
+        publish(&value);
+    }
+    if fifo {
+        set_fifo(false);
+    }
+}
+
+/// The subscribed connection of the freshness run: records how old each snapshot is when
+/// it arrives.
+struct Stamped {
+    epoch: Instant,
+    histogram: Arc<Mutex<Histogram<u64>>>,
+    pinned: bool,
+}
+
+impl Connection<Snap> for Stamped {
+    fn on_update(&mut self, snapshot: &Snapshot<Snap>) -> Result<(), ConnectionError> {
+        let now = since(self.epoch);
+        if !self.pinned {
+            // The runner's poller thread, on its first delivery.
+            pin(1);
+            self.pinned = true;
+        }
+        if snapshot.seq() > 0 {
+            let mut histogram = self.histogram.lock().unwrap();
+            histogram.saturating_record(now.saturating_sub(snapshot.0[0]));
+        }
+        Ok(())
+    }
+
+    fn on_response(&mut self, _: Response<'_, Snap>) -> Result<(), ConnectionError> {
+        Ok(())
+    }
+}
+
+fn fresh_queueserver(m: u64) -> Fresh {
+    let epoch = Instant::now();
+    let histogram = Arc::new(Mutex::new(histogram()));
+    let (mut publisher, mut server) = Builder::new(Snap::new(0))
+        .notify(ThreadNotify::new())
+        .build()
+        .expect("a valid configuration");
+    server
+        .add_connection(Stamped {
+            epoch,
+            histogram: Arc::clone(&histogram),
+            pinned: false,
+        })
+        .unwrap();
+    let runner = Runner::notified(server).expect("the poller thread starts");
+    publish_paced(m, epoch, |value| publisher.put_update(value));
+    let server = runner.shutdown().expect("the poller ran to the end");
+    let received = server.stats().updates_received;
+    let histogram = histogram.lock().unwrap().clone();
+    Fresh {
+        name: "queueserver put_update → on_update (Runner::notified)",
+        histogram,
+        received,
+    }
+}
+
+fn fresh_watch(m: u64) -> Fresh {
+    let epoch = Instant::now();
+    let (sender, mut receiver) = tokio::sync::watch::channel(Snap::new(0));
+    let ready = Arc::new(AtomicBool::new(false));
+    let waiter = std::thread::spawn({
+        let ready = Arc::clone(&ready);
+        move || {
+            pin(1);
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .expect("a current-thread runtime");
+            runtime.block_on(async move {
+                let mut histogram = histogram();
+                let mut received = 0;
+                ready.store(true, Ordering::Release);
+                while receiver.changed().await.is_ok() {
+                    let now = since(epoch);
+                    let sent = receiver.borrow_and_update().0[0];
+                    histogram.saturating_record(now.saturating_sub(sent));
+                    received += 1;
+                }
+                (histogram, received)
+            })
+        }
+    });
+    while !ready.load(Ordering::Acquire) {
+        std::thread::yield_now();
+    }
+    publish_paced(m, epoch, |value| {
+        sender.send(*value).expect("the receiver is alive");
+    });
+    drop(sender);
+    let (histogram, received) = waiter.join().expect("the receiver ran");
+    Fresh {
+        name: "tokio watch send → changed().await (current-thread runtime)",
+        histogram,
+        received,
+    }
+}
+
+fn fresh_channel(m: u64) -> Fresh {
+    let epoch = Instant::now();
+    let (sender, receiver) = crossbeam_channel::bounded::<Snap>(1024);
+    let waiter = std::thread::spawn(move || {
+        pin(1);
+        let mut histogram = histogram();
+        let mut received = 0;
+        while let Ok(value) = receiver.recv() {
+            let now = since(epoch);
+            histogram.saturating_record(now.saturating_sub(value.0[0]));
+            received += 1;
+        }
+        (histogram, received)
+    });
+    publish_paced(m, epoch, |value| {
+        sender.send(*value).expect("the receiver is alive");
+    });
+    drop(sender);
+    let (histogram, received) = waiter.join().expect("the receiver ran");
+    Fresh {
+        name: "crossbeam-channel send → recv (blocking)",
+        histogram,
+        received,
+    }
+}
+
 fn usage() -> ! {
-    eprintln!("usage: latency [--publishes N] [--fifo]   (N > 0, default 10000000)");
+    eprintln!(
+        "usage: latency [--publishes N] [--updates M] [--fifo]   (N, M > 0; defaults 10000000, 20000)"
+    );
     std::process::exit(2);
 }
 
 fn main() {
     let mut publishes: u64 = 10_000_000;
+    let mut updates: u64 = 20_000;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--fifo" => FIFO.store(true, Ordering::Relaxed),
             "--publishes" => match args.next().and_then(|v| v.parse().ok()) {
                 Some(n) if n > 0 => publishes = n,
+                _ => usage(),
+            },
+            "--updates" => match args.next().and_then(|v| v.parse().ok()) {
+                Some(m) if m > 0 => updates = m,
                 _ => usage(),
             },
             _ => usage(),
@@ -251,5 +433,31 @@ fn main() {
     println!("\nload on core 1:");
     for run in &runs {
         println!("- {}: {}", run.name, run.load);
+    }
+
+    let fresh = [
+        fresh_queueserver(updates),
+        fresh_watch(updates),
+        fresh_channel(updates),
+    ];
+    println!(
+        "\nfreshness: {updates} snapshots of {} B, one every {} µs, from the publishing call to the \
+         receiver holding it; times in ns\n",
+        Snap::BYTES,
+        FRESH_PERIOD.as_micros()
+    );
+    println!("| receiver | received | p50 | p99 | p99.9 | max |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for run in &fresh {
+        let h = &run.histogram;
+        println!(
+            "| {} | {} | {} | {} | {} | {} |",
+            run.name,
+            run.received,
+            h.value_at_quantile(0.5),
+            h.value_at_quantile(0.99),
+            h.value_at_quantile(0.999),
+            h.max()
+        );
     }
 }
