@@ -81,11 +81,13 @@ mutant() {
     fi
 }
 
-# 1. The poller clears the update flag after taking the snapshot instead of before: a
-#    publish between the two finds the flag still set, and is left with no update pending.
-mutant clear-after-take updates publishing_races_with_processing src/server.rs \
-    '/^        self.signals.begin(Event::Update);$/d' \
-    '/pub fn process_updates/,/^    }$/s/^        self.refresh();$/        self.refresh();\n        self.signals.begin(Event::Update);/'
+# 1. The publisher coalesces on its own: it notifies for its first publish that finds the
+#    buffer taken and never again, as a publisher-side pending flag that nobody clears
+#    would. A publish after the poller took the last one tells nobody, and the runner
+#    parks with it pending.
+mutant notify-once wakeup a_notified_runner_wakes_for_a_publish_after_it_took_the_last \
+    src/publisher.rs \
+    's/^        if !self.input.publish() {$/        if !self.input.publish() \&\& self.seq == 1 {/'
 
 # 2. The per-connection quota is bumped with a load and a store instead of one fetch_add:
 #    the poller's give-back in between is lost (the quota leaks) or counted twice.
@@ -97,14 +99,14 @@ mutant quota-load-store requests requesters_race_with_the_drain src/request.rs \
 #    and leaves the request queued with no event pending.
 mutant clear-relaxed wakeup a_request_racing_with_a_polling_poller_is_never_left_unflagged \
     src/signal.rs \
-    's/self.flag(event).swap(false, Ordering::AcqRel);/self.flag(event).swap(false, Ordering::Relaxed);/'
+    's/self.request_pending.swap(false, Ordering::AcqRel);/self.request_pending.swap(false, Ordering::Relaxed);/'
 
 # 4. The poller clears the request flag after draining the queue instead of before: a
 #    request put during the drain finds the flag still set, does not notify, and the runner
 #    parks with it queued.
 mutant clear-after-drain wakeup a_notified_runner_wakes_for_every_request src/server.rs \
-    '/pub fn process_requests/,/^    }$/{/^        self.signals.begin(Event::Request);$/d}' \
-    '/pub fn process_requests/,/^    }$/s/^                done.handled = self.take_batch();$/&\n                self.signals.begin(Event::Request);/'
+    '/pub fn process_requests/,/^    }$/{/^        self.signals.begin_requests();$/d}' \
+    '/pub fn process_requests/,/^    }$/s/^                done.handled = self.take_batch();$/&\n                self.signals.begin_requests();/'
 
 # 5. The poller sets and clears the subscribed bit with a load and a store instead of one
 #    read-modify-write: a request counted in between is wiped from the demand word, and the
@@ -133,9 +135,9 @@ mutant closed-check-before-count shutdown shutdown_races_with_requests src/signa
 mutant no-generation-check shutdown removal_races_with_requests src/server.rs \
     's/^            \&\& self.generations\[index\] == id.generation();$/;/'
 
-# 9. The publisher skips the flag when its publish found the back buffer clean (the
-#    opposite of the rule: skip only when it replaced an untaken snapshot): a publish after
-#    the poller took the last one raises nothing, and the runner parks with it pending.
+# 9. The publisher notifies when its publish replaced an untaken snapshot instead of when it
+#    found the back buffer clean (the opposite of the rule): a publish after the poller took
+#    the last one tells nobody, and the runner parks with it pending.
 mutant raise-inverted wakeup a_notified_runner_wakes_for_a_publish_after_it_took_the_last \
     src/publisher.rs \
     's/if !self.input.publish() {/if self.input.publish() {/'

@@ -2,11 +2,16 @@
 //!
 //! The seed's `onUpdate` / `onRequest` hooks. [`Notify::notify`] is called right after a
 //! [`put_update`](crate::Publisher::put_update) or a
-//! [`put_request`](crate::Requester::put_request), but only when the matching pending flag
-//! goes from clear to set: calls are coalesced, so one poll cycle gets one notification per
-//! [`Event`] at most. The poller clears the flag when it starts
-//! [`process_updates`](crate::QueueServer::process_updates) or
-//! [`process_requests`](crate::QueueServer::process_requests).
+//! [`put_request`](crate::Requester::put_request), but only when the poller has taken
+//! everything announced before: calls are coalesced, never one per publish or request.
+//!
+//! - [`Event::Update`]: when the publish finds the last snapshot taken by the poller (the
+//!   triple buffer's back buffer clean). Publishes that replace a snapshot the poller has
+//!   not taken yet notify nobody: one notification per snapshot the poller takes, in
+//!   [`process_updates`](crate::QueueServer::process_updates) or, to answer requests from
+//!   the newest snapshot, in [`process_requests`](crate::QueueServer::process_requests).
+//! - [`Event::Request`]: when the request pending flag goes from clear to set. The poller
+//!   clears it when it starts `process_requests`: one notification per call at most.
 //!
 //! A hook called for [`Event::Update`] runs on the computation's thread and must itself be
 //! real-time safe. The provided hooks:

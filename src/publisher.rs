@@ -5,11 +5,11 @@
 //!
 //! | operation | guarantee |
 //! |---|---|
-//! | [`put_update`](Publisher::put_update) | wait-free: one in-place copy ([`IDict::copy_from`]), one atomic swap to publish, one atomic swap of the pending flag, and the [`Notify`] hook when that flag was clear. No allocation, lock, syscall, log or panic of its own. |
+//! | [`put_update`](Publisher::put_update) | wait-free: one in-place copy ([`IDict::copy_from`]), one atomic swap to publish, and the [`Notify`] hook when that swap finds the last snapshot taken. No allocation, lock, syscall, log or panic of its own. |
 //! | [`wants_update`](Publisher::wants_update) | one relaxed atomic load |
 
 use crate::idict::IDict;
-use crate::notify::{Event, NoNotify, Notify};
+use crate::notify::{NoNotify, Notify};
 use crate::signal::Signals;
 use crate::snapshot::Snapshot;
 use crate::sync::Arc;
@@ -77,10 +77,10 @@ impl<D: IDict, N: Notify> Publisher<D, N> {
     ///
     /// **Computation.** Wait-free: copies `idict` into the triple buffer's back buffer with
     /// [`IDict::copy_from`] (no allocation when that copy allocates nothing), publishes it
-    /// with one atomic swap, and, unless it replaced a snapshot the poller has not taken
-    /// yet, marks an update pending (one more swap) and calls the [`Notify`] hook if no
-    /// update was pending. A snapshot the poller has not taken yet is overwritten, never
-    /// queued; the poller counts it in
+    /// with one atomic swap, and calls the [`Notify`] hook if that swap found the last
+    /// snapshot taken by the poller: one notification per snapshot the poller takes,
+    /// however many publishes come in between. A snapshot the poller has not taken yet is
+    /// overwritten, never queued; the poller counts it in
     /// [`Stats::updates_overwritten`](crate::Stats::updates_overwritten).
     ///
     /// If [`IDict::copy_from`] panics, nothing is published and no sequence number is used
@@ -88,35 +88,26 @@ impl<D: IDict, N: Notify> Publisher<D, N> {
     /// sees no gap.
     #[inline]
     pub fn put_update(&mut self, idict: &D) {
-        // Where a panic can unwind out of the copy, the number is taken once the copy has
-        // returned, so that a copy that panics uses none up. Where panics abort, nothing
-        // returns from a panicking copy, and the number is taken first: the same
-        // instructions, in the order the compiler makes the least of on a Cortex-M (two
-        // instructions fewer at opt-level "s"); on x86-64 both orders compile to as many.
-        #[cfg(not(panic = "abort"))]
-        {
-            let back = self.input.input_buffer_mut();
-            back.data_mut().copy_from(idict);
-            self.seq += 1;
-            back.set_seq(self.seq);
-        }
-        #[cfg(panic = "abort")]
-        {
-            self.seq += 1;
-            let back = self.input.input_buffer_mut();
-            back.set_seq(self.seq);
-            back.data_mut().copy_from(idict);
-        }
-        // `publish` returns true when it replaced a snapshot the poller has not taken.
-        // The publish that made the back buffer dirty then raised the update flag (below),
-        // and the poller has either not cleared the flag since, or cleared it and not yet
-        // taken the buffer. Either way the poller takes the buffer again after an Acquire
-        // clear that saw that raise, so it finds the buffer dirty, and its take (a swap)
-        // comes after this publish in the buffer's modification order: it takes this
-        // snapshot. A raise would only repeat that notification, so it is skipped, and a
-        // loop that outruns its poller pays one atomic swap per publish.
+        // The number is taken before the copy and written with it, so that nothing but the
+        // copy itself lives across a copy that calls out (`memcpy`): no register to save,
+        // no load after the call. A copy that unwinds hands the number back (the guard);
+        // where panics abort the guard compiles to nothing.
+        let back = self.input.input_buffer_mut();
+        self.seq += 1;
+        let seq = Unused(&mut self.seq);
+        back.set_seq(*seq.0);
+        back.data_mut().copy_from(idict);
+        core::mem::forget(seq);
+        // `publish` returns false when its swap found the back buffer clean: the poller took
+        // the last snapshot, so this one is news, and the hook is told, after the swap that
+        // made it visible. It returns true when it replaced a snapshot the poller has not
+        // taken: the first publish since the poller's last take found the buffer clean and
+        // told the hook, so the poller takes again after that; its take swaps the same
+        // atomic as our publish, so it comes after this publish in that atomic's order (and
+        // takes it), or a publish since told the hook again. The buffer's dirty bit is the
+        // pending flag: no atomic operation of our own.
         if !self.input.publish() {
-            self.signals.raise(Event::Update);
+            self.signals.notify_update();
         }
     }
 
@@ -140,6 +131,16 @@ impl<D: IDict, N: Notify> Publisher<D, N> {
     /// The notify hook, shared with the server.
     pub fn notifier(&self) -> &N {
         self.signals.notifier()
+    }
+}
+
+/// A sequence number taken for a publish whose copy has not returned yet: given back if
+/// the copy unwinds, forgotten once it returns.
+struct Unused<'a>(&'a mut u64);
+
+impl Drop for Unused<'_> {
+    fn drop(&mut self) {
+        *self.0 -= 1;
     }
 }
 

@@ -28,7 +28,7 @@
 //! computation never touches this queue.
 
 use crate::connection::ConnectionId;
-use crate::notify::{Event, Notify};
+use crate::notify::Notify;
 use crate::signal::Signals;
 use crate::sync::{Arc, AtomicU32, AtomicUsize, Ordering};
 use alloc::boxed::Box;
@@ -272,7 +272,7 @@ impl<K, const Q: usize, const MAXC: usize> Requests<K, Q, MAXC> {
         };
         counter.fetch_add(1, Ordering::Relaxed);
         if result.is_ok() {
-            signals.raise(Event::Request);
+            signals.raise_request();
         }
         result
     }
@@ -366,7 +366,8 @@ impl<K, N: Notify, const Q: usize, const MAXC: usize> Requester<K, N, Q, MAXC> {
     ///
     /// **Any thread or interrupt.** Never blocks, never allocates; a bounded number of
     /// atomic steps plus one `heapless::mpmc` enqueue (see the [module docs](self) on its
-    /// progress guarantee). On success the [`Notify`] hook is told ([`Event::Request`]).
+    /// progress guarantee). On success the [`Notify`] hook is told
+    /// ([`Event::Request`](crate::Event::Request)) if no request was pending.
     ///
     /// # Errors
     ///

@@ -21,7 +21,7 @@ use crate::connection::{Abandoned, Connection, ConnectionError, ConnectionId, Re
 use crate::fault::{contain, PanicMessage};
 use crate::idict::IDict;
 use crate::log;
-use crate::notify::{Event, NoNotify, Notify};
+use crate::notify::{NoNotify, Notify};
 use crate::publisher::Publisher;
 use crate::request::{Query, Request, RequestError, Requester, Requests, Slot, FREE};
 use crate::signal::Signals;
@@ -720,7 +720,6 @@ where
         // A connection removed because its last call unwound counts as failing in this one.
         let failed_before = self.counters.failed;
         self.recover();
-        self.signals.begin(Event::Update);
         self.fold_request_counts();
         self.refresh();
         let subscribed = self.refresh_subscribed();
@@ -816,7 +815,7 @@ where
     pub fn process_requests(&mut self) -> Processed {
         let failed_before = self.counters.failed;
         self.recover();
-        self.signals.begin(Event::Request);
+        self.signals.begin_requests();
         self.fold_request_counts();
         let mut done = Processed::default();
         if self.batch.is_open() {
@@ -864,7 +863,7 @@ where
     pub fn abandon_requests(&mut self) -> Processed {
         let failed_before = self.counters.failed;
         self.recover();
-        self.signals.begin(Event::Request);
+        self.signals.begin_requests();
         self.fold_request_counts();
         let mut done = Processed::default();
         // What a panic left abandoned keeps its reason.
@@ -1043,10 +1042,11 @@ where
         updates.merge(self.process_requests())
     }
 
-    /// Whether a publish or a request has arrived since the poller last began processing
-    /// it: the coalesced notification that the hook was (or would have been) told of.
+    /// Whether a snapshot was published that the poller has not taken, or a request was
+    /// put since the poller last began processing requests: the work that the hook was (or
+    /// would have been) told of.
     pub fn has_pending_events(&self) -> bool {
-        self.signals.is_pending(Event::Update) || self.signals.is_pending(Event::Request)
+        self.output.updated() || self.signals.request_pending()
     }
 
     /// Requests accepted and not yet settled (queued, in a batch, or being put).

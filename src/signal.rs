@@ -1,8 +1,12 @@
 //! Signals shared by the computation, the requesters and the poller.
 //!
-//! - Two pending flags, one per [`Event`]: set by `put_update` / `put_request`, cleared by
-//!   the poller when it starts processing. A flag going from clear to set calls the
-//!   [`Notify`] hook, which coalesces notifications to one per poll cycle.
+//! - The request pending flag: set by `put_request`, cleared by the poller when it starts
+//!   processing requests. The flag going from clear to set calls the [`Notify`] hook, which
+//!   coalesces request notifications to one per `process_requests`.
+//! - Updates need no flag of their own: the triple buffer's dirty bit is one. `put_update`
+//!   calls the hook when its publish finds the back buffer clean (the poller took the last
+//!   snapshot), and only then: one notification per snapshot the poller takes. See
+//!   [`Publisher::put_update`](crate::Publisher::put_update).
 //! - The demand word, read by [`Publisher::wants_update`](crate::Publisher::wants_update)
 //!   with one atomic load. It packs:
 //!   bit 0, set once the request side is closed;
@@ -28,7 +32,6 @@ pub(crate) const STOPPED: usize = 1 << (usize::BITS - 1);
 
 pub(crate) struct Signals<N> {
     notify: N,
-    update_pending: AtomicBool,
     request_pending: AtomicBool,
     demand: AtomicUsize,
 }
@@ -37,7 +40,6 @@ impl<N: Notify> Signals<N> {
     pub(crate) fn new(notify: N) -> Self {
         Self {
             notify,
-            update_pending: AtomicBool::new(false),
             request_pending: AtomicBool::new(false),
             demand: AtomicUsize::new(0),
         }
@@ -47,39 +49,39 @@ impl<N: Notify> Signals<N> {
         &self.notify
     }
 
-    fn flag(&self, event: Event) -> &AtomicBool {
-        match event {
-            Event::Update => &self.update_pending,
-            Event::Request => &self.request_pending,
-        }
-    }
-
-    /// Marks `event` pending and calls the hook if it was not pending yet.
+    /// Tells the hook that a snapshot was published into a back buffer the poller had
+    /// emptied.
     #[inline]
-    pub(crate) fn raise(&self, event: Event) {
-        // AcqRel: the Release half orders the publish or enqueue before the flag, so a
-        // poller whose `begin` reads this `true` sees the work. If we read `true`, the
-        // poller has not cleared the flag yet (its clear comes later in the flag's
-        // modification order) and will see our work when it does: no notification needed.
-        if !self.flag(event).swap(true, Ordering::AcqRel) {
-            self.notify.notify(event);
+    pub(crate) fn notify_update(&self) {
+        self.notify.notify(Event::Update);
+    }
+
+    /// Marks a request pending and calls the hook if none was pending yet.
+    #[inline]
+    pub(crate) fn raise_request(&self) {
+        // AcqRel: the Release half orders the enqueue before the flag, so a poller whose
+        // `begin_requests` reads this `true` sees the request. If we read `true`, the poller
+        // has not cleared the flag yet (its clear comes later in the flag's modification
+        // order) and will see our request when it does: no notification needed.
+        if !self.request_pending.swap(true, Ordering::AcqRel) {
+            self.notify.notify(Event::Request);
         }
     }
 
-    /// Clears the pending flag of `event` before the poller looks for work.
+    /// Clears the request flag before the poller looks for requests.
     ///
-    /// Clearing must come before the look: work that arrives after the clear raises the
-    /// flag again and notifies, so it is never left behind until some later event.
+    /// Clearing must come before the look: a request that arrives after the clear raises
+    /// the flag again and notifies, so it is never left behind until some later event.
     #[inline]
-    pub(crate) fn begin(&self, event: Event) {
-        // AcqRel: Acquire synchronises with the `raise` whose `true` we read, so its work
-        // is visible to the look that follows.
-        self.flag(event).swap(false, Ordering::AcqRel);
+    pub(crate) fn begin_requests(&self) {
+        // AcqRel: Acquire synchronises with the `raise_request` whose `true` we read, so
+        // its request is visible to the look that follows.
+        self.request_pending.swap(false, Ordering::AcqRel);
     }
 
-    /// Whether `event` was raised since the poller last began processing it.
-    pub(crate) fn is_pending(&self, event: Event) -> bool {
-        self.flag(event).load(Ordering::Acquire)
+    /// Whether a request was put since the poller last began processing requests.
+    pub(crate) fn request_pending(&self) -> bool {
+        self.request_pending.load(Ordering::Acquire)
     }
 
     /// One load: someone subscribes, or a request waits for an answer, and a poller

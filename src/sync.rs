@@ -1,6 +1,6 @@
 //! The crate's own synchronisation primitives, in one place.
 //!
-//! Everything the crate synchronises itself (pending flags, the demand word, per-connection
+//! Everything the crate synchronises itself (the request flag, the demand word, per-connection
 //! quotas, connection tags, shutdown, the runner's control and the thread a
 //! `ThreadNotify` wakes) uses the types re-exported here. Built with
 //! `RUSTFLAGS="--cfg loom"`, they become [`loom`](https://docs.rs/loom)'s types, so a model

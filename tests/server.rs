@@ -558,7 +558,8 @@ fn notifications_are_coalesced_to_one_per_poll_cycle() {
     let _ = server.process_updates();
     publisher.put_update(&state(1.0, 0.0));
     server.put_request(Request::key(id, "x")).unwrap();
-    // The update flag was cleared by process_updates; the request flag was not yet.
+    // process_updates took the last snapshot, so this publish notifies; the request flag
+    // was not cleared yet.
     assert_eq!(count(&hook), (2, 1));
 
     let _ = server.poll();
@@ -568,7 +569,7 @@ fn notifications_are_coalesced_to_one_per_poll_cycle() {
 }
 
 #[test]
-fn a_snapshot_taken_to_answer_a_request_still_leaves_the_next_publish_pending() {
+fn a_snapshot_taken_to_answer_a_request_makes_the_next_publish_notify() {
     let hook = Arc::new(CountingNotify::default());
     let (mut publisher, mut server) = Builder::new(state(0.0, 0.0))
         .notify(Arc::clone(&hook))
@@ -577,27 +578,29 @@ fn a_snapshot_taken_to_answer_a_request_still_leaves_the_next_publish_pending() 
     let id = server.add_connection(Recorder::subscriber()).unwrap();
 
     publisher.put_update(&state(1.0, 0.0));
+    assert_eq!(hook.updates.load(Ordering::Relaxed), 1);
     server.put_request(Request::key(id, "x")).unwrap();
-    // Takes snapshot 1 to answer, without beginning the update cycle.
+    // Takes snapshot 1 to answer, without fanning it out.
     let _ = server.process_requests();
     assert_eq!(
         server.connection(id).unwrap().answers,
         [Answer::Value("x", 1.0, 1)]
     );
+    assert!(!server.has_pending_events());
 
-    // The buffer was taken, so this publish raises again (the flag is still set: no
-    // second notification); the one after replaces an untaken snapshot.
+    // The buffer was taken, so this publish notifies; the one after replaces an untaken
+    // snapshot and does not.
     publisher.put_update(&state(2.0, 0.0));
     publisher.put_update(&state(3.0, 0.0));
-    assert_eq!(hook.updates.load(Ordering::Relaxed), 1);
+    assert_eq!(hook.updates.load(Ordering::Relaxed), 2);
     assert!(server.has_pending_events());
     let _ = server.process_updates();
     assert_eq!(server.connection(id).unwrap().updates, [3]);
     assert!(!server.has_pending_events());
 
-    // After a full cycle the next publish notifies again.
+    // Taken again: the next publish notifies again.
     publisher.put_update(&state(4.0, 0.0));
-    assert_eq!(hook.updates.load(Ordering::Relaxed), 2);
+    assert_eq!(hook.updates.load(Ordering::Relaxed), 3);
 }
 
 #[test]

@@ -255,7 +255,6 @@ pub struct Model {
     /// The server was dropped: nobody serves it.
     dropped: bool,
     failed: VecDeque<FailedConn>,
-    update_pending: bool,
     request_pending: bool,
     notified: (usize, usize),
     stats: Stats,
@@ -285,7 +284,6 @@ impl Model {
             leftover: None,
             dropped: false,
             failed: VecDeque::new(),
-            update_pending: false,
             request_pending: false,
             notified: (0, 0),
             stats: Stats::default(),
@@ -297,13 +295,17 @@ impl Model {
 
     /// `Publisher::put_update(data)`.
     pub fn publish(&mut self, data: &Data) {
-        self.published += 1;
-        self.newest.clone_from(data);
-        // The hook is told when the pending flag goes from clear to set.
-        if !self.update_pending {
-            self.update_pending = true;
+        // The hook is told when the publish finds the last snapshot taken.
+        if !self.update_pending() {
             self.notified.0 += 1;
         }
+        self.published += 1;
+        self.newest.clone_from(data);
+    }
+
+    /// A publish waits that the poller has not taken.
+    fn update_pending(&self) -> bool {
+        self.published > self.stats.updates_published
     }
 
     /// `Publisher::published()`.
@@ -518,7 +520,6 @@ impl Model {
 
     /// `QueueServer::process_updates`.
     pub fn process_updates(&mut self) -> Processed {
-        self.update_pending = false;
         self.take_newest();
         self.subscribed = self.any_subscriber();
         let mut done = Processed::default();
@@ -803,7 +804,7 @@ impl Model {
 
     /// `QueueServer::has_pending_events`.
     pub fn has_pending_events(&self) -> bool {
-        self.update_pending || self.request_pending
+        self.update_pending() || self.request_pending
     }
 
     /// `QueueServer::is_closed` and `Requester::is_closed`.

@@ -1,15 +1,24 @@
-//! Model 1: the computation publishing while the poller processes updates.
+//! Model 1: the computation publishing while a poller driven by its notifications processes
+//! updates (a main loop that takes what the hook left, then polls, as firmware does with a
+//! `FlagNotify`).
 //!
-//! In every interleaving of `put_update` with `process_updates`: each snapshot delivered is
-//! whole and newer than the one before; between two poller calls the newest sequence number
-//! the poller knows of is exactly `delivered + overwritten`; a publish the poller has not
-//! taken leaves an update pending; and once the poller has taken the last publish,
-//! `published = delivered + overwritten` exactly.
+//! In every interleaving of `put_update` (and the hook it calls) with the poller's take of
+//! the notifications and `process_updates`: each snapshot delivered is newer than the one
+//! before; between two poller calls the newest sequence number the poller knows of is
+//! exactly `delivered + overwritten`; a publish the poller has not taken leaves a
+//! notification untaken, so the main loop polls again (none is lost); notifications are
+//! coalesced (at most one per poll, plus the first); and once the poller has taken the last
+//! publish, `published = delivered + overwritten` exactly.
+//!
+//! The hook counts with a read-modify-write rather than `FlagNotify`'s plain store: loom
+//! may let a load read an earlier read-modify-write's value over a plain store that came
+//! after it (see the README), which would report a lost notification that is not.
 
 #![cfg(loom)]
 
+use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::thread;
-use queueserver::Builder;
+use queueserver::{Builder, Event, Notify};
 use queueserver_loom_tests::{check, Pair, Probe};
 
 /// Publishes by the computation.
@@ -17,10 +26,34 @@ const PUBLISHES: u64 = 3;
 /// `process_updates` calls racing with them.
 const POLLS: usize = 2;
 
+/// Counts the notifications not yet taken, and all of them.
+#[derive(Default)]
+struct Tally {
+    untaken: AtomicUsize,
+    total: AtomicUsize,
+}
+
+impl Tally {
+    /// Whether a notification came since the last `take`; forgets it.
+    fn take(&self) -> bool {
+        // Acquire: what the publish before the notification wrote is visible after.
+        self.untaken.swap(0, Ordering::Acquire) > 0
+    }
+}
+
+impl Notify for Tally {
+    fn notify(&self, event: Event) {
+        assert_eq!(event, Event::Update);
+        self.total.fetch_add(1, Ordering::Relaxed);
+        self.untaken.fetch_add(1, Ordering::Release);
+    }
+}
+
 #[test]
 fn publishing_races_with_processing() {
     check("updates: publishing vs processing", || {
         let (mut publisher, mut server) = Builder::new(Pair::at(0))
+            .notify(Tally::default())
             .capacity::<2, 1>()
             .build_with([Probe::subscriber()])
             .unwrap();
@@ -34,6 +67,8 @@ fn publishing_races_with_processing() {
         });
 
         for _ in 0..POLLS {
+            // The main loop's order: take the notifications, then poll.
+            let _ = server.notifier().take();
             let _ = server.process_updates();
             let stats = server.stats();
             let seen = &server.connection(id).unwrap().updates;
@@ -54,6 +89,16 @@ fn publishing_races_with_processing() {
         assert!(
             pending == 0 || server.has_pending_events(),
             "{pending} publish(es) not taken and no update pending: {stats:?}"
+        );
+        let tally = server.notifier();
+        assert!(
+            pending == 0 || tally.untaken.load(Ordering::Relaxed) > 0,
+            "{pending} publish(es) not taken and no notification left: the loop would sleep"
+        );
+        let total = tally.total.load(Ordering::Relaxed);
+        assert!(
+            total <= POLLS + 1,
+            "{total} notifications for {POLLS} polls: not coalesced"
         );
 
         let _ = server.process_updates();

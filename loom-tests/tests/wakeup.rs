@@ -1,9 +1,11 @@
-//! Model 3: notifications coalesced by the pending flags never lose a wakeup.
+//! Model 3: coalesced notifications never lose a wakeup.
 //!
-//! `put_update` and `put_request` call the hook only when their pending flag goes from clear
-//! to set, and the poller clears the flag before it looks for work. Whatever the
-//! interleaving, work that arrives while the poller is busy or going to sleep is either seen
-//! by the poller or leaves its flag set (and the hook told), so the poller runs again:
+//! `put_request` calls the hook only when the request flag goes from clear to set, and the
+//! poller clears the flag before it looks for requests; `put_update` calls it only when its
+//! publish finds the last snapshot taken. Whatever the interleaving, work that arrives while
+//! the poller is busy or going to sleep is either seen by the poller or leaves it told (the
+//! request flag set, or the publish's notification made after the snapshot is there), so
+//! the poller runs again:
 //!
 //! - a poller that runs on its own schedule and sleeps when no event is pending never
 //!   leaves a request behind (for publishes, model 1 checks the same);
@@ -188,7 +190,7 @@ fn a_notified_runner_wakes_for_every_publish() {
 #[test]
 fn a_notified_runner_wakes_for_a_publish_after_it_took_the_last() {
     // Each publish waits until the one before was delivered, so every publish after the
-    // first finds the back buffer taken: it must raise the flag again, or the runner
+    // first finds the back buffer taken: it must notify again, or the runner
     // sleeps through it.
     check(
         "wakeup: put_update after each delivery vs a parking runner",
