@@ -1,0 +1,469 @@
+//! Watch and query a running [`queueserver`] computation from other processes and
+//! machines, over [Zenoh](https://zenoh.io).
+//!
+//! One call, [`Zenoh::attach`], puts a server on the wire under a prefix `P` (a Zenoh key
+//! expression such as `lab/rig1/plant`):
+//!
+//! - **values**: after each snapshot the poller delivers, every value that changed is put
+//!   on `P/<name>` as JSON (`application/json`), the snapshot's `seq` in the attachment;
+//! - **the whole snapshot** on `P/@snapshot`, as one JSON object;
+//! - **direct requests**: gets of `P/<name>`, of wildcards, and of `P/@snapshot` are
+//!   answered through the server's request path, consolidated: a thousand gets of one key
+//!   in one batch cost the snapshot one read;
+//! - **presence**: a liveliness token on `P` while attached.
+//!
+//! The crate's README states the contract on the wire exactly, for clients in any
+//! language; [`wire::CONTRACT_VERSION`] names its version. The `qs` tool (a binary of this
+//! crate) lists, watches and queries computations from a terminal.
+//!
+//! # Guarantees
+//!
+//! | part | where it runs | what it costs |
+//! |---|---|---|
+//! | the computation | its own thread | nothing: it never touches Zenoh; [`Publisher::put_update`](queueserver::Publisher::put_update) stays wait-free |
+//! | [`ZenohConnection`] | poller | per delivered snapshot, one reference count (the server's [`Reader`] has the snapshot already) and a short lock; per answer, one JSON serialization and a short lock per waiting get. Never the network |
+//! | the queryables' callbacks | Zenoh's receive threads | a lock-free read of the newest snapshot's names, the asks table's short lock, `put_request` (never blocks) |
+//! | the sender thread (`qs-zenoh`, one per attachment) | its own | serializes and puts values, sends replies, drops queries, sweeps deadlines; the only thread that may wait on a congested link |
+//!
+//! A congested or vanished peer or router can slow the sender thread; the poller hands it
+//! work through a slot of one snapshot (latest wins, overwritten ones counted) and a reply
+//! queue bounded by [`Options::with_max_gets`], so the poller's cycle never waits on the
+//! network. Values are put with `CongestionControl::Drop`: a slow subscriber loses samples
+//! rather than holding up the others, and the next change of a value (and every
+//! `P/@snapshot`) carries the newest.
+//!
+//! # Example
+//!
+//! ```
+//! use queueserver::{IDict, QueueServer, Runner, Connection};
+//! use queueserver_zenoh::{config, Options, Zenoh};
+//! use std::time::Duration;
+//! use zenoh::Wait;
+//!
+//! #[derive(Clone, Default, IDict)]
+//! struct Plant { position: f64, steps: u64 }
+//!
+//! type AnyConnection = Box<dyn Connection<Plant> + Send>;
+//! let (mut publisher, mut server) = QueueServer::<Plant, AnyConnection>::new(Plant::default());
+//!
+//! // Peer mode, listening on a unix socket, multicast scouting off.
+//! let socket = std::env::temp_dir().join(format!("qs-doc-{}.sock", std::process::id()));
+//! let endpoint = format!("unixsock-stream/{}", socket.display());
+//! let session = zenoh::open(config::peer(&[&endpoint], &[]).unwrap()).wait().unwrap();
+//! let zenoh = Zenoh::attach(&mut server, &session, "lab/plant", Options::new()).unwrap();
+//! let runner = Runner::every(server, Duration::from_millis(1)).unwrap();
+//!
+//! // Another party, here in the same process: a get of one value by name.
+//! let other = zenoh::open(config::peer(&[], &[&endpoint]).unwrap()).wait().unwrap();
+//! publisher.put_update(&Plant { position: 0.5, steps: 1 });
+//! let mut reply = None;
+//! for _ in 0..100 {
+//!     let replies = other.get("lab/plant/position").wait().unwrap();
+//!     if let Ok(r) = replies.recv() {
+//!         reply = Some(r);
+//!         break;
+//!     }
+//!     std::thread::sleep(Duration::from_millis(20)); // the peers are still connecting
+//! }
+//! let sample = reply.unwrap().into_result().unwrap();
+//! assert_eq!(sample.payload().try_to_string().unwrap(), "0.5");
+//! assert_eq!(queueserver_zenoh::wire::seq_of(sample.attachment()), Some(1));
+//!
+//! runner.shutdown().unwrap();
+//! zenoh.close();
+//! # let _ = std::fs::remove_file(&socket);
+//! ```
+//!
+//! # Threads, and `ZENOH_RUNTIME`
+//!
+//! Zenoh runs its own runtime threads, shared by every session of the process: by
+//! default six worker threads (`app`, `acc`, `tx`, `net` one each, `rx` two) plus blocking
+//! threads on demand. The environment variable `ZENOH_RUNTIME`, read once when the first
+//! session opens, tunes them (RON syntax); on a small machine, hand the light runtimes to
+//! `app`:
+//!
+//! ```text
+//! ZENOH_RUNTIME='(rx: (handover: app), acc: (handover: app), net: (handover: app), app: (worker_threads: 1))'
+//! ```
+//!
+//! [`config::SMALL_RUNTIME`] holds that value; the `qs` tool sets it when the variable is
+//! unset. This crate adds one thread per attachment (the sender). It never starts an async
+//! runtime of its own and uses Zenoh's blocking API (`zenoh::Wait`) only. Zenoh panics
+//! when called from inside a current-thread tokio runtime, or while the process exits:
+//! attach and close from ordinary threads, and close (or drop) the handle before `main`
+//! returns, never from a static's destructor.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod config;
+mod connection;
+mod outbox;
+pub mod select;
+mod stats;
+pub mod wire;
+
+pub use connection::ZenohConnection;
+pub use stats::Stats;
+
+use connection::Gets;
+use outbox::{Outbox, Sender};
+use queueserver::asks::{AskStats, Asks};
+use queueserver::{
+    Clock, Connection, ConnectionId, ConnectionsFull, IDict, Notify, QueueServer, Reader, Requester,
+};
+use serde::Serialize;
+use std::fmt;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+use zenoh::key_expr::{keyexpr, OwnedKeyExpr};
+use zenoh::liveliness::LivelinessToken;
+use zenoh::query::Queryable;
+use zenoh::{Session, Wait};
+
+/// How many requests of remote gets may wait for their reply at once, by default.
+pub const DEFAULT_MAX_GETS: usize = 1024;
+/// How long a remote get waits for its answer, by default (Zenoh's own default timeout
+/// for a get).
+pub const DEFAULT_GET_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The settings of an attachment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Options {
+    max_gets: usize,
+    get_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Options {
+    /// [`DEFAULT_MAX_GETS`] and [`DEFAULT_GET_TIMEOUT`].
+    pub const fn new() -> Self {
+        Self {
+            max_gets: DEFAULT_MAX_GETS,
+            get_timeout: DEFAULT_GET_TIMEOUT,
+        }
+    }
+
+    /// At most `max` requests of remote gets waiting for their reply (a get of one name
+    /// stands for one, a wildcard for one per name it matches); a get that would pass the
+    /// bound gets an error reply at once. The bound covers replies until they are sent, so
+    /// it also bounds the memory a stalled network can hold.
+    pub const fn with_max_gets(mut self, max: usize) -> Self {
+        self.max_gets = max;
+        self
+    }
+
+    /// How long a remote get waits for its answer before an error reply ends it.
+    pub const fn with_get_timeout(mut self, timeout: Duration) -> Self {
+        self.get_timeout = timeout;
+        self
+    }
+
+    /// The bound on requests of remote gets waiting for their reply.
+    pub const fn max_gets(&self) -> usize {
+        self.max_gets
+    }
+
+    /// How long a remote get waits for its answer.
+    pub const fn get_timeout(&self) -> Duration {
+        self.get_timeout
+    }
+}
+
+/// Why [`Zenoh::attach`] failed.
+#[derive(Debug)]
+pub enum Error<E = ()> {
+    /// The prefix is no concrete Zenoh key expression (it is empty, holds a wildcard, or
+    /// is not canonical).
+    Prefix(String),
+    /// A key of the IDict has no valid name: it cannot be put on the wire.
+    Unnamed(queueserver::idict::KeyError),
+    /// Zenoh refused a declaration (a queryable, the liveliness token) or to open a
+    /// session.
+    Zenoh(zenoh::Error),
+    /// The sender thread could not be started.
+    Thread(std::io::Error),
+    /// Attaching the connection failed: the error `attach` returned.
+    Attach(E),
+}
+
+impl<E: fmt::Debug> fmt::Display for Error<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Prefix(why) => write!(f, "invalid prefix: {why}"),
+            Self::Unnamed(why) => write!(f, "a key cannot be put on the wire: {why}"),
+            Self::Zenoh(why) => write!(f, "zenoh: {why}"),
+            Self::Thread(why) => write!(f, "cannot start the sender thread: {why}"),
+            Self::Attach(why) => write!(f, "cannot attach the connection: {why:?}"),
+        }
+    }
+}
+
+impl<E: fmt::Debug> std::error::Error for Error<E> {}
+
+/// A server published on Zenoh: keeps the queryables, the liveliness token and the
+/// sender thread alive. Dropping it (or [`close`](Self::close)) takes the server off the
+/// wire: the token goes, gets are no longer answered, and the connection it attached
+/// fails with [`ConnectionError::Closed`](queueserver::ConnectionError::Closed) on its next
+/// update, which removes it from the server.
+pub struct Zenoh<D: IDict> {
+    gets: Arc<Gets<D>>,
+    prefix: OwnedKeyExpr,
+    id: ConnectionId,
+    session: Session,
+    /// A session this handle opened, closed with it.
+    owned: bool,
+    queryables: Vec<Queryable<()>>,
+    token: Option<LivelinessToken>,
+    sender: Option<JoinHandle<()>>,
+}
+
+impl<D> Zenoh<D>
+where
+    D: IDict + Sync + 'static,
+    D::Key: Send + Sync + 'static,
+    D::Value: Serialize,
+{
+    /// Publishes `server` on `session` under `prefix`: attaches a [`ZenohConnection`] to it,
+    /// declares the queryables of `P/**` and `P/@snapshot` and the liveliness token `P`, and
+    /// starts the sender thread.
+    ///
+    /// **Poller** (wherever the server is, before a runner takes it). Allocates; makes
+    /// Zenoh declarations, which may wait for Zenoh's runtime. The server's connections
+    /// must be able to hold a `ZenohConnection` (a server of `ZenohConnection<D>`, or of
+    /// `Box<dyn Connection<D> + Send>`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Prefix`], [`Error::Unnamed`] (checked on the server's newest snapshot),
+    /// [`Error::Zenoh`], [`Error::Thread`], and [`Error::Attach`] when every connection slot
+    /// is taken.
+    pub fn attach<C, N, T, const Q: usize, const MAXC: usize>(
+        server: &mut QueueServer<D, C, N, T, Q, MAXC>,
+        session: &Session,
+        prefix: &str,
+        options: Options,
+    ) -> Result<Self, Error<ConnectionsFull<C>>>
+    where
+        C: Connection<D> + From<ZenohConnection<D>>,
+        N: Notify + 'static,
+        T: Clock,
+    {
+        let requester = server.requester();
+        let reader = server.reader();
+        Self::attach_with(requester, reader, session, prefix, options, |connection| {
+            server.add_connection(C::from(connection))
+        })
+    }
+
+    /// [`attach`](Self::attach) for a server kept elsewhere: `requester` and `reader` must
+    /// be the server's, and `attach` must add the connection to that server and return
+    /// the id it gave it (as [`Asks::attach`] asks).
+    ///
+    /// # Errors
+    ///
+    /// As [`attach`](Self::attach); [`Error::Attach`] with what `attach` returned.
+    pub fn attach_with<N, E, const Q: usize, const MAXC: usize>(
+        requester: Requester<D::Key, N, Q, MAXC>,
+        reader: Reader<D>,
+        session: &Session,
+        prefix: &str,
+        options: Options,
+        attach: impl FnOnce(ZenohConnection<D>) -> Result<ConnectionId, E>,
+    ) -> Result<Self, Error<E>>
+    where
+        N: Notify + 'static,
+    {
+        let prefix = check_prefix(prefix).map_err(Error::Prefix)?;
+        check_names(&reader).map_err(Error::Unnamed)?;
+        let outbox = Arc::new(Outbox::new(options.max_gets));
+        let asks = Asks::attach(requester, options.max_gets, |responder| {
+            attach(ZenohConnection::new(
+                responder,
+                Arc::clone(&outbox),
+                reader.clone(),
+            ))
+        })
+        .map_err(Error::Attach)?;
+        let id = asks.id();
+        let gets = Arc::new(Gets {
+            asks: asks.clone(),
+            reader,
+            outbox: Arc::clone(&outbox),
+            prefix: prefix.clone(),
+            timeout: options.get_timeout,
+        });
+        let mut zenoh = Self {
+            gets,
+            prefix: prefix.clone(),
+            id,
+            session: session.clone(),
+            owned: false,
+            queryables: Vec::new(),
+            token: None,
+            sender: None,
+        };
+        let sender = Sender::new(Arc::clone(&outbox), asks, session.clone(), prefix.clone());
+        let thread = std::thread::Builder::new()
+            .name("qs-zenoh".into())
+            .spawn(move || sender.run())
+            .map_err(Error::Thread)?;
+        zenoh.sender = Some(thread);
+        for key in [
+            select::prefix_children(&prefix),
+            select::snapshot_key(&prefix),
+        ] {
+            let gets = Arc::clone(&zenoh.gets);
+            let queryable = session
+                .declare_queryable(key)
+                .complete(true)
+                .callback(move |query| gets.on_query(query))
+                .wait()
+                .map_err(Error::Zenoh)?;
+            zenoh.queryables.push(queryable);
+        }
+        let token = session
+            .liveliness()
+            .declare_token(prefix)
+            .wait()
+            .map_err(Error::Zenoh)?;
+        zenoh.token = Some(token);
+        Ok(zenoh)
+    }
+
+    /// Opens a session with `config` and [`attach`](Self::attach)es `server` to it; the
+    /// session is closed with the handle. See [`config`] for ready-made configurations.
+    ///
+    /// # Errors
+    ///
+    /// As [`attach`](Self::attach); [`Error::Zenoh`] when the session cannot be opened (a
+    /// listening endpoint taken, say).
+    pub fn open<C, N, T, const Q: usize, const MAXC: usize>(
+        server: &mut QueueServer<D, C, N, T, Q, MAXC>,
+        config: zenoh::Config,
+        prefix: &str,
+        options: Options,
+    ) -> Result<Self, Error<ConnectionsFull<C>>>
+    where
+        C: Connection<D> + From<ZenohConnection<D>>,
+        N: Notify + 'static,
+        T: Clock,
+    {
+        // Check before opening: a session's listeners are taken as it opens.
+        check_prefix(prefix).map_err(Error::Prefix)?;
+        let session = zenoh::open(config).wait().map_err(Error::Zenoh)?;
+        match Self::attach(server, &session, prefix, options) {
+            Ok(mut zenoh) => {
+                zenoh.owned = true;
+                Ok(zenoh)
+            }
+            Err(error) => {
+                let _ = session.close().wait();
+                Err(error)
+            }
+        }
+    }
+}
+
+impl<D: IDict> Zenoh<D> {
+    /// The prefix `P`.
+    pub fn prefix(&self) -> &keyexpr {
+        &self.prefix
+    }
+
+    /// The id of the connection attached to the server.
+    pub fn id(&self) -> ConnectionId {
+        self.id
+    }
+
+    /// The session the server is published on.
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// The counters of the Zenoh side.
+    ///
+    /// **Any thread.** A few relaxed loads.
+    pub fn stats(&self) -> Stats {
+        self.gets.outbox.counters.stats(self.gets.outbox.pending())
+    }
+
+    /// The counters of the asks behind the remote gets: asked, answered, expired, closed;
+    /// requests sent to the server and answers received.
+    pub fn ask_stats(&self) -> AskStats {
+        self.gets.asks.stats()
+    }
+
+    /// Takes the server off the wire: undeclares the queryables and the token, then lets
+    /// the sender thread send what is queued (the newest snapshot, the replies) and stop.
+    ///
+    /// **Blocks** until the sender thread has stopped, which may take as long as a
+    /// congested link holds a send. Gets still waiting for the server are ended when the
+    /// connection is dropped (removed from the server, or the server dropped).
+    pub fn close(mut self) {
+        self.shut();
+    }
+
+    fn shut(&mut self) {
+        for queryable in self.queryables.drain(..) {
+            let _ = queryable.undeclare().wait();
+        }
+        if let Some(token) = self.token.take() {
+            let _ = token.undeclare().wait();
+        }
+        self.gets.outbox.stop();
+        if let Some(sender) = self.sender.take() {
+            let _ = sender.join();
+        }
+        if self.owned {
+            self.owned = false;
+            let _ = self.session.close().wait();
+        }
+    }
+}
+
+impl<D: IDict> Drop for Zenoh<D> {
+    fn drop(&mut self) {
+        self.shut();
+    }
+}
+
+impl<D: IDict> fmt::Debug for Zenoh<D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Zenoh")
+            .field("prefix", &self.prefix)
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A prefix is a concrete, canonical key expression.
+fn check_prefix(prefix: &str) -> Result<OwnedKeyExpr, String> {
+    let key = OwnedKeyExpr::try_from(prefix).map_err(|e| format!("{prefix:?}: {e}"))?;
+    if key.is_wild() {
+        return Err(format!("{prefix:?} holds a wildcard"));
+    }
+    if key.split('/').any(|chunk| chunk.starts_with('@')) {
+        return Err(format!("{prefix:?} holds a verbatim (`@`) chunk"));
+    }
+    Ok(key)
+}
+
+/// Every key of the newest snapshot has a name.
+fn check_names<D: IDict>(reader: &Reader<D>) -> Result<(), queueserver::idict::KeyError> {
+    let snapshot = reader.load();
+    let mut result = Ok(());
+    snapshot.visit(|key, _| {
+        if result.is_ok() {
+            let mut name = heapless::String::<{ queueserver::idict::MAX_NAME_LEN }>::new();
+            result = D::write_name(key, &mut name);
+        }
+    });
+    result
+}
