@@ -49,8 +49,10 @@ pub fn client(connect: &[&str]) -> zenoh::Result<Config> {
     let mut config = Config::default();
     config.insert_json5("mode", "\"client\"")?;
     base(&mut config, &[], connect)?;
-    config.insert_json5("connect/retry/period_init_ms", "100")?;
-    config.insert_json5("connect/retry/period_max_ms", "1000")?;
+    config.insert_json5(
+        "connect/retry",
+        "{period_init_ms: 100, period_max_ms: 1000, period_increase_factor: 2}",
+    )?;
     Ok(config)
 }
 

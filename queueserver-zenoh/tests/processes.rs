@@ -42,7 +42,9 @@ fn a_getter_killed_mid_get_costs_only_its_slot() {
 
     // Its answer goes nowhere, and its slot comes back.
     server.poll();
-    wait_until(LIMIT, "the slot back", || zenoh.stats().pending_replies == 0);
+    wait_until(LIMIT, "the slot back", || {
+        zenoh.stats().pending_replies == 0
+    });
     let asks = zenoh.ask_stats();
     assert_eq!((asks.answered, asks.outstanding), (1, 0));
     assert_eq!(server.stats().requests_orphaned, 0);
@@ -50,7 +52,11 @@ fn a_getter_killed_mid_get_costs_only_its_slot() {
     // And the server carries on for the others.
     let other = peer_of(&endpoint);
     let ask = std::thread::spawn(move || {
-        let replies = other.get(format!("{P}/count")).timeout(LIMIT).wait().unwrap();
+        let replies = other
+            .get(format!("{P}/count"))
+            .timeout(LIMIT)
+            .wait()
+            .unwrap();
         let reply = replies.recv().unwrap().into_result().unwrap();
         reply.payload().try_to_string().unwrap().into_owned()
     });
@@ -98,9 +104,18 @@ fn a_stopped_subscriber_does_not_slow_the_poller() {
 
     let mut watcher = Guard::spawn(
         "qs watch",
-        qs().args(["--mode", "peer", "-e", &endpoint, "watch", P, "--interval", "100"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
+        qs().args([
+            "--mode",
+            "peer",
+            "-e",
+            &endpoint,
+            "watch",
+            P,
+            "--interval",
+            "100",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null()),
     );
     wait_until(LIMIT, "the watcher", || {
         computation.info().peers_zid().wait().next().is_some()

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod tools;
+
 use queueserver::{Connection, IDict};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
