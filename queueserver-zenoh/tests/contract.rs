@@ -173,7 +173,7 @@ fn the_first_snapshot_puts_every_value_and_the_snapshot_goes_on_its_own_chunk() 
     let parsed: serde_json::Value = serde_json::from_str(&snapshot.json).unwrap();
     let expected = serde_json::json!({
         "seq": seq,
-        "values": {"count": seq, "half": seq as f64 / 2.0, "motor/speed": seq as f64 * 0.25, "motor/on": seq % 2 == 0},
+        "values": {"count": seq, "half": seq as f64 / 2.0, "motor/speed": seq as f64 * 0.25, "motor/on": seq.is_multiple_of(2)},
     });
     assert_eq!(parsed, expected);
 
@@ -192,8 +192,11 @@ fn the_first_snapshot_puts_every_value_and_the_snapshot_goes_on_its_own_chunk() 
     }
 }
 
-/// Every reply of a get, as (key or error text, seq).
-fn get(session: &Session, key: &str) -> Vec<Result<(String, String, Option<u64>), String>> {
+/// A reply: (key, JSON, seq), or the error reply's text.
+type Outcome = Result<(String, String, Option<u64>), String>;
+
+/// Every reply of a get, sorted.
+fn get(session: &Session, key: &str) -> Vec<Outcome> {
     let replies = session.get(key).timeout(LIMIT).wait().unwrap();
     let mut got = Vec::new();
     while let Ok(reply) = replies.recv() {
@@ -203,7 +206,7 @@ fn get(session: &Session, key: &str) -> Vec<Result<(String, String, Option<u64>)
     got
 }
 
-fn outcome(reply: Reply) -> Result<(String, String, Option<u64>), String> {
+fn outcome(reply: Reply) -> Outcome {
     match reply.into_result() {
         Ok(sample) => {
             assert_eq!(sample.encoding().to_string(), "application/json");

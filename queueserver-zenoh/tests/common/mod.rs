@@ -31,7 +31,7 @@ impl Rig {
             count: seq,
             half: seq as f64 / 2.0,
             speed: seq as f64 * 0.25,
-            on: seq % 2 == 0,
+            on: seq.is_multiple_of(2),
         }
     }
 
