@@ -199,6 +199,7 @@ where
                 Counters::add(&counters.gets_unknown, 1);
                 let _ = query
                     .reply_err(crate::outbox::unknown(query.key_expr(), &self.prefix))
+                    .encoding(wire::ERROR_ENCODING)
                     .wait();
             }
             return;
@@ -207,6 +208,7 @@ where
             Counters::add(&counters.gets_refused, 1);
             let _ = query
                 .reply_err(crate::outbox::refusal(AskError::TooManyAsks))
+                .encoding(wire::ERROR_ENCODING)
                 .wait();
             return;
         }
@@ -233,7 +235,10 @@ where
         self.outbox.sweep_by(deadline);
         if let Some(error) = refused {
             Counters::add(&counters.gets_refused, 1);
-            let _ = query.reply_err(crate::outbox::refusal(error)).wait();
+            let _ = query
+                .reply_err(crate::outbox::refusal(error))
+                .encoding(wire::ERROR_ENCODING)
+                .wait();
         }
     }
 }

@@ -20,7 +20,7 @@
 //! sweeps the gets whose deadline has passed.
 
 use crate::stats::Counters;
-use crate::wire::{self, ENCODING};
+use crate::wire::{self, ENCODING, ERROR_ENCODING};
 use queueserver::asks::{AskError, Asks};
 use queueserver::idict::MAX_NAME_LEN;
 use queueserver::{IDict, Snapshot};
@@ -273,7 +273,7 @@ where
             }
             Job::Fail { query, message } => {
                 Counters::add(&counters.error_replies, 1);
-                query.reply_err(message).wait()
+                query.reply_err(message).encoding(ERROR_ENCODING).wait()
             }
         };
         if sent.is_err() {

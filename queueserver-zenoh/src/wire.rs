@@ -21,6 +21,9 @@ pub const SNAPSHOT_CHUNK: &str = "@snapshot";
 /// The encoding of every value and snapshot: `application/json`.
 pub const ENCODING: Encoding = Encoding::APPLICATION_JSON;
 
+/// The encoding of every error reply: `text/plain`, a sentence in UTF-8 that says why.
+pub const ERROR_ENCODING: Encoding = Encoding::TEXT_PLAIN;
+
 /// The attachment carrying a snapshot's sequence number: its decimal digits in ASCII.
 pub fn seq_attachment(seq: u64) -> ZBytes {
     ZBytes::from(seq.to_string())

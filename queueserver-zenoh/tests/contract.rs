@@ -216,7 +216,10 @@ fn outcome(reply: Reply) -> Outcome {
                 wire::seq_of(sample.attachment()),
             ))
         }
-        Err(error) => Err(error.payload().try_to_string().unwrap().into_owned()),
+        Err(error) => {
+            assert_eq!(error.encoding().to_string(), "text/plain");
+            Err(error.payload().try_to_string().unwrap().into_owned())
+        }
     }
 }
 

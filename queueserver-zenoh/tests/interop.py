@@ -57,6 +57,7 @@ def get(session, key):
         if reply.ok is not None:
             replies.append(("ok", reply.ok))
         else:
+            assert str(reply.err.encoding) == "text/plain", reply.err.encoding
             replies.append(("err", reply.err.payload.to_string()))
     return replies
 
