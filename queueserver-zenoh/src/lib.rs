@@ -1,97 +1,16 @@
-//! Watch and query a running [`queueserver`] computation from other processes and
-//! machines, over [Zenoh](https://zenoh.io).
+#![doc = include_str!("../README.md")]
 //!
-//! One call, [`Zenoh::attach`], puts a server on the wire under a prefix `P` (a Zenoh key
-//! expression such as `lab/rig1/plant`):
+//! ## The API
 //!
-//! - **values**: after each snapshot the poller delivers, every value that changed is put
-//!   on `P/<name>` as JSON (`application/json`), the snapshot's `seq` in the attachment;
-//! - **the whole snapshot** on `P/@snapshot`, as one JSON object;
-//! - **direct requests**: gets of `P/<name>`, of wildcards, and of `P/@snapshot` are
-//!   answered through the server's request path, consolidated: a thousand gets of one key
-//!   in one batch cost the snapshot one read;
-//! - **presence**: a liveliness token on `P` while attached.
-//!
-//! The crate's README states the contract on the wire exactly, for clients in any
-//! language; [`wire::CONTRACT_VERSION`] names its version. The `qs` tool (a binary of this
-//! crate) lists, watches and queries computations from a terminal.
-//!
-//! # Guarantees
-//!
-//! | part | where it runs | what it costs |
-//! |---|---|---|
-//! | the computation | its own thread | nothing: it never touches Zenoh; [`Publisher::put_update`](queueserver::Publisher::put_update) stays wait-free |
-//! | [`ZenohConnection`] | poller | per delivered snapshot, one reference count (the server's [`Reader`] has the snapshot already) and a short lock; per answer, one JSON serialization and a short lock per waiting get. Never the network |
-//! | the queryables' callbacks | Zenoh's receive threads | a lock-free read of the newest snapshot's names, the asks table's short lock, `put_request` (never blocks) |
-//! | the sender thread (`qs-zenoh`, one per attachment) | its own | serializes and puts values, sends replies, drops queries, sweeps deadlines; the only thread that may wait on a congested link |
-//!
-//! A congested or vanished peer or router can slow the sender thread; the poller hands it
-//! work through a slot of one snapshot (latest wins, overwritten ones counted) and a reply
-//! queue bounded by [`Options::with_max_gets`], so the poller's cycle never waits on the
-//! network. Values are put with `CongestionControl::Drop`: a slow subscriber loses samples
-//! rather than holding up the others, and the next change of a value (and every
-//! `P/@snapshot`) carries the newest.
-//!
-//! # Example
-//!
-//! ```
-//! use queueserver::{IDict, QueueServer, Runner, Connection};
-//! use queueserver_zenoh::{config, Options, Zenoh};
-//! use std::time::Duration;
-//! use zenoh::Wait;
-//!
-//! #[derive(Clone, Default, IDict)]
-//! struct Plant { position: f64, steps: u64 }
-//!
-//! type AnyConnection = Box<dyn Connection<Plant> + Send>;
-//! let (mut publisher, mut server) = QueueServer::<Plant, AnyConnection>::new(Plant::default());
-//!
-//! // Peer mode, listening on a unix socket, multicast scouting off.
-//! let socket = std::env::temp_dir().join(format!("qs-doc-{}.sock", std::process::id()));
-//! let endpoint = format!("unixsock-stream/{}", socket.display());
-//! let session = zenoh::open(config::peer(&[&endpoint], &[]).unwrap()).wait().unwrap();
-//! let zenoh = Zenoh::attach(&mut server, &session, "lab/plant", Options::new()).unwrap();
-//! let runner = Runner::every(server, Duration::from_millis(1)).unwrap();
-//!
-//! // Another party, here in the same process: a get of one value by name.
-//! let other = zenoh::open(config::peer(&[], &[&endpoint]).unwrap()).wait().unwrap();
-//! publisher.put_update(&Plant { position: 0.5, steps: 1 });
-//! let mut reply = None;
-//! for _ in 0..100 {
-//!     let replies = other.get("lab/plant/position").wait().unwrap();
-//!     if let Ok(r) = replies.recv() {
-//!         reply = Some(r);
-//!         break;
-//!     }
-//!     std::thread::sleep(Duration::from_millis(20)); // the peers are still connecting
-//! }
-//! let sample = reply.unwrap().into_result().unwrap();
-//! assert_eq!(sample.payload().try_to_string().unwrap(), "0.5");
-//! assert_eq!(queueserver_zenoh::wire::seq_of(sample.attachment()), Some(1));
-//!
-//! runner.shutdown().unwrap();
-//! zenoh.close();
-//! # let _ = std::fs::remove_file(&socket);
-//! ```
-//!
-//! # Threads, and `ZENOH_RUNTIME`
-//!
-//! Zenoh runs its own runtime threads, shared by every session of the process: by
-//! default six worker threads (`app`, `acc`, `tx`, `net` one each, `rx` two) plus blocking
-//! threads on demand. The environment variable `ZENOH_RUNTIME`, read once when the first
-//! session opens, tunes them (RON syntax); on a small machine, hand the light runtimes to
-//! `app`:
-//!
-//! ```text
-//! ZENOH_RUNTIME='(rx: (handover: app), acc: (handover: app), net: (handover: app), app: (worker_threads: 1))'
-//! ```
-//!
-//! [`config::SMALL_RUNTIME`] holds that value; the `qs` tool sets it when the variable is
-//! unset. This crate adds one thread per attachment (the sender). It never starts an async
-//! runtime of its own and uses Zenoh's blocking API (`zenoh::Wait`) only. Zenoh panics
-//! when called from inside a current-thread tokio runtime, or while the process exits:
-//! attach and close from ordinary threads, and close (or drop) the handle before `main`
-//! returns, never from a static's destructor.
+//! - [`Zenoh`]: [`attach`](Zenoh::attach), [`open`](Zenoh::open),
+//!   [`attach_with`](Zenoh::attach_with), [`close`](Zenoh::close), [`stats`](Zenoh::stats)
+//!   ([`Stats`]), [`ask_stats`](Zenoh::ask_stats); [`Options`]; [`Error`].
+//! - [`ZenohConnection`]: the connection the poller owns.
+//! - [`config`]: ready-made session configurations, [`config::SMALL_RUNTIME`].
+//! - [`wire`]: the contract's constants and formats ([`wire::CONTRACT_VERSION`],
+//!   [`wire::SNAPSHOT_CHUNK`], [`wire::ENCODING`], [`wire::ERROR_ENCODING`],
+//!   [`wire::seq_of`], [`wire::snapshot_json`]).
+//! - [`select`]: from a get's key expression to the requests it stands for.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
