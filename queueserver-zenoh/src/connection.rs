@@ -10,7 +10,9 @@ use crate::outbox::{Job, Outbox, Prepared};
 use crate::stats::Counters;
 use crate::wire;
 use queueserver::asks::{AskError, Asker, Asks, Responder};
-use queueserver::{Connection, ConnectionError, IDict, Query, Reader, Response, Snapshot};
+use queueserver::{
+    Abandoned, Connection, ConnectionError, IDict, Query, Reader, Response, Snapshot,
+};
 use serde::Serialize;
 use std::fmt;
 use std::sync::Arc;
@@ -73,6 +75,10 @@ impl<D> fmt::Debug for GetAsker<D> {
 /// offers it to the sender: a short lock, never the network. `on_response` prepares the
 /// answer once (the value's or the snapshot's JSON) and queues one reply per waiting get.
 ///
+/// `on_abandoned` (a request the server will never answer: a panic while reading its
+/// value, or a runner whose poller stopped) ends the gets waiting for it with an error
+/// reply at once, rather than at their deadline.
+///
 /// Once the [`Zenoh`](crate::Zenoh) handle is dropped, the next update fails with
 /// [`ConnectionError::Closed`] and the server removes the connection; dropping the
 /// connection ends the gets still waiting with an error reply.
@@ -117,6 +123,13 @@ where
 
     fn on_response(&mut self, response: Response<'_, D>) -> Result<(), ConnectionError> {
         self.responder.respond(&response, prepare);
+        Ok(())
+    }
+
+    /// Ends the gets waiting for `query` at once: each gets the error reply `closed: no
+    /// answer will come`, queued for the sender like any reply.
+    fn on_abandoned(&mut self, query: &Query<D::Key>, _: Abandoned) -> Result<(), ConnectionError> {
+        self.responder.abandon(query);
         Ok(())
     }
 }

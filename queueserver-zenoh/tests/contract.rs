@@ -552,3 +552,68 @@ fn bad_prefixes_and_nameless_keys_are_refused_with_typed_errors() {
     );
     drop(socket);
 }
+
+/// Holds `x`; reading `boom` panics: a fault of the IDict, on the poller.
+#[derive(Clone, Debug, Default)]
+struct Brittle;
+
+impl queueserver::IDict for Brittle {
+    type Key = &'static str;
+    type Value = f64;
+
+    fn get(&self, key: &&'static str) -> Option<f64> {
+        match *key {
+            "x" => Some(1.0),
+            "boom" => panic!("reading boom"),
+            _ => None,
+        }
+    }
+
+    fn write_name<W: std::fmt::Write + ?Sized>(
+        key: &&'static str,
+        out: &mut W,
+    ) -> Result<(), queueserver::idict::KeyError> {
+        queueserver::idict::write_checked(key, out)
+    }
+
+    fn visit<F: FnMut(&&'static str, &f64)>(&self, mut f: F) {
+        f(&"x", &1.0);
+        f(&"boom", &0.0);
+    }
+}
+
+#[test]
+fn a_get_whose_request_the_server_abandons_gets_an_error_reply_at_once() {
+    const B: &str = "test/brittle";
+    let (endpoint, socket) = unix_endpoint("abandon");
+    let computation = peer(&[&endpoint], &[]);
+    type BrittleConnection = Box<dyn queueserver::Connection<Brittle> + Send>;
+    let (_publisher, mut server) = QueueServer::<Brittle, BrittleConnection>::new(Brittle);
+    // A deadline far beyond the abandonment: an error that waited for it says "timed out".
+    let options = Options::new().with_get_timeout(Duration::from_secs(5));
+    let zenoh = Zenoh::attach(&mut server, &computation, B, options).unwrap();
+    let other = peer_of(&endpoint);
+    let runner = Runner::every(server, Duration::from_millis(1)).unwrap();
+    wait_until(LIMIT, "a reply", || {
+        !get(&other, &format!("{B}/x")).is_empty()
+    });
+
+    // Reading `boom` panics on the poller: the runner abandons what it had accepted, and
+    // stops.
+    let replies = get(&other, &format!("{B}/boom"));
+    assert_eq!(replies.len(), 1, "{replies:?}");
+    let message = replies[0].clone().unwrap_err();
+    assert_eq!(message, "closed: no answer will come");
+    wait_until(LIMIT, "the runner to stop", || runner.stopped().is_some());
+    let asks = zenoh.ask_stats();
+    assert_eq!((asks.closed, asks.expired, asks.outstanding), (1, 0, 0));
+    let zenoh_ref = &zenoh;
+    wait_until(LIMIT, "room back", || {
+        zenoh_ref.stats().pending_replies == 0
+    });
+    assert_eq!(zenoh.stats().error_replies, 1);
+    let crashed = runner.shutdown().unwrap_err();
+    assert_eq!(crashed.server.stats().requests_abandoned, 1);
+    zenoh.close();
+    drop(socket);
+}
