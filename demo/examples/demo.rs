@@ -23,6 +23,12 @@
 //! `--no-web` to go without) that shows the plant's values, plots them, asks for them, and
 //! shows the server's counters as the runner last saw them.
 //!
+//! A fifth, Zenoh (`queueserver-zenoh`), publishes the plant under `demo/plant` as a peer
+//! listening on `tcp/127.0.0.1:7449` (`--no-zenoh` to go without), so that
+//! `qs watch demo/plant` in another terminal shows it live and `qs get demo/plant/position`
+//! asks for a value; the demo prints the command. Zenoh's runtimes run on two worker threads
+//! (`ZENOH_RUNTIME`, unless set, is `queueserver_zenoh::config::SMALL_RUNTIME`).
+//!
 //! Progress is printed once per second on stderr. At the end the demo prints the loop's
 //! period jitter, the latency of `put_update`, the server's counters and each connection's
 //! own counts, and checks the server's accounting identities; it exits with status 1 if
@@ -33,7 +39,7 @@
 //! tighten them.
 //!
 //! ```text
-//! cargo run --release --example demo [-- --seconds N] [--no-web | --web ADDR]
+//! cargo run --release --example demo [-- --seconds N] [--no-web | --web ADDR] [--no-zenoh]
 //! ```
 
 use queueserver::client::DEFAULT_MAX_ASKS;
@@ -42,6 +48,7 @@ use queueserver::{
     Response, Runner, Snapshot, StdClock,
 };
 use queueserver_web::{Options as WebOptions, WebView};
+use queueserver_zenoh::{config as zenoh_config, Options as ZenohOptions, Zenoh};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -68,10 +75,13 @@ const PROBE_NAMES: [&str; 6] = [
 ];
 /// Default run time.
 const DEFAULT_SECONDS: u64 = 10;
+/// The prefix the plant is published under on Zenoh.
+const ZENOH_PREFIX: &str = "demo/plant";
 
 /// Request queue capacity and connection slots; each connection may queue `Q / MAXC`.
+/// Five connections (ui, slow, probe, the web view, Zenoh), and room to spare.
 const Q: usize = 64;
-const MAXC: usize = 4;
+const MAXC: usize = 8;
 
 // ----- the plant -------------------------------------------------------------------------
 
@@ -357,10 +367,13 @@ fn parse_seconds() -> Result<u64, String> {
             // Read by `web_address`.
             "--no-web" => {}
             "--web" => drop(args.next()),
+            // Read by `main`.
+            "--no-zenoh" => {}
             "-h" | "--help" => {
                 return Err(format!(
-                    "usage: demo [--seconds N] [--no-web | --web ADDR]   (default \
-                     {DEFAULT_SECONDS} s, the view on {WEB_ADDR})"
+                    "usage: demo [--seconds N] [--no-web | --web ADDR] [--no-zenoh]   \
+                     (default {DEFAULT_SECONDS} s, the view on {WEB_ADDR}, published on \
+                     Zenoh under {ZENOH_PREFIX})"
                 ))
             }
             other => return Err(format!("unknown argument: {other} (try --help)")),
@@ -413,7 +426,40 @@ where
     }
 }
 
+// ----- zenoh -----------------------------------------------------------------------------
+
+/// Publishes the plant on Zenoh under [`ZENOH_PREFIX`], as a peer listening on
+/// [`zenoh_config::DEFAULT_ENDPOINT`], and says how to watch it. Without Zenoh (the port is
+/// taken, say) the demo runs on.
+fn publish_on_zenoh<C, const Q: usize, const MAXC: usize>(
+    server: &mut queueserver::QueueServer<State, C, NoNotify, StdClock, Q, MAXC>,
+) -> Option<Zenoh<State>>
+where
+    C: Connection<State> + From<queueserver_zenoh::ZenohConnection<State>>,
+{
+    let config = zenoh_config::default();
+    match Zenoh::open(server, config, ZENOH_PREFIX, ZenohOptions::new()) {
+        Ok(zenoh) => {
+            println!(
+                "zenoh: published under {ZENOH_PREFIX} on {}; watch it from another terminal:\n  \
+                 cargo run --release -p queueserver-zenoh --bin qs -- watch {ZENOH_PREFIX}",
+                zenoh_config::DEFAULT_ENDPOINT,
+            );
+            Some(zenoh)
+        }
+        Err(error) => {
+            eprintln!("zenoh: not published ({error}); the demo runs without it");
+            None
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    if std::env::var_os("ZENOH_RUNTIME").is_none() {
+        // No other thread runs yet: Zenoh reads the variable when the first session opens.
+        std::env::set_var("ZENOH_RUNTIME", zenoh_config::SMALL_RUNTIME);
+    }
+    let with_zenoh = !std::env::args().any(|a| a == "--no-zenoh");
     let (seconds, web_addr) = match parse_seconds().and_then(|s| Ok((s, web_address()?))) {
         Ok(parsed) => parsed,
         Err(message) => {
@@ -461,6 +507,11 @@ fn main() -> ExitCode {
     .expect("MAXC slots hold the demo's three connections");
     let probe = client.id();
     let web = web_addr.and_then(|addr| serve_web(&mut server, addr));
+    let zenoh = if with_zenoh {
+        publish_on_zenoh(&mut server)
+    } else {
+        None
+    };
     let reader = server.reader();
     let share = server.share();
 
@@ -566,6 +617,12 @@ fn main() -> ExitCode {
     };
     let stats = server.stats();
     let pending = server.pending_requests();
+    // Remote gets ask through the Zenoh connection: the server's request counts hold them.
+    let remote = zenoh.as_ref().map(Zenoh::ask_stats).unwrap_or_default();
+    let zenoh_stats = zenoh.as_ref().map(Zenoh::stats);
+    if let Some(zenoh) = zenoh {
+        zenoh.close();
+    }
 
     // ----- summary -----
     periods.sort_unstable();
@@ -674,6 +731,20 @@ fn main() -> ExitCode {
         values.push_str(&format!(" {value:+.4}"));
     });
     println!("final snapshot #{}: {values}", server.snapshot().seq());
+    if let Some(z) = zenoh_stats {
+        println!(
+            "zenoh: {} snapshots published ({} overwritten before the sender took them), {} \
+             values put; {} remote gets ({} unknown, {} refused) in {} requests, {} replies",
+            z.snapshots_published,
+            z.snapshots_overwritten,
+            z.values_put,
+            z.gets,
+            z.gets_unknown,
+            z.gets_refused,
+            remote.requests_sent,
+            z.replies,
+        );
+    }
 
     // ----- accounting -----
     let checks = [
@@ -704,17 +775,19 @@ fn main() -> ExitCode {
             stats.updates_published == publisher.published(),
         ),
         (
-            // The probe and the web view's pages are the only askers.
-            "probe + web requests sent == requests_accepted",
-            asks.requests_sent + web_asks.requests_sent == stats.requests_accepted,
+            // The probe, the web view's pages and the remote gets are the only askers.
+            "probe + web + zenoh requests sent == requests_accepted",
+            asks.requests_sent + web_asks.requests_sent + remote.requests_sent
+                == stats.requests_accepted,
         ),
         (
-            "probe + web requests refused for room == requests_rejected",
-            asks.requests_deferred + web_asks.requests_deferred == stats.requests_rejected,
+            "probe + web + zenoh requests refused for room == requests_rejected",
+            asks.requests_deferred + web_asks.requests_deferred + remote.requests_deferred
+                == stats.requests_rejected,
         ),
         (
-            "probe + web responses == requests_answered",
-            asks.responses + web_asks.responses == stats.requests_answered,
+            "probe + web + zenoh responses == requests_answered",
+            asks.responses + web_asks.responses + remote.responses == stats.requests_answered,
         ),
         (
             "probe gets answered == values + not found",
