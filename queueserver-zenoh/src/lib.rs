@@ -183,7 +183,8 @@ where
 
     /// [`attach`](Self::attach) for a server kept elsewhere: `requester` and `reader` must
     /// be the server's, and `attach` must add the connection to that server and return
-    /// the id it gave it (as [`Asks::attach`] asks).
+    /// the id it gave it (as [`Asks::attach`] asks). For a server a
+    /// [`Runner`](queueserver::Runner) runs: `|c| runner.add_connection(c.into())`.
     ///
     /// # Errors
     ///

@@ -553,6 +553,42 @@ fn bad_prefixes_and_nameless_keys_are_refused_with_typed_errors() {
     drop(socket);
 }
 
+#[test]
+fn a_running_server_is_published_through_its_runner() {
+    let (endpoint, socket) = unix_endpoint("runner");
+    let computation = peer(&[&endpoint], &[]);
+    let (mut publisher, mut server) = Server::new(Rig::default());
+    let (requester, reader) = (server.requester(), server.reader());
+    let runner = Runner::every(server, Duration::from_millis(1)).unwrap();
+    // The connection joins the server on the poller's thread, while it runs.
+    let zenoh = Zenoh::attach_with(
+        requester,
+        reader,
+        &computation,
+        P,
+        Options::new(),
+        |connection| runner.add_connection(connection.into()),
+    )
+    .unwrap();
+    let other = peer_of(&endpoint);
+    publisher.put_update(&Rig::at(1));
+    let key = format!("{P}/count");
+    wait_until(LIMIT, "a reply", || !get(&other, &key).is_empty());
+    assert_eq!(get(&other, &key), [Ok((key.clone(), "1".into(), Some(1)))]);
+    let (values, _sub) = subscribe(&other, &format!("{P}/**"));
+    wait_until(LIMIT, "a put", || {
+        publisher.put_update(&Rig::at(publisher.published() + 1));
+        std::thread::sleep(Duration::from_millis(5));
+        !values.lock().unwrap().is_empty()
+    });
+
+    let server = runner.shutdown().unwrap();
+    assert_eq!(server.connection_count(), 1);
+    assert_eq!(server.connection(zenoh.id()).map(|_| ()), Some(()));
+    zenoh.close();
+    drop(socket);
+}
+
 /// Holds `x`; reading `boom` panics: a fault of the IDict, on the poller.
 #[derive(Clone, Debug, Default)]
 struct Brittle;
