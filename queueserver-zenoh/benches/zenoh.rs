@@ -469,7 +469,7 @@ fn main() {
     if which.is_empty() {
         which = vec!["freshness".into(), "gets".into(), "disturb".into()];
     }
-    println!("preliminary: figures on a shared machine; see BENCHMARKS.md");
+    println!("figures of one run; BENCHMARKS.md has three, and says on what machine");
     for bench in which {
         match bench.as_str() {
             "freshness" => freshness(seconds),
