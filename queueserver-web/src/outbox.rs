@@ -9,7 +9,7 @@
 //! - **Rate-limited.** An update is queued at most once per the page's interval; one that
 //!   comes sooner is *held* (a single slot, latest wins: the one it replaces is counted in
 //!   `superseded`) and queued by the writer when the interval has passed. A held update is
-//!   never lost to the limit: the newest is always sent.
+//!   never lost to the limit: the newest is always sent, and before the "stopped" status.
 //! - **Never blocks a pusher** beyond a short lock: the writer holds it only to pop.
 //!
 //! The update texts are shared (`Utf8Bytes` clones count a reference), so the poller
@@ -219,6 +219,26 @@ impl Outbox {
         queued
     }
 
+    /// Queues `out` as the stream's last word for now (the computation stopped): the update
+    /// the rate limit holds, if any, is queued first, so that the page has the newest
+    /// snapshot before it reads that no more will come. A short lock; never blocks.
+    pub(crate) fn push_last(&self, out: Out) -> bool {
+        let mut state = self.state();
+        if state.closed {
+            return false;
+        }
+        if let Some(held) = state.held.take() {
+            state.push(Out::Update(held));
+        }
+        let queued = state.push(out);
+        let wake = state.waiting;
+        drop(state);
+        if wake {
+            self.ready.notify_one();
+        }
+        queued
+    }
+
     /// Queues a text message.
     pub(crate) fn push_text(&self, text: String) -> bool {
         self.push(Out::Text(Utf8Bytes::from(text)))
@@ -388,6 +408,25 @@ mod tests {
         // The held one comes out once the interval has passed, not before.
         assert_eq!(text(outbox.next()), "u2");
         assert!(now.elapsed() >= Duration::from_millis(50));
+    }
+
+    #[test]
+    fn a_last_message_follows_the_held_update_at_once() {
+        let outbox = Outbox::new(8, 0.1); // ten seconds apart
+        let now = Instant::now();
+        outbox.push_update(&Utf8Bytes::from("u0"), now);
+        outbox.push_update(&Utf8Bytes::from("u1"), now);
+        assert_eq!(text(outbox.next()), "u0");
+        assert!(outbox.push_last(Out::Text(Utf8Bytes::from("stopped"))));
+        // The held update comes first, without waiting for its interval.
+        assert_eq!(text(outbox.next()), "u1");
+        assert_eq!(text(outbox.next()), "stopped");
+        assert!(now.elapsed() < Duration::from_secs(10));
+        let stats = outbox.stats();
+        assert_eq!(
+            (stats.updates_sent, stats.superseded, stats.dropped),
+            (2, 0, 0)
+        );
     }
 
     #[test]

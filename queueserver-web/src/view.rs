@@ -487,7 +487,9 @@ impl<D: IDict> Drop for WebConnection<D> {
             "the computation's server stopped: no more updates",
         ));
         for browser in lock(&self.shared.browsers).iter() {
-            browser.outbox.push(crate::outbox::Out::Text(text.clone()));
+            browser
+                .outbox
+                .push_last(crate::outbox::Out::Text(text.clone()));
         }
     }
 }
