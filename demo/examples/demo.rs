@@ -8,7 +8,8 @@
 //! keys are the generated `PlantKey`, its values `f64`, and the copy into the triple buffer
 //! is a field-by-field copy.
 //!
-//! A poller thread ([`Runner::every`], 1 ms period) owns the server and three connections:
+//! A poller thread ([`Runner::every`], 1 ms period) owns the server and its connections,
+//! three of them within the process:
 //!
 //! 1. **ui**: subscribes to updates, which the server limits to one every 33 ms (the limit
 //!    applies to every subscriber);
@@ -493,7 +494,7 @@ fn main() -> ExitCode {
     let mut add = |connection: Conn| {
         server
             .add_connection(connection)
-            .expect("MAXC slots hold the demo's three connections")
+            .expect("MAXC slots hold the demo's five connections")
     };
     let ui = add(Box::new(Ui {
         counts: Arc::clone(&ui_counts),
@@ -504,7 +505,7 @@ fn main() -> ExitCode {
     let client = Client::attach(server.requester(), DEFAULT_MAX_ASKS, |connection| {
         server.add_connection(connection.into())
     })
-    .expect("MAXC slots hold the demo's three connections");
+    .expect("MAXC slots hold the demo's five connections");
     let probe = client.id();
     let web = web_addr.and_then(|addr| serve_web(&mut server, addr));
     let zenoh = if with_zenoh {
@@ -522,7 +523,14 @@ fn main() -> ExitCode {
         POLL_PERIOD,
         UI_INTERVAL,
     );
-    println!("connections: ui {ui}, probe {probe}, slow {slow}");
+    let mut attached = format!("connections: ui {ui}, probe {probe}, slow {slow}");
+    if let Some(id) = web.as_ref().and_then(WebView::connection_id) {
+        attached.push_str(&format!(", web {id}"));
+    }
+    if let Some(zenoh) = &zenoh {
+        attached.push_str(&format!(", zenoh {}", zenoh.id()));
+    }
+    println!("{attached}");
 
     // ----- start the threads -----
     let runner = match Runner::every(server, POLL_PERIOD) {
