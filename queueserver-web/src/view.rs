@@ -99,6 +99,18 @@ struct Latest<D> {
     data: Option<D>,
 }
 
+impl<D: IDict> Latest<D> {
+    /// Copies `snapshot` in (allocating only the first time).
+    fn keep(&mut self, snapshot: &Snapshot<D>, time: u64) {
+        self.seq = snapshot.seq();
+        self.time = time;
+        match &mut self.data {
+            Some(data) => data.copy_from(snapshot.data()),
+            None => self.data = Some(snapshot.data().clone()),
+        }
+    }
+}
+
 type StatsSource = Box<dyn FnMut() -> Stats + Send>;
 
 #[derive(Default)]
@@ -192,12 +204,7 @@ where
             Err(std::sync::TryLockError::WouldBlock) => None,
         };
         if let Some(mut latest) = latest {
-            latest.seq = snapshot.seq();
-            latest.time = time;
-            match &mut latest.data {
-                Some(data) => data.copy_from(snapshot.data()),
-                None => latest.data = Some(snapshot.data().clone()),
-            }
+            latest.keep(snapshot, time);
         }
         let browsers = lock(&self.browsers);
         if browsers.is_empty() {
@@ -606,6 +613,11 @@ where
     /// `add_connection`. For a server whose connection type takes a [`WebConnection`]
     /// (`Box<dyn Connection<D> + Send>`, or `WebConnection<D>` itself).
     ///
+    /// The view starts from the newest snapshot the server has taken, if anything has been
+    /// published: a page that connects before the next update still gets the values at
+    /// once. (A view [attached](Self::attach) otherwise starts empty, and its pages get
+    /// their first values with the first update the server delivers to it.)
+    ///
     /// # Errors
     ///
     /// As [`attach`](Self::attach); [`ConnectionsFull`] when every slot is taken.
@@ -619,9 +631,15 @@ where
         T: Clock,
     {
         let requester = server.requester();
-        Self::attach(requester, options, |connection| {
+        let view = Self::attach(requester, options, |connection| {
             server.add_connection(C::from(connection))
-        })
+        })?;
+        // No poll runs while `server` is borrowed here: this is the newest the view has.
+        let taken = server.snapshot();
+        if taken.seq() > 0 {
+            lock(&view.shared.latest).keep(taken, wire::now_ms());
+        }
+        Ok(view)
     }
 
     /// Stops listening, closes every page (with close code `1001`, going away), and waits

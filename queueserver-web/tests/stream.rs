@@ -3,7 +3,7 @@
 mod common;
 
 use common::{wait_for, Page, Rig, Wave};
-use queueserver_web::Options;
+use queueserver_web::{Options, WebConnection, WebView};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -72,6 +72,28 @@ fn a_page_gets_hello_then_updates_whose_values_are_the_snapshots() {
         "{stats}"
     );
     assert_eq!(stats["view"]["browsers"], 1);
+}
+
+#[test]
+fn a_page_of_a_paused_computation_gets_the_newest_snapshot_at_once() {
+    // Published and taken before the view is served; nothing is published after.
+    let (mut publisher, mut server) =
+        queueserver::QueueServer::<Wave, WebConnection<Wave>>::new(Wave::at(0));
+    for n in 1..=7 {
+        publisher.put_update(&Wave::at(n));
+    }
+    server.process_updates();
+    let view = WebView::serve(&mut server, Options::new()).expect("the view starts");
+    let mut page = Page::connect(&view);
+    let hello = page.next_of("hello");
+    assert_eq!(
+        hello["names"],
+        json!(["step", "sine", "cosine", "ramp", "enabled"]),
+        "{hello}"
+    );
+    // No poll runs: the update can only come from what `serve` found.
+    assert_eq!(check_update(&page.next_of("update")), 7);
+    assert_eq!(server.snapshot().seq(), 7);
 }
 
 #[test]
