@@ -16,8 +16,8 @@
 //!   queued) and removed;
 //! - **no silent loss**: every asker accepted is told exactly once: answered, expired,
 //!   [closed](AskError::Closed) (the connection dropped, the server's request side closed,
-//!   the connection detached, the request abandoned by the server), or withdrawn by its
-//!   owner ([`Asks::cancel`]).
+//!   the connection detached), [abandoned](AskError::Abandoned) by the server, or withdrawn
+//!   by its owner ([`Asks::cancel`]).
 //!
 //! # The two halves
 //!
@@ -26,7 +26,7 @@
 //! the asker is `Send`) to whoever asks. In the connection's
 //! [`on_response`](crate::Connection::on_response), the responder hands the answer to the
 //! askers of its query; in its [`on_abandoned`](crate::Connection::on_abandoned),
-//! [`Responder::abandon`] tells them no answer will come. When the connection is dropped
+//! [`Responder::abandon`] tells them no answer will come, and why. When the connection is dropped
 //! (removed, or the server dropped) the responder tells every outstanding asker
 //! [`AskError::Closed`] at once, and later asks are refused.
 //!
@@ -78,8 +78,8 @@
 //!         });
 //!         Ok(())
 //!     }
-//!     fn on_abandoned(&mut self, q: &Query<&'static str>, _: Abandoned) -> Result<(), ConnectionError> {
-//!         self.0.abandon(q); // no answer will come: its askers are told `Closed`
+//!     fn on_abandoned(&mut self, q: &Query<&'static str>, why: Abandoned) -> Result<(), ConnectionError> {
+//!         self.0.abandon(q, why); // no answer will come: its askers are told why
 //!         Ok(())
 //!     }
 //! }
@@ -112,7 +112,7 @@
 //! |---|---|---|
 //! | [`Asks::ask`] | any thread | a short lock; may call `put_request` (never blocks) once, outside the lock; allocates (the asker's place in the table) |
 //! | [`Responder::respond`] | poller | a short lock to take the query's askers; the reply is prepared once and handed to each outside the lock; then [`flush`](Asks::flush) |
-//! | [`Responder::abandon`] | poller | a short lock to take the query's askers, each told [`AskError::Closed`] outside it; then [`flush`](Asks::flush) |
+//! | [`Responder::abandon`] | poller | a short lock to take the query's askers, each told [`AskError::Abandoned`] outside it; then [`flush`](Asks::flush) |
 //! | [`Asks::sweep`], [`Asks::flush`], [`Asks::cancel`], [`Asks::expire`] | any thread | a short lock; `put_request` calls and asker calls outside it |
 //!
 //! The table is behind one `Mutex`, held only for bookkeeping: never while waiting, while
@@ -135,7 +135,7 @@
 //! are still answered: the server answers every request it accepted);
 //! [`UnknownConnection`](crate::RequestError::UnknownConnection) ends them all.
 
-use crate::connection::{ConnectionId, Response};
+use crate::connection::{Abandoned, ConnectionId, Response};
 use crate::idict::IDict;
 use crate::notify::Notify;
 use crate::request::{Query, Request, RequestError, Requester};
@@ -170,11 +170,15 @@ pub trait Asker {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum AskError {
     /// No answer will come: the connection was dropped (removed, or the server dropped),
-    /// the server closed its request side before the request was queued, the connection
-    /// is no longer attached, or the server abandoned the request
-    /// ([`Connection::on_abandoned`](crate::Connection::on_abandoned): a panic while its
-    /// value was read, or a server that stopped serving).
+    /// the server closed its request side before the request was queued, or the connection
+    /// is no longer attached.
     Closed,
+    /// No answer will come: the server abandoned the request
+    /// ([`Connection::on_abandoned`](crate::Connection::on_abandoned)), for the reason
+    /// given: a panic while its value was read, or a server that stopped serving (a
+    /// [`Runner`](crate::Runner) whose poller panicked). The connection stays usable: a
+    /// later ask is tried again.
+    Abandoned(Abandoned),
     /// The deadline passed while the request was queued or being answered.
     TimedOut,
     /// The deadline passed before the request could be queued: the server's request queue
@@ -191,6 +195,7 @@ impl fmt::Display for AskError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::Closed => "closed: no answer will come",
+            Self::Abandoned(why) => return write!(f, "abandoned: {why}"),
             Self::TimedOut => "timed out waiting for the answer",
             Self::Full => "timed out: the request queue stayed full",
             Self::OverQuota => "timed out: the connection's share of the queue stayed taken",
@@ -256,8 +261,8 @@ pub struct Sweep {
 }
 
 /// Counts of one connection's asks. Asks accepted, and not [`outstanding`](Self::outstanding),
-/// were answered, expired, closed or cancelled:
-/// `asked = answered + expired + closed + cancelled + outstanding`.
+/// were answered, expired, closed, abandoned or cancelled:
+/// `asked = answered + expired + closed + abandoned + cancelled + outstanding`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AskStats {
     /// Asks accepted.
@@ -270,6 +275,8 @@ pub struct AskStats {
     pub expired: u64,
     /// Asks told [`AskError::Closed`].
     pub closed: u64,
+    /// Asks told [`AskError::Abandoned`].
+    pub abandoned: u64,
     /// Asks withdrawn with [`Asks::cancel`].
     pub cancelled: u64,
     /// Asks not ended yet.
@@ -875,8 +882,8 @@ impl<D: IDict, A: Asker> Responder<D, A> {
         answered
     }
 
-    /// Ends the asks of `query` with [`AskError::Closed`]: for a connection told that the
-    /// server will never answer its request for `query`
+    /// Ends the asks of `query` with [`AskError::Abandoned`]`(why)`: for a connection told
+    /// that the server will never answer its request for `query`
     /// ([`Connection::on_abandoned`](crate::Connection::on_abandoned)). Then
     /// [`flush`](Asks::flush)es: the abandoned request has freed the connection's share of
     /// the queue (and once the server has closed its request side, the asks still waiting
@@ -884,18 +891,18 @@ impl<D: IDict, A: Asker> Responder<D, A> {
     ///
     /// **Poller.** A short lock; the askers are told outside it. Returns how many asks it
     /// ended.
-    pub fn abandon(&self, query: &Query<D::Key>) -> usize {
+    pub fn abandon(&self, query: &Query<D::Key>, why: Abandoned) -> usize {
         let entry = {
             let mut table = self.inner.table();
             let entry = table.remove(as_ref(query));
             if let Some(entry) = &entry {
-                table.stats.closed += entry.askers.len() as u64;
+                table.stats.abandoned += entry.askers.len() as u64;
             }
             entry
         };
         let mut ended = 0;
         for waiting in entry.into_iter().flat_map(|e| e.askers) {
-            waiting.asker.fail(AskError::Closed);
+            waiting.asker.fail(AskError::Abandoned(why));
             ended += 1;
         }
         self.inner.flush();

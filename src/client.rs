@@ -21,7 +21,7 @@
 //!   or a [`Runner`](crate::Runner) whose poller panicked abandoning what it had accepted:
 //!   see [`fault`](crate::fault)), it tells the connection through
 //!   [`Connection::on_abandoned`], and the callers waiting for that answer get
-//!   [`AskError::Closed`] at once. The client itself stays usable: a later ask is queued
+//!   [`AskError::Abandoned`] at once, with the reason. The client itself stays usable: a later ask is queued
 //!   again, if the server still accepts requests.
 //!
 //! The client speaks for its own connection only: its id is fixed when it is attached, and
@@ -204,7 +204,8 @@ impl<D: IDict> Drop for ClientAsker<D> {
 ///
 /// Dropping it (removing it, or dropping the server, which drops its connections without
 /// calling [`on_abandoned`](Connection::on_abandoned)) ends every waiting ask with
-/// [`AskError::Closed`]; so does the server abandoning the request an ask waits for.
+/// [`AskError::Closed`]. The server abandoning the request an ask waits for ends it with
+/// [`AskError::Abandoned`].
 pub struct ClientConnection<D: IDict> {
     responder: crate::asks::Responder<D, ClientAsker<D>>,
 }
@@ -227,10 +228,14 @@ where
         false
     }
 
-    /// Ends the asks waiting for `query` with [`AskError::Closed`] at once: no answer
-    /// will come.
-    fn on_abandoned(&mut self, query: &Query<D::Key>, _: Abandoned) -> Result<(), ConnectionError> {
-        self.responder.abandon(query);
+    /// Ends the asks waiting for `query` with [`AskError::Abandoned`]`(why)` at once: no
+    /// answer will come.
+    fn on_abandoned(
+        &mut self,
+        query: &Query<D::Key>,
+        why: Abandoned,
+    ) -> Result<(), ConnectionError> {
+        self.responder.abandon(query, why);
         Ok(())
     }
 }
@@ -443,7 +448,8 @@ where
     ///
     /// [`AskError::TimedOut`], [`AskError::Full`] or [`AskError::OverQuota`] when
     /// `timeout` passes first (the last two when the request could not be queued);
-    /// [`AskError::Closed`] when no answer will come; [`AskError::TooManyAsks`], at once,
+    /// [`AskError::Closed`] or [`AskError::Abandoned`] when no answer will come;
+    /// [`AskError::TooManyAsks`], at once,
     /// when the client has its bound of asks outstanding.
     pub fn get(&self, key: D::Key, timeout: Duration) -> Result<Answer<D::Value>, AskError> {
         let slot = Slot::new();

@@ -20,8 +20,10 @@
 //! A [`Runner`](crate::Runner) does not run into the same panic again: after a panic that
 //! unwinds through its poller it closes the request side, abandons what it had accepted and
 //! stops (see [`StopCause`](crate::StopCause)). Whoever waits learns it as follows: a
-//! [`Client`](crate::Client)'s callers get [`AskError::Closed`](crate::AskError::Closed) at
-//! once (its connection is told its requests were abandoned), and so does every later ask;
+//! [`Client`](crate::Client)'s callers get
+//! [`AskError::Abandoned`](crate::AskError::Abandoned) at once (its connection is told its
+//! requests were abandoned), and every later ask gets
+//! [`AskError::Closed`](crate::AskError::Closed);
 //! a [`Reader`](crate::Reader) waiting for a newer snapshot is not told, since the runner
 //! keeps the server (another poller may serve it again after
 //! [`shutdown`](crate::Runner::shutdown)): it waits until its timeout or until the server

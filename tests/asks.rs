@@ -6,7 +6,7 @@ mod common;
 
 use common::{state, State};
 use queueserver::asks::{AskError, AskStats, Asker, Asks, Refused, Responder};
-use queueserver::{Connection, ConnectionError, Query, QueueServer, Response, Snapshot};
+use queueserver::{Abandoned, Connection, ConnectionError, Query, QueueServer, Response, Snapshot};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex};
@@ -121,7 +121,12 @@ fn outbox(capacity: usize) -> (Party, Receiver<String>) {
 fn assert_balanced(stats: &AskStats) {
     assert_eq!(
         stats.asked,
-        stats.answered + stats.expired + stats.closed + stats.cancelled + stats.outstanding,
+        stats.answered
+            + stats.expired
+            + stats.closed
+            + stats.abandoned
+            + stats.cancelled
+            + stats.outstanding,
         "{stats:?}"
     );
 }
@@ -283,7 +288,7 @@ fn a_sweep_ends_the_asks_past_their_deadline_and_says_when_to_come_back() {
 }
 
 #[test]
-fn cancel_hands_the_asker_back_and_abandon_tells_one_query_closed() {
+fn cancel_hands_the_asker_back_and_abandon_tells_one_query_why() {
     let Setup {
         mut server, asks, ..
     } = setup(16);
@@ -304,12 +309,24 @@ fn cancel_hands_the_asker_back_and_abandon_tells_one_query_closed() {
     asks.ask(Query::Key("v"), b, later()).unwrap();
     // A connection told its request for "v" will never be answered.
     let view = server.connection(asks.id()).unwrap();
-    assert_eq!(view.responder.abandon(&Query::Key("v")), 1);
-    assert_eq!(from_b.try_recv().unwrap(), "error: Closed");
+    assert_eq!(
+        view.responder
+            .abandon(&Query::Key("v"), Abandoned::Panicked),
+        1
+    );
+    assert_eq!(from_b.try_recv().unwrap(), "error: Abandoned(Panicked)");
     let _ = server.poll();
     assert_eq!(from_a.try_recv().unwrap(), "x=1@0");
     let stats = asks.stats();
-    assert_eq!((stats.cancelled, stats.closed, stats.answered), (1, 1, 1));
+    assert_eq!(
+        (
+            stats.cancelled,
+            stats.abandoned,
+            stats.closed,
+            stats.answered
+        ),
+        (1, 1, 0, 1)
+    );
     assert_balanced(&stats);
 }
 

@@ -10,8 +10,8 @@ mod common;
 use common::{state, Brittle, Recorder, State};
 use queueserver::client::DEFAULT_MAX_ASKS;
 use queueserver::{
-    Answer, AskError, Builder, Client, ClientConnection, Config, Connection, QueueServer, Request,
-    Runner, ThreadNotify,
+    Abandoned, Answer, AskError, Builder, Client, ClientConnection, Config, Connection,
+    QueueServer, Request, Runner, ThreadNotify,
 };
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -578,7 +578,7 @@ fn get_on_a_thread(
 }
 
 #[test]
-fn gets_waiting_when_the_runners_poller_panics_get_closed_at_once() {
+fn gets_waiting_when_the_runners_poller_panics_are_told_why_at_once() {
     let (_publisher, mut server) = Builder::new(Brittle)
         .notify(ThreadNotify::new())
         .build()
@@ -593,16 +593,31 @@ fn gets_waiting_when_the_runners_poller_panics_get_closed_at_once() {
 
     // The runner still holds the server and the client's connection: the callers are told
     // by the abandoned requests, not by a dropped connection, and long before their
-    // deadline (a minute, after which they would end `TimedOut`).
-    assert_eq!(boom.join().unwrap(), Err(AskError::Closed));
-    assert_eq!(x.join().unwrap(), Err(AskError::Closed));
+    // deadline (a minute, after which they would end `TimedOut`). Each is told why: the
+    // read of "boom" panicked; "x" was never read, the server stopped serving.
+    assert_eq!(
+        boom.join().unwrap(),
+        Err(AskError::Abandoned(Abandoned::Panicked))
+    );
+    assert_eq!(
+        x.join().unwrap(),
+        Err(AskError::Abandoned(Abandoned::Stopped))
+    );
     wait_for("the poller stopped", || !runner.is_running());
     assert_eq!(runner.stats().requests_abandoned, 2);
     // Nothing more is accepted: a new ask ends at once too.
     assert!(client.is_closed());
     assert_eq!(client.get("x", PATIENCE), Err(AskError::Closed));
     let asks = client.stats();
-    assert_eq!((asks.answered, asks.expired, asks.outstanding), (0, 0, 0));
+    assert_eq!(
+        (
+            asks.answered,
+            asks.expired,
+            asks.abandoned,
+            asks.outstanding
+        ),
+        (0, 0, 2, 0)
+    );
 
     let crashed = runner.shutdown().unwrap_err();
     assert_eq!(crashed.to_string(), "the poller panicked: reading boom");
@@ -612,7 +627,7 @@ fn gets_waiting_when_the_runners_poller_panics_get_closed_at_once() {
 }
 
 #[test]
-fn an_async_get_waiting_when_the_runners_poller_panics_gets_closed_at_once() {
+fn an_async_get_waiting_when_the_runners_poller_panics_is_told_why_at_once() {
     let (_publisher, mut server) = Builder::new(Brittle)
         .notify(ThreadNotify::new())
         .build()
@@ -630,7 +645,11 @@ fn an_async_get_waiting_when_the_runners_poller_panics_gets_closed_at_once() {
     // The request is accepted (the poller reads "boom" and panics), then abandoned while
     // the runner keeps the connection: only `on_abandoned` can end the ask before its
     // deadline.
-    assert_eq!(runtime.block_on(task).unwrap(), Err(AskError::Closed));
+    assert_eq!(
+        runtime.block_on(task).unwrap(),
+        Err(AskError::Abandoned(Abandoned::Panicked))
+    );
+    // Then the request side is closed.
     let on_block_on = futures_executor::block_on(client.get_async("x", PATIENCE));
     assert_eq!(on_block_on, Err(AskError::Closed));
     let crashed = runner.shutdown().unwrap_err();
@@ -641,7 +660,7 @@ fn an_async_get_waiting_when_the_runners_poller_panics_gets_closed_at_once() {
 }
 
 #[test]
-fn a_read_that_panics_ends_its_gets_closed_and_the_client_goes_on() {
+fn a_read_that_panics_ends_its_gets_abandoned_and_the_client_goes_on() {
     let (_publisher, mut server) = QueueServer::new(Brittle);
     let client = server.add_client().unwrap();
     let boom = get_on_a_thread(&client, "boom");
@@ -652,7 +671,10 @@ fn a_read_that_panics_ends_its_gets_closed_and_the_client_goes_on() {
     // answers "x".
     assert!(catch_unwind(AssertUnwindSafe(|| server.poll())).is_err());
     let _ = server.poll();
-    assert_eq!(boom.join().unwrap(), Err(AskError::Closed));
+    assert_eq!(
+        boom.join().unwrap(),
+        Err(AskError::Abandoned(Abandoned::Panicked))
+    );
     assert_eq!(x.join().unwrap().unwrap().value, Some(1.0));
     let stats = server.stats();
     assert_eq!((stats.requests_answered, stats.requests_abandoned), (1, 1));
@@ -666,7 +688,10 @@ fn a_read_that_panics_ends_its_gets_closed_and_the_client_goes_on() {
     let _ = server.poll();
     assert_eq!(again.join().unwrap().unwrap().value, Some(1.0));
     let asks = client.stats();
-    assert_eq!((asks.answered, asks.closed, asks.outstanding), (2, 1, 0));
+    assert_eq!(
+        (asks.answered, asks.abandoned, asks.closed, asks.outstanding),
+        (2, 1, 0, 0)
+    );
 }
 
 #[test]

@@ -2104,6 +2104,8 @@ mod clients {
                         calls.problems.note(|| "Closed before the shutdown".into());
                     }
                 }
+                // Nothing panics here, and a shutdown answers what it accepted.
+                AskError::Abandoned(why) => calls.problems.note(|| format!("abandoned: {why}")),
             }
         }
     }
@@ -2205,7 +2207,7 @@ mod clients {
         assert_eq!(stats.outstanding, 0, "{name}: {stats:?}");
         assert_eq!(
             stats.asked,
-            stats.answered + stats.expired + stats.closed + stats.cancelled,
+            stats.answered + stats.expired + stats.closed + stats.abandoned + stats.cancelled,
             "{name}: every accepted ask ended once: {stats:?}"
         );
         assert_eq!(

@@ -802,8 +802,9 @@ fn main() -> ExitCode {
             asks.answered == got + not_found,
         ),
         (
-            "probe gets == answered + expired + closed + refused",
-            got + not_found + failed == asks.answered + asks.expired + asks.closed + asks.refused,
+            "probe gets == answered + expired + closed + abandoned + refused",
+            got + not_found + failed
+                == asks.answered + asks.expired + asks.closed + asks.abandoned + asks.refused,
         ),
         (
             "every key asked for exists: no answer is \"not found\"",

@@ -458,9 +458,13 @@ where
     }
 
     /// Ends the asks waiting for `query` at once, each told by an `error` message: the
-    /// server will never answer it.
-    fn on_abandoned(&mut self, query: &Query<D::Key>, _: Abandoned) -> Result<(), ConnectionError> {
-        self.responder.abandon(query);
+    /// server will never answer it, and why.
+    fn on_abandoned(
+        &mut self,
+        query: &Query<D::Key>,
+        why: Abandoned,
+    ) -> Result<(), ConnectionError> {
+        self.responder.abandon(query, why);
         Ok(())
     }
 }

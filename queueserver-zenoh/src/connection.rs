@@ -126,10 +126,14 @@ where
         Ok(())
     }
 
-    /// Ends the gets waiting for `query` at once: each gets the error reply `closed: no
-    /// answer will come`, queued for the sender like any reply.
-    fn on_abandoned(&mut self, query: &Query<D::Key>, _: Abandoned) -> Result<(), ConnectionError> {
-        self.responder.abandon(query);
+    /// Ends the gets waiting for `query` at once: each gets the error reply `abandoned: `
+    /// and why, queued for the sender like any reply.
+    fn on_abandoned(
+        &mut self,
+        query: &Query<D::Key>,
+        why: Abandoned,
+    ) -> Result<(), ConnectionError> {
+        self.responder.abandon(query, why);
         Ok(())
     }
 }

@@ -314,7 +314,8 @@ impl<D: IDict> Zenoh<D> {
         self.gets.outbox.counters.stats(self.gets.outbox.pending())
     }
 
-    /// The counters of the asks behind the remote gets: asked, answered, expired, closed;
+    /// The counters of the asks behind the remote gets: asked, answered, expired, closed,
+    /// abandoned;
     /// requests sent to the server and answers received.
     pub fn ask_stats(&self) -> AskStats {
         self.gets.asks.stats()

@@ -639,10 +639,13 @@ fn a_get_whose_request_the_server_abandons_gets_an_error_reply_at_once() {
     let replies = get(&other, &format!("{B}/boom"));
     assert_eq!(replies.len(), 1, "{replies:?}");
     let message = replies[0].clone().unwrap_err();
-    assert_eq!(message, "closed: no answer will come");
+    assert_eq!(message, "abandoned: reading the value panicked");
     wait_until(LIMIT, "the runner to stop", || runner.stopped().is_some());
     let asks = zenoh.ask_stats();
-    assert_eq!((asks.closed, asks.expired, asks.outstanding), (1, 0, 0));
+    assert_eq!(
+        (asks.abandoned, asks.closed, asks.expired, asks.outstanding),
+        (1, 0, 0, 0)
+    );
     let zenoh_ref = &zenoh;
     wait_until(LIMIT, "room back", || {
         zenoh_ref.stats().pending_replies == 0
