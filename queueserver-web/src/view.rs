@@ -555,17 +555,32 @@ where
     where
         N: Notify + 'static,
     {
+        let empty = Latest {
+            seq: 0,
+            time: 0,
+            data: None,
+        };
+        Self::start(requester, options, empty, attach)
+    }
+
+    /// [`attach`](Self::attach), with the view's copy of the newest snapshot starting as
+    /// `latest`: in place before the first page can connect.
+    fn start<N, E, const Q: usize, const MAXC: usize>(
+        requester: Requester<D::Key, N, Q, MAXC>,
+        options: Options,
+        latest: Latest<D>,
+        attach: impl FnOnce(WebConnection<D>) -> Result<ConnectionId, E>,
+    ) -> Result<Self, StartError<E>>
+    where
+        N: Notify + 'static,
+    {
         let listener = TcpListener::bind(options.bind).map_err(StartError::Bind)?;
         let addr = listener.local_addr().map_err(StartError::Bind)?;
         let shared = Arc::new(Shared {
             hosts: HostCheck::new(addr, &options.allowed_hosts, options.any_host),
             options,
             addr,
-            latest: Mutex::new(Latest {
-                seq: 0,
-                time: 0,
-                data: None,
-            }),
+            latest: Mutex::new(latest),
             browsers: Mutex::new(Vec::new()),
             places: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
@@ -635,15 +650,17 @@ where
         T: Clock,
     {
         let requester = server.requester();
-        let view = Self::attach(requester, options, |connection| {
-            server.add_connection(C::from(connection))
-        })?;
-        // No poll runs while `server` is borrowed here: this is the newest the view has.
+        // No poll runs while `server` is borrowed here: this stays the newest snapshot
+        // until the view's connection is attached.
         let taken = server.snapshot();
-        if taken.seq() > 0 {
-            lock(&view.shared.latest).keep(taken, wire::now_ms());
-        }
-        Ok(view)
+        let latest = Latest {
+            seq: taken.seq(),
+            time: wire::now_ms(),
+            data: (taken.seq() > 0).then(|| taken.data().clone()),
+        };
+        Self::start(requester, options, latest, |connection| {
+            server.add_connection(C::from(connection))
+        })
     }
 
     /// Stops listening, closes every page (with close code `1001`, going away), and waits
