@@ -9,37 +9,16 @@
 #![allow(missing_docs)]
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use queueserver::{IDict, QueueServer};
+use queueserver::QueueServer;
 use queueserver_web::{Options, WebConnection, WebView};
 use std::net::TcpStream;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 use tungstenite::client::IntoClientRequest;
 
-/// The demo's plant: six `f64`s by name.
-#[derive(Clone, Copy, Debug, Default, IDict)]
-struct Plant {
-    time: f64,
-    position: f64,
-    velocity: f64,
-    force: f64,
-    setpoint: f64,
-    energy: f64,
-}
-
-impl Plant {
-    fn at(step: u64) -> Self {
-        let t = step as f64 * 1e-4;
-        Self {
-            time: t,
-            position: t.sin(),
-            velocity: t.cos(),
-            force: 3.0 * t.sin(),
-            setpoint: 0.5,
-            energy: 0.25,
-        }
-    }
-}
+#[path = "common/plant.rs"]
+mod plant;
+use plant::Plant;
 
 /// A page that reads until the view closes it.
 fn page(addr: std::net::SocketAddr) -> JoinHandle<()> {

@@ -13,23 +13,16 @@
 //! ```
 
 use hdrhistogram::Histogram;
-use queueserver::{IDict, QueueServer, Runner};
+use queueserver::{QueueServer, Runner};
 use queueserver_web::{Options, WebConnection, WebView};
 use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 use tungstenite::client::IntoClientRequest;
 
-/// The demo's plant: six `f64`s by name.
-#[derive(Clone, Copy, Debug, Default, IDict)]
-struct Plant {
-    time: f64,
-    position: f64,
-    velocity: f64,
-    force: f64,
-    setpoint: f64,
-    energy: f64,
-}
+#[path = "../benches/common/plant.rs"]
+mod plant;
+use plant::Plant;
 
 const PERIOD: Duration = Duration::from_micros(100);
 const PAGES: usize = 16;
@@ -65,18 +58,13 @@ fn run(pages: usize, publishes: u64) -> (Histogram<u64>, u64) {
     }
 
     let mut histogram = Histogram::<u64>::new(3).unwrap();
-    let mut plant = Plant::default();
     let mut next = Instant::now();
     for step in 0..publishes {
         next += PERIOD;
         while Instant::now() < next {
             std::hint::spin_loop();
         }
-        let t = step as f64 * 1e-4;
-        plant.time = t;
-        plant.position = t.sin();
-        plant.velocity = t.cos();
-        plant.force = 3.0 * t.sin();
+        let plant = Plant::at(step);
         let before = Instant::now();
         publisher.put_update(&plant);
         let took = before.elapsed();
