@@ -396,3 +396,40 @@ pub(crate) fn refusal(error: AskError) -> String {
 pub(crate) fn unknown(query: &keyexpr, prefix: &keyexpr) -> String {
     format!("unknown name: {query} names no value under {prefix}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use queueserver::Abandoned;
+
+    /// The error replies the README's table promises, word for word.
+    #[test]
+    fn refusals_read_as_the_readme_says() {
+        let cases = [
+            (
+                AskError::TooManyAsks,
+                "too many outstanding gets: try again later",
+            ),
+            (AskError::TimedOut, "timed out waiting for the answer"),
+            (AskError::Full, "timed out: the request queue stayed full"),
+            (
+                AskError::OverQuota,
+                "timed out: the connection's share of the queue stayed taken",
+            ),
+            (
+                AskError::Abandoned(Abandoned::Panicked),
+                "abandoned: reading the value panicked",
+            ),
+            (
+                AskError::Abandoned(Abandoned::Stopped),
+                "abandoned: the server stopped serving requests",
+            ),
+            (AskError::Closed, "closed: no answer will come"),
+        ];
+        let readme = include_str!("../README.md");
+        for (error, text) in cases {
+            assert_eq!(refusal(error), text);
+            assert!(readme.contains(&format!("`{text}`")), "{text:?}");
+        }
+    }
+}
