@@ -26,8 +26,8 @@
 //! the asker is `Send`) to whoever asks. In the connection's
 //! [`on_response`](crate::Connection::on_response), the responder hands the answer to the
 //! askers of its query; in its [`on_abandoned`](crate::Connection::on_abandoned),
-//! [`Responder::abandon`] tells them no answer will come, and why. When the connection is dropped
-//! (removed, or the server dropped) the responder tells every outstanding asker
+//! [`Responder::abandon`] tells them no answer will come, and why. When the connection is
+//! dropped (removed, or the server dropped) the responder tells every outstanding asker
 //! [`AskError::Closed`] at once, and later asks are refused.
 //!
 //! # What an asker is

@@ -100,6 +100,13 @@ struct Latest<D> {
 }
 
 impl<D: IDict> Latest<D> {
+    /// Nothing yet: before the first snapshot.
+    const EMPTY: Self = Self {
+        seq: 0,
+        time: 0,
+        data: None,
+    };
+
     /// Copies `snapshot` in (allocating only the first time).
     fn keep(&mut self, snapshot: &Snapshot<D>, time: u64) {
         self.seq = snapshot.seq();
@@ -555,12 +562,7 @@ where
     where
         N: Notify + 'static,
     {
-        let empty = Latest {
-            seq: 0,
-            time: 0,
-            data: None,
-        };
-        Self::start(requester, options, empty, attach)
+        Self::start(requester, options, Latest::EMPTY, attach)
     }
 
     /// [`attach`](Self::attach), with the view's copy of the newest snapshot starting as
@@ -653,11 +655,10 @@ where
         // No poll runs while `server` is borrowed here: this stays the newest snapshot
         // until the view's connection is attached.
         let taken = server.snapshot();
-        let latest = Latest {
-            seq: taken.seq(),
-            time: wire::now_ms(),
-            data: (taken.seq() > 0).then(|| taken.data().clone()),
-        };
+        let mut latest = Latest::EMPTY;
+        if taken.seq() > 0 {
+            latest.keep(taken, wire::now_ms());
+        }
         Self::start(requester, options, latest, |connection| {
             server.add_connection(C::from(connection))
         })
