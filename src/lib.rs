@@ -115,11 +115,7 @@
 
 extern crate alloc;
 
-#[cfg(feature = "std")]
-pub mod asks;
 mod builder;
-#[cfg(feature = "std")]
-pub mod client;
 pub mod clock;
 mod config;
 pub mod connection;
@@ -135,7 +131,7 @@ mod publisher;
 mod reader;
 pub mod request;
 #[cfg(feature = "std")]
-mod runner;
+pub mod runtime;
 mod server;
 mod signal;
 mod snapshot;
@@ -246,7 +242,9 @@ pub use stats::Stats;
 pub struct ReadmeDoctests;
 
 #[cfg(feature = "std")]
-pub use client::{Answer, AskError, Client, ClientConnection};
+pub use runtime::client::{Answer, AskError, Client, ClientConnection};
+#[cfg(feature = "std")]
+pub use runtime::relay::{Relay, RelayConnection};
 #[cfg(feature = "std")]
 pub use clock::StdClock;
 #[cfg(feature = "std")]
@@ -254,4 +252,4 @@ pub use notify::ThreadNotify;
 #[cfg(feature = "std")]
 pub use reader::{Changed, Closed, ReadGuard, Reader, WaitError};
 #[cfg(feature = "std")]
-pub use runner::{AddError, Crashed, RemoveError, Runner, StartError, StopCause};
+pub use runtime::runner::{AddError, Crashed, RemoveError, Runner, StartError, StopCause};

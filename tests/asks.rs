@@ -1,12 +1,14 @@
-//! The many-askers machinery on its own, with the kinds of askers the transports bring: a
+//! The many-askers machinery on a relay, with the kinds of askers the transports bring: a
 //! browser's bounded outbox (a delivery only tries to push) and a network query answered
-//! later (a final reply when it is dropped).
+//! later (a final reply when it is dropped). The relay's worker side is driven by hand
+//! (`Setup::poll` runs the poller, then drains).
 
 mod common;
 
 use common::{state, State};
-use queueserver::asks::{AskError, AskStats, Asker, Asks, Refused, Responder};
-use queueserver::{Abandoned, Connection, ConnectionError, Query, QueueServer, Response, Snapshot};
+use queueserver::runtime::asks::{AskError, AskStats, Asker, Asks, Refused};
+use queueserver::runtime::relay::{Answered, Relay, RelayConnection, Sink};
+use queueserver::{Abandoned, Connection, Query, QueueServer, Response};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex};
@@ -57,54 +59,54 @@ impl Asker for Party {
     }
 }
 
-/// The connection the poller owns, counting how many replies it prepared.
-struct View {
-    responder: Responder<State, Party>,
-    prepared: Arc<AtomicUsize>,
-}
+/// The sink: counts how many replies it prepared.
+struct Prepare(Arc<AtomicUsize>);
 
-impl Connection<State> for View {
-    fn on_update(&mut self, _: &Snapshot<State>) -> Result<(), ConnectionError> {
-        Ok(())
-    }
+impl Sink<State> for Prepare {
+    type Asker = Party;
 
-    fn on_response(&mut self, response: Response<'_, State>) -> Result<(), ConnectionError> {
-        let prepared = &self.prepared;
-        self.responder.respond(&response, |response| {
-            prepared.fetch_add(1, Ordering::SeqCst);
-            match response {
-                Response::Value { key, value, seq } => format!("{key}={value}@{seq}"),
-                Response::NotFound { key, seq } => format!("{key}?@{seq}"),
-                Response::Snapshot(s) => format!("all@{}", s.seq()),
-            }
-        });
-        Ok(())
-    }
-
-    fn wants_updates(&self) -> bool {
-        false
+    fn prepare(&mut self, answer: Answered<State>) -> Text {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        match answer.response() {
+            Response::Value { key, value, seq } => format!("{key}={value}@{seq}"),
+            Response::NotFound { key, seq } => format!("{key}?@{seq}"),
+            Response::Snapshot(s) => format!("all@{}", s.seq()),
+        }
     }
 }
 
 struct Setup {
-    server: QueueServer<State, View>,
+    server: QueueServer<State, RelayConnection<State>>,
+    relay: Relay<State, Party>,
     asks: Asks<State, Party>,
+    sink: Prepare,
     prepared: Arc<AtomicUsize>,
+}
+
+impl Setup {
+    /// The poller's work, then the worker side's.
+    fn poll(&mut self) {
+        let _ = self.server.poll();
+        self.drain();
+    }
+
+    fn drain(&mut self) {
+        self.relay.drain(&mut self.sink, false);
+    }
 }
 
 fn setup(max_asks: usize) -> Setup {
     let (_publisher, mut server) = QueueServer::new(state(1.0, 2.0));
     let prepared = Arc::new(AtomicUsize::new(0));
-    let asks = Asks::attach(server.requester(), max_asks, |responder| {
-        server.add_connection(View {
-            responder,
-            prepared: Arc::clone(&prepared),
-        })
+    let relay = Relay::attach(server.requester(), None, max_asks, |connection| {
+        server.add_connection(connection)
     })
     .unwrap();
     Setup {
         server,
-        asks,
+        asks: relay.asks().clone(),
+        relay,
+        sink: Prepare(Arc::clone(&prepared)),
         prepared,
     }
 }
@@ -133,11 +135,8 @@ fn assert_balanced(stats: &AskStats) {
 
 #[test]
 fn one_reply_is_prepared_per_answer_and_handed_to_every_asker_of_the_query() {
-    let Setup {
-        mut server,
-        asks,
-        prepared,
-    } = setup(16);
+    let mut setup = setup(16);
+    let (asks, prepared) = (setup.asks.clone(), Arc::clone(&setup.prepared));
     let wire = Wire::default();
     let (a, from_a) = outbox(4);
     let (b, from_b) = outbox(4);
@@ -147,8 +146,8 @@ fn one_reply_is_prepared_per_answer_and_handed_to_every_asker_of_the_query() {
     asks.ask(Query::Key("v"), b, later()).unwrap();
     asks.ask(Query::All, Party::Query(2, wire.clone()), later())
         .unwrap();
-    assert_eq!(server.pending_requests(), 3, "one request per query");
-    let _ = server.poll();
+    assert_eq!(setup.server.pending_requests(), 3, "one request per query");
+    setup.poll();
 
     assert_eq!(prepared.load(Ordering::SeqCst), 3, "one reply per answer");
     assert_eq!(from_a.try_recv().unwrap(), "x=1@0");
@@ -176,16 +175,15 @@ fn one_reply_is_prepared_per_answer_and_handed_to_every_asker_of_the_query() {
 
 #[test]
 fn a_full_outbox_never_blocks_the_poller() {
-    let Setup {
-        mut server, asks, ..
-    } = setup(16);
+    let mut setup = setup(16);
+    let asks = setup.asks.clone();
     let (full, rx) = outbox(1);
     if let Party::Outbox(tx) = &full {
         tx.try_send("already there".into()).unwrap();
     }
     asks.ask(Query::Key("x"), full, later()).unwrap();
     // Would block forever if a delivery waited for room.
-    let _ = server.poll();
+    setup.poll();
     assert_eq!(rx.try_recv().unwrap(), "already there");
     assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
     assert_eq!(asks.stats().answered, 1);
@@ -193,13 +191,17 @@ fn a_full_outbox_never_blocks_the_poller() {
 
 #[test]
 fn dropping_the_connection_tells_every_asker_closed_and_refuses_later_asks() {
-    let Setup { server, asks, .. } = setup(16);
+    let mut setup = setup(16);
+    let asks = setup.asks.clone();
     let wire = Wire::default();
     let (a, from_a) = outbox(4);
     asks.ask(Query::Key("x"), a, later()).unwrap();
     asks.ask(Query::All, Party::Query(1, wire.clone()), later())
         .unwrap();
-    drop(server);
+    // The server goes, and its connection with it; the worker side learns it.
+    let (_publisher, empty) = QueueServer::new(state(0.0, 0.0));
+    drop(std::mem::replace(&mut setup.server, empty));
+    setup.drain();
     assert_eq!(from_a.try_recv().unwrap(), "error: Closed");
     assert_eq!(*wire.replies.lock().unwrap(), ["error: Closed"]);
     assert_eq!(wire.finals.load(Ordering::SeqCst), 1);
@@ -229,9 +231,8 @@ fn dropping_the_connection_tells_every_asker_closed_and_refuses_later_asks() {
 
 #[test]
 fn past_the_bound_an_ask_is_refused_at_once_and_handed_back() {
-    let Setup {
-        mut server, asks, ..
-    } = setup(2);
+    let mut setup = setup(2);
+    let asks = setup.asks.clone();
     let (a, _from_a) = outbox(4);
     let (b, _from_b) = outbox(4);
     let (c, from_c) = outbox(4);
@@ -246,19 +247,18 @@ fn past_the_bound_an_ask_is_refused_at_once_and_handed_back() {
         Err(TryRecvError::Disconnected),
         "never told"
     );
-    let _ = server.poll();
+    setup.poll();
     let (d, from_d) = outbox(4);
     asks.ask(Query::Key("v"), d, later()).unwrap();
-    let _ = server.poll();
+    setup.poll();
     assert_eq!(from_d.try_recv().unwrap(), "v=2@0");
     assert_balanced(&asks.stats());
 }
 
 #[test]
 fn a_sweep_ends_the_asks_past_their_deadline_and_says_when_to_come_back() {
-    let Setup {
-        mut server, asks, ..
-    } = setup(16);
+    let mut setup = setup(16);
+    let asks = setup.asks.clone();
     let now = Instant::now();
     let (a, from_a) = outbox(4);
     let (b, from_b) = outbox(4);
@@ -280,7 +280,7 @@ fn a_sweep_ends_the_asks_past_their_deadline_and_says_when_to_come_back() {
     );
     assert_eq!(from_c.try_recv().unwrap(), "error: TimedOut");
     // The requests stayed queued; their answers reach whoever still waits.
-    let _ = server.poll();
+    setup.poll();
     assert_eq!(from_b.try_recv().unwrap(), "x=1@0");
     let stats = asks.stats();
     assert_eq!((stats.expired, stats.answered, stats.responses), (2, 1, 2));
@@ -289,9 +289,8 @@ fn a_sweep_ends_the_asks_past_their_deadline_and_says_when_to_come_back() {
 
 #[test]
 fn cancel_hands_the_asker_back_and_abandon_tells_one_query_why() {
-    let Setup {
-        mut server, asks, ..
-    } = setup(16);
+    let mut setup = setup(16);
+    let asks = setup.asks.clone();
     let wire = Wire::default();
     let ticket = asks
         .ask(Query::Key("x"), Party::Query(1, wire.clone()), later())
@@ -308,14 +307,13 @@ fn cancel_hands_the_asker_back_and_abandon_tells_one_query_why() {
     asks.ask(Query::Key("x"), a, later()).unwrap();
     asks.ask(Query::Key("v"), b, later()).unwrap();
     // A connection told its request for "v" will never be answered.
-    let view = server.connection(asks.id()).unwrap();
-    assert_eq!(
-        view.responder
-            .abandon(&Query::Key("v"), Abandoned::Panicked),
-        1
-    );
+    let id = setup.relay.id().unwrap();
+    let view = setup.server.connection_mut(id).unwrap();
+    view.on_abandoned(&Query::Key("v"), Abandoned::Panicked)
+        .unwrap();
+    setup.drain();
     assert_eq!(from_b.try_recv().unwrap(), "error: Abandoned(Panicked)");
-    let _ = server.poll();
+    setup.poll();
     assert_eq!(from_a.try_recv().unwrap(), "x=1@0");
     let stats = asks.stats();
     assert_eq!(
@@ -332,19 +330,19 @@ fn cancel_hands_the_asker_back_and_abandon_tells_one_query_why() {
 
 #[test]
 fn a_closed_request_side_ends_the_asks_it_cannot_queue_and_answers_the_rest() {
-    let Setup {
-        mut server, asks, ..
-    } = setup(16);
+    let mut setup = setup(16);
+    let asks = setup.asks.clone();
     let (a, from_a) = outbox(4);
     asks.ask(Query::Key("x"), a, later()).unwrap();
-    server.close();
+    setup.server.close();
     let (b, from_b) = outbox(4);
     asks.ask(Query::Key("v"), b, later()).unwrap();
     assert_eq!(from_b.try_recv().unwrap(), "error: Closed");
     assert!(asks.is_closed());
-    while server.pending_requests() > 0 {
-        let _ = server.process_requests();
+    while setup.server.pending_requests() > 0 {
+        let _ = setup.server.process_requests();
     }
+    setup.drain();
     assert_eq!(from_a.try_recv().unwrap(), "x=1@0");
     let (c, _) = outbox(4);
     assert_eq!(

@@ -8,7 +8,7 @@
 mod common;
 
 use common::{state, Brittle, Recorder, State};
-use queueserver::client::DEFAULT_MAX_ASKS;
+use queueserver::runtime::client::DEFAULT_MAX_ASKS;
 use queueserver::{
     Abandoned, Answer, AskError, Builder, Client, ClientConnection, Config, Connection,
     QueueServer, Request, Runner, ThreadNotify,
@@ -517,8 +517,8 @@ fn a_client_is_send_sync_clone_and_its_futures_are_send() {
     fn send_sync_clone<T: Send + Sync + Clone + 'static>() {}
     fn send<T: Send + 'static>() {}
     send_sync_clone::<Client<State>>();
-    send::<queueserver::client::Get<State>>();
-    send::<queueserver::client::GetAll<State>>();
+    send::<queueserver::runtime::client::Get<State>>();
+    send::<queueserver::runtime::client::GetAll<State>>();
     send::<ClientConnection<State>>();
 }
 

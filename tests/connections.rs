@@ -1,10 +1,12 @@
-//! The ready-made connections: a bounded channel read on another thread (a slow reader
-//! loses its oldest updates, counted, never an answer silently) and a closure.
+//! The ready-made connections: a channel read on another thread (a slow reader gets the
+//! newest update and the missed ones are counted; an answer is never lost silently) and a
+//! closure.
 
 mod common;
 
 use common::{state, State};
-use queueserver::connections::{channel, from_fn, ChannelConnection, Delivery, Message};
+use queueserver::connections::{from_fn, Delivery};
+use queueserver::runtime::channel::{channel, requests_only, ChannelConnection, Message};
 use queueserver::{
     Abandoned, Connection, ConnectionError, Query, QueueServer, Request, Response, Runner,
 };
@@ -22,7 +24,7 @@ fn seq_of(message: Message<State>) -> u64 {
 }
 
 #[test]
-fn a_slow_reader_loses_its_oldest_updates_and_they_are_counted() {
+fn a_slow_reader_gets_the_newest_update_and_the_missed_ones_are_counted() {
     let (connection, receiver) = channel::<State>(3);
     let (mut publisher, mut server) = QueueServer::new(state(0.0, 0.0));
     server.add_connection(connection).unwrap();
@@ -30,18 +32,15 @@ fn a_slow_reader_loses_its_oldest_updates_and_they_are_counted() {
         publisher.put_update(&state(f64::from(step), 0.0));
         let _ = server.poll();
     }
-    assert_eq!(receiver.len(), 3);
-    assert_eq!(receiver.updates_dropped(), 2);
-    let seqs: Vec<u64> = (0..3)
-        .map(|_| seq_of(receiver.try_recv().unwrap()))
-        .collect();
-    assert_eq!(seqs, [3, 4, 5]);
+    assert_eq!(receiver.len(), 1);
+    assert_eq!(receiver.updates_dropped(), 4);
+    assert_eq!(seq_of(receiver.try_recv().unwrap()), 5);
     assert_eq!(receiver.try_recv(), Err(TryRecvError::Empty));
     assert_eq!(server.stats().deliveries, 5);
 }
 
 #[test]
-fn an_answer_evicts_the_oldest_update_never_another_answer() {
+fn answers_wait_apart_from_the_update_and_are_read_first() {
     let (connection, receiver) = channel::<State>(2);
     let (mut publisher, mut server) = QueueServer::new(state(0.0, 0.0));
     let id = server.add_connection(connection).unwrap();
@@ -49,9 +48,10 @@ fn an_answer_evicts_the_oldest_update_never_another_answer() {
     let _ = server.poll();
     server.put_request(Request::key(id, "x")).unwrap();
     let _ = server.poll();
-    // [update 1, answer x]: the next answer evicts the update.
+    // [answer x] and update 1: an answer evicts no update, an update no answer.
     server.put_request(Request::key(id, "nope")).unwrap();
     let _ = server.poll();
+    assert_eq!(receiver.len(), 3);
     assert_eq!(
         receiver.try_recv(),
         Ok(Message::Value {
@@ -67,28 +67,31 @@ fn an_answer_evicts_the_oldest_update_never_another_answer() {
             seq: 1
         })
     );
-    assert_eq!(receiver.updates_dropped(), 1);
-    // A queue full of answers drops a new update rather than an answer.
+    assert_eq!(seq_of(receiver.try_recv().unwrap()), 1);
+    assert_eq!(receiver.updates_dropped(), 0);
+    // A queue full of answers still takes the newest update, in its slot.
     server.put_request(Request::snapshot(id)).unwrap();
     server.put_request(Request::key(id, "v")).unwrap();
     let _ = server.poll();
     publisher.put_update(&state(2.0, 0.0));
     let _ = server.poll();
-    assert_eq!(receiver.updates_dropped(), 2);
+    assert_eq!(receiver.updates_dropped(), 0);
     // (The poller answers a batch in query order: keys, then the whole snapshot.)
     assert!(matches!(
         receiver.try_recv(),
         Ok(Message::Value { key: "v", .. })
     ));
     assert!(matches!(receiver.try_recv(), Ok(Message::All(s)) if s.seq() == 1));
+    assert_eq!(seq_of(receiver.try_recv().unwrap()), 2);
+    assert_eq!(server.stats().connections_failed, 0);
 }
 
 #[test]
-fn an_answer_that_finds_only_answers_fails_the_connection_loudly() {
-    let (connection, receiver) = channel::<State>(2);
+fn an_answer_that_finds_the_queue_full_fails_the_connection_loudly() {
+    let (connection, receiver) = requests_only::<State>(2);
     let (_publisher, mut server) =
         QueueServer::<State, ChannelConnection<State>>::new(state(0.0, 0.0));
-    let id = server.add_connection(connection.requests_only()).unwrap();
+    let id = server.add_connection(connection).unwrap();
     for key in ["x", "v", "x"] {
         server.put_request(Request::key(id, key)).unwrap();
         let _ = server.poll();
@@ -237,7 +240,7 @@ fn both_connections_pass_on_the_requests_the_server_abandons() {
             .requests_only(),
         ))
         .unwrap();
-    // The channel holds an update; an abandoned request evicts it, as an answer would.
+    // The channel holds an update; the abandoned requests wait beside it, as answers do.
     publisher.put_update(&state(1.0, 0.0));
     let _ = server.poll();
     for request in [
@@ -253,7 +256,7 @@ fn both_connections_pass_on_the_requests_the_server_abandons() {
     let stats = server.stats();
     assert_eq!((stats.requests_abandoned, stats.requests_answered), (3, 0));
     assert_eq!(stats.connections_failed, 0);
-    assert_eq!(receiver.updates_dropped(), 1);
+    assert_eq!(receiver.updates_dropped(), 0);
     assert_eq!(
         receiver.try_recv(),
         Ok(Message::Abandoned {
@@ -268,6 +271,7 @@ fn both_connections_pass_on_the_requests_the_server_abandons() {
             why: Abandoned::Stopped
         })
     );
+    assert_eq!(seq_of(receiver.try_recv().unwrap()), 1);
     drop(server);
     assert_eq!(receiver.try_recv(), Err(TryRecvError::Disconnected));
     assert_eq!(told, [(Query::Key("v"), Abandoned::Stopped)]);

@@ -3,8 +3,10 @@
 //! A client is bound to one connection of a server, a [`ClientConnection`] the poller owns.
 //! Any number of threads and tasks share it (it is `Send + Sync + Clone`) and ask through
 //! it, blocking ([`Client::get`], [`Client::get_all`]) or async ([`Client::get_async`],
-//! [`Client::get_all_async`], futures for any executor). It is built on the
-//! [`asks`](crate::asks) machinery, so:
+//! [`Client::get_all_async`], futures for any executor). It is a
+//! [relay](crate::runtime::relay) whose worker side is the callers themselves: the poller
+//! hands each answer to the relay's queue and wakes one waiting caller, which hands every
+//! queued answer to its askers. So, through the [`asks`](crate::runtime::asks) machinery:
 //!
 //! - concurrent asks for the same key share one request: the first puts it, the others
 //!   join it, and the answer comes back to all of them;
@@ -41,8 +43,9 @@
 //! | operation | where | guarantee |
 //! |---|---|---|
 //! | [`Client::get`], [`Client::get_all`] | any thread | blocks until the answer or the deadline; allocates (a small slot per ask, and the query's entry when no other caller is asking for it) |
-//! | [`Client::get_async`], [`Client::get_all_async`] | any task | the future only uses its `Waker`; a helper thread, started on the first async ask, ends the asks whose deadline passes |
-//! | answering (in the [`ClientConnection`]) | poller | a short lock; one copy of the value (or the snapshot) per answer, shared by its callers through an `Arc`; one `Waker::wake` each; never blocks on a caller |
+//! | [`Client::get_async`], [`Client::get_all_async`] | any task | the future only uses its `Waker`; the process's one timer thread wakes it at its deadline |
+//! | answering (the [`ClientConnection`], a [`RelayConnection`]) | poller | a clone of the key and the value (the snapshot's `Arc`, or one copy, for `get_all`), one short lock, at most one `Waker::wake`; never blocks on a caller |
+//! | handing answers to callers | a waiting caller | one copy per answer, shared by its callers through an `Arc`; one wake per other caller |
 //!
 //! ```
 //! use queueserver::{QueueServer, Runner};
@@ -69,26 +72,37 @@
 //! runner.shutdown().unwrap();
 //! ```
 
-use crate::asks::{Asker, Asks, Ticket};
+use super::asks::{Asker, Ticket};
+use super::relay::{Answered, Relay, RelayConnection, Sink};
+use super::timer::{self, Alarm};
 use crate::clock::Clock;
-use crate::connection::{Abandoned, Connection, ConnectionError, ConnectionId, Response};
+use crate::connection::ConnectionId;
 use crate::idict::IDict;
 use crate::notify::Notify;
 use crate::park;
 use crate::request::{Query, Requester};
 use crate::server::{ConnectionsFull, QueueServer};
 use crate::snapshot::Snapshot;
-use alloc::boxed::Box;
 use atomic_waker::AtomicWaker;
 use core::fmt;
 use core::future::Future;
 use core::pin::Pin;
 use core::task::{Context, Poll};
 use core::time::Duration;
-use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, OnceLock};
+use std::task::Waker;
 use std::time::Instant;
 
-pub use crate::asks::{AskError, AskStats};
+pub use super::asks::{AskError, AskStats};
+
+/// The connection of a [`Client`]: the poller owns it. It is the client's
+/// [relay](crate::runtime::relay)'s connection, and does not subscribe to updates (use a
+/// [`Reader`](crate::Reader) for those).
+///
+/// Dropping it (removing it, or dropping the server) ends every waiting ask with
+/// [`AskError::Closed`]. The server abandoning the request an ask waits for ends it with
+/// [`AskError::Abandoned`].
+pub type ClientConnection<D> = RelayConnection<D>;
 
 /// How many asks a client made by [`QueueServer::add_client`] may have outstanding.
 pub const DEFAULT_MAX_ASKS: usize = 1024;
@@ -132,44 +146,27 @@ impl<T> Slot<T> {
     }
 }
 
-/// What the poller hands the askers of a query: prepared once per answer, shared by all.
-enum Reply<D: IDict> {
+/// What the askers of one query are handed: prepared once per answer, shared by all.
+enum ClientReply<D: IDict> {
     Key(Arc<Answer<D::Value>>),
     All(Arc<Snapshot<D>>),
 }
 
-impl<D: IDict> Reply<D> {
-    fn new(response: &Response<'_, D>) -> Self
-    where
-        D::Value: Clone,
-    {
-        match response {
-            Response::Value { value, seq, .. } => Self::Key(Arc::new(Answer {
-                value: Some((*value).clone()),
-                seq: *seq,
-            })),
-            Response::NotFound { seq, .. } => Self::Key(Arc::new(Answer {
-                value: None,
-                seq: *seq,
-            })),
-            Response::Snapshot(snapshot) => Self::All(Arc::new((*snapshot).clone())),
-        }
-    }
-}
-
-/// A caller of this process waiting for its slot.
+/// A caller waiting for its slot.
 enum ClientAsker<D: IDict> {
     Key(Arc<Slot<Arc<Answer<D::Value>>>>),
     All(Arc<Slot<Arc<Snapshot<D>>>>),
 }
 
 impl<D: IDict> Asker for ClientAsker<D> {
-    type Reply = Reply<D>;
+    type Reply = ClientReply<D>;
 
-    fn answer(self, reply: &Reply<D>) {
+    fn answer(self, reply: &ClientReply<D>) {
         match (&self, reply) {
-            (Self::Key(slot), Reply::Key(answer)) => slot.complete(Ok(Arc::clone(answer))),
-            (Self::All(slot), Reply::All(snapshot)) => slot.complete(Ok(Arc::clone(snapshot))),
+            (Self::Key(slot), ClientReply::Key(answer)) => slot.complete(Ok(Arc::clone(answer))),
+            (Self::All(slot), ClientReply::All(snapshot)) => {
+                slot.complete(Ok(Arc::clone(snapshot)));
+            }
             // A key's askers only ever get a key's reply; were it otherwise, `drop` would
             // tell the caller `Closed` rather than hand it a wrong answer.
             _ => {}
@@ -198,177 +195,22 @@ impl<D: IDict> Drop for ClientAsker<D> {
     }
 }
 
-/// The connection of a [`Client`]: the poller owns it and hands the server's answers to
-/// the waiting callers. It does not subscribe to updates (use a
-/// [`Reader`](crate::Reader) for those).
-///
-/// Dropping it (removing it, or dropping the server, which drops its connections without
-/// calling [`on_abandoned`](Connection::on_abandoned)) ends every waiting ask with
-/// [`AskError::Closed`]. The server abandoning the request an ask waits for ends it with
-/// [`AskError::Abandoned`].
-pub struct ClientConnection<D: IDict> {
-    responder: crate::asks::Responder<D, ClientAsker<D>>,
-}
+/// The client's sink: prepares one shared reply per answer.
+struct Callers;
 
-impl<D: IDict> Connection<D> for ClientConnection<D>
-where
-    D::Value: Clone,
-{
-    /// Never called: a client does not subscribe.
-    fn on_update(&mut self, _: &Snapshot<D>) -> Result<(), ConnectionError> {
-        Ok(())
-    }
+impl<D: IDict> Sink<D> for Callers {
+    type Asker = ClientAsker<D>;
 
-    fn on_response(&mut self, response: Response<'_, D>) -> Result<(), ConnectionError> {
-        self.responder.respond(&response, Reply::new);
-        Ok(())
-    }
-
-    fn wants_updates(&self) -> bool {
-        false
-    }
-
-    /// Ends the asks waiting for `query` with [`AskError::Abandoned`]`(why)` at once: no
-    /// answer will come.
-    fn on_abandoned(
-        &mut self,
-        query: &Query<D::Key>,
-        why: Abandoned,
-    ) -> Result<(), ConnectionError> {
-        self.responder.abandon(query, why);
-        Ok(())
-    }
-}
-
-impl<D> From<ClientConnection<D>> for Box<dyn Connection<D> + Send>
-where
-    D: IDict + 'static,
-    D::Value: Clone + Send + Sync,
-    D: Sync,
-{
-    fn from(connection: ClientConnection<D>) -> Self {
-        Box::new(connection)
-    }
-}
-
-impl<D: IDict> fmt::Debug for ClientConnection<D> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientConnection").finish_non_exhaustive()
-    }
-}
-
-/// Ends the async asks whose deadline passes, and retries requests refused for want of
-/// room, on a thread of its own: the futures use only their `Waker`, so nothing else would
-/// wake them at their deadline.
-struct Timer {
-    control: Arc<TimerControl>,
-    started: OnceLock<()>,
-}
-
-struct TimerControl {
-    state: Mutex<TimerState>,
-    changed: Condvar,
-}
-
-#[derive(Default)]
-struct TimerState {
-    due: Option<Instant>,
-    stop: bool,
-}
-
-impl TimerControl {
-    fn state(&self) -> std::sync::MutexGuard<'_, TimerState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Makes the thread sweep by `at` at the latest.
-    fn wake_by(&self, at: Instant) {
-        let mut state = self.state();
-        if state.due.map_or(true, |due| at < due) {
-            state.due = Some(at);
-            self.changed.notify_one();
+    fn prepare(&mut self, answer: Answered<D>) -> ClientReply<D> {
+        match answer {
+            Answered::Value { value, seq, .. } => ClientReply::Key(Arc::new(Answer {
+                value: Some(value),
+                seq,
+            })),
+            Answered::NotFound { seq, .. } => ClientReply::Key(Arc::new(Answer { value: None, seq })),
+            Answered::Snapshot(snapshot) => ClientReply::All(snapshot),
         }
     }
-
-    /// Waits until a sweep is due; `false` once the client is gone.
-    fn wait(&self) -> bool {
-        let mut state = self.state();
-        loop {
-            if state.stop {
-                return false;
-            }
-            match state.due {
-                None => {
-                    state = self
-                        .changed
-                        .wait(state)
-                        .unwrap_or_else(PoisonError::into_inner)
-                }
-                Some(due) => {
-                    let now = Instant::now();
-                    if now >= due {
-                        state.due = None;
-                        return true;
-                    }
-                    state = self
-                        .changed
-                        .wait_timeout(state, due - now)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0;
-                }
-            }
-        }
-    }
-}
-
-impl Timer {
-    fn new() -> Self {
-        Self {
-            control: Arc::new(TimerControl {
-                state: Mutex::new(TimerState::default()),
-                changed: Condvar::new(),
-            }),
-            started: OnceLock::new(),
-        }
-    }
-
-    /// Makes the helper sweep `asks` by `at`, starting it if it is not running.
-    fn wake_by<D>(&self, at: Instant, asks: &Asks<D, ClientAsker<D>>)
-    where
-        D: IDict + Sync + 'static,
-        D::Value: Clone + Send + Sync,
-    {
-        self.started.get_or_init(|| {
-            let (control, asks) = (Arc::clone(&self.control), asks.clone());
-            std::thread::Builder::new()
-                .name("queueserver-client".into())
-                .spawn(move || {
-                    while control.wait() {
-                        let now = Instant::now();
-                        let sweep = asks.sweep(now);
-                        let retry = sweep.unsent.then(|| now + RETRY_MAX);
-                        if let Some(at) = sweep.next_deadline.into_iter().chain(retry).min() {
-                            control.wake_by(at);
-                        }
-                    }
-                })
-                .expect("spawn the client's deadline thread");
-        });
-        self.control.wake_by(at);
-    }
-}
-
-impl Drop for Timer {
-    fn drop(&mut self) {
-        self.control.state().stop = true;
-        self.control.changed.notify_one();
-    }
-}
-
-/// What the handles of one client share.
-struct Shared<D: IDict> {
-    asks: Asks<D, ClientAsker<D>>,
-    timer: Timer,
 }
 
 /// Asks for values through one connection, from any thread or task: `Send + Sync +
@@ -377,20 +219,56 @@ struct Shared<D: IDict> {
 /// Made by [`QueueServer::add_client`], or by [`Client::attach`] for a server with other
 /// connections too.
 pub struct Client<D: IDict> {
-    shared: Arc<Shared<D>>,
+    relay: Relay<D, ClientAsker<D>>,
+    id: ConnectionId,
 }
 
 impl<D: IDict> Clone for Client<D> {
     fn clone(&self) -> Self {
         Self {
-            shared: Arc::clone(&self.shared),
+            relay: self.relay.clone(),
+            id: self.id,
         }
+    }
+}
+
+/// A caller's registration as the relay's worker side, withdrawn (and whatever work it
+/// was woken for handed on) when it stops waiting.
+struct Waiting<'a, D: IDict> {
+    relay: &'a Relay<D, ClientAsker<D>>,
+    slot: Option<u64>,
+}
+
+impl<'a, D: IDict> Waiting<'a, D> {
+    fn new(relay: &'a Relay<D, ClientAsker<D>>) -> Self {
+        Self { relay, slot: None }
+    }
+
+    /// Hands every queued answer to its askers.
+    fn drain(&self) {
+        self.relay.drain(&mut Callers, false);
+    }
+
+    /// Whether work came in; if not, `waker` is woken when it does.
+    fn ready_or_register(&mut self, waker: &Waker) -> bool {
+        self.relay.ready_or_register(&mut self.slot, waker, false)
+    }
+}
+
+impl<D: IDict> Drop for Waiting<'_, D> {
+    fn drop(&mut self) {
+        if self.slot.is_some() {
+            self.relay.unregister(&mut self.slot);
+        }
+        // The poller may have woken this caller for answers that are not its own: it
+        // hands them on before it goes.
+        self.drain();
     }
 }
 
 impl<D> Client<D>
 where
-    D: IDict + Sync + 'static,
+    D: IDict + Send + Sync + 'static,
     D::Value: Clone + Send + Sync,
 {
     /// Makes a client and its connection, and attaches the connection with `attach`, which
@@ -402,7 +280,7 @@ where
     ///
     /// ```
     /// use queueserver::{Client, Connection, QueueServer};
-    /// use queueserver::client::DEFAULT_MAX_ASKS;
+    /// use queueserver::runtime::client::DEFAULT_MAX_ASKS;
     /// # use std::collections::BTreeMap;
     /// # type State = BTreeMap<&'static str, f64>;
     ///
@@ -427,17 +305,23 @@ where
     where
         N: Notify + 'static,
     {
-        let asks = Asks::attach(requester, max_asks, |responder| {
-            attach(ClientConnection { responder })
+        let mut id = None;
+        let relay = Relay::attach(requester, None, max_asks, |connection| {
+            let attached = attach(connection)?;
+            id = Some(attached);
+            Ok(attached)
         })?;
-        Ok(Self {
-            shared: Arc::new(Shared {
-                asks,
-                timer: Timer::new(),
-            }),
-        })
+        let Some(id) = id else {
+            unreachable!("attach returned an id, or the error returned above")
+        };
+        Ok(Self { relay, id })
     }
+}
 
+impl<D: IDict> Client<D>
+where
+    D::Value: Clone,
+{
     /// The value of `key`, read by the poller from its newest snapshot.
     ///
     /// **Any thread; blocks** until the answer comes or `timeout` passes. Joins the
@@ -449,8 +333,8 @@ where
     /// [`AskError::TimedOut`], [`AskError::Full`] or [`AskError::OverQuota`] when
     /// `timeout` passes first (the last two when the request could not be queued);
     /// [`AskError::Closed`] or [`AskError::Abandoned`] when no answer will come;
-    /// [`AskError::TooManyAsks`], at once,
-    /// when the client has its bound of asks outstanding.
+    /// [`AskError::TooManyAsks`], at once, when the client has its bound of asks
+    /// outstanding.
     pub fn get(&self, key: D::Key, timeout: Duration) -> Result<Answer<D::Value>, AskError> {
         let slot = Slot::new();
         let asker = ClientAsker::Key(Arc::clone(&slot));
@@ -475,12 +359,12 @@ where
     /// [`get`](Self::get) as a future, for any executor.
     ///
     /// **Any task.** The ask is made when the future is first polled, and the timeout
-    /// counts from this call. Dropping the future withdraws the ask. The first async ask
-    /// of a client starts its helper thread, which ends asks at their deadline.
+    /// counts from this call. Dropping the future withdraws the ask. The process's timer
+    /// thread wakes the task at the deadline.
     ///
     /// # Panics
     ///
-    /// When polled, if the helper thread cannot be started (as `std::thread::spawn`).
+    /// When polled, if the timer thread cannot be started (as `std::thread::spawn`).
     pub fn get_async(&self, key: D::Key, timeout: Duration) -> Get<D> {
         let slot = Slot::new();
         let asker = ClientAsker::Key(Arc::clone(&slot));
@@ -505,24 +389,32 @@ where
 
     /// The id of this client's connection.
     pub fn id(&self) -> ConnectionId {
-        self.shared.asks.id()
+        self.id
     }
 
     /// Whether asks are refused now: the connection is gone, or the server has closed its
     /// request side (a request it already accepted is still answered).
+    ///
+    /// **Any thread.** Like every call on a client, it first hands the answers the poller
+    /// queued to their callers (a few short locks).
     pub fn is_closed(&self) -> bool {
-        self.shared.asks.is_closed()
+        self.relay.drain(&mut Callers, false);
+        self.relay.asks().is_closed()
     }
 
-    /// How many asks are outstanding.
+    /// How many asks are outstanding, once the answers the poller queued are handed on.
     pub fn outstanding(&self) -> usize {
-        self.shared.asks.outstanding()
+        self.relay.drain(&mut Callers, false);
+        self.relay.asks().outstanding()
     }
 
-    /// The client's counts: asks made, answered, ended otherwise; requests sent.
+    /// The client's counts: asks made, answered, ended otherwise; requests sent. The
+    /// answers the poller queued are handed on first.
     pub fn stats(&self) -> AskStats {
-        self.shared.asks.stats()
+        self.relay.drain(&mut Callers, false);
+        self.relay.asks().stats()
     }
+
 
     fn wait<T: Clone>(
         &self,
@@ -531,35 +423,43 @@ where
         slot: &Slot<T>,
         timeout: Duration,
     ) -> Result<T, AskError> {
-        let asks = &self.shared.asks;
+        let relay = &self.relay;
         let deadline = park::deadline_after(timeout);
-        let ticket = asks.ask(query, asker, deadline).map_err(|r| r.error)?;
-        slot.waker.register(&park::thread_waker());
+        let ticket = relay.ask(query, asker, deadline).map_err(|r| r.error)?;
+        let waker = park::thread_waker();
+        slot.waker.register(&waker);
+        let mut waiting = Waiting::new(relay);
         let mut retry = RETRY_MIN;
         loop {
+            waiting.drain();
             if let Some(result) = slot.result.get() {
                 return result.clone();
             }
             let now = Instant::now();
             if now >= deadline {
-                if let Some((asker, error)) = asks.expire(&ticket) {
+                if let Some((asker, error)) = relay.asks().expire(&ticket) {
                     // Nobody to wake: this thread is returning.
                     drop(slot.waker.take());
                     drop(asker);
                     return Err(error);
                 }
-                // Another thread took the asker to answer it: its wake follows.
+                // Another caller took the asker to answer it: its wake follows.
                 park::park_until(now + RETRY_MAX);
                 continue;
             }
-            let wake_at = if asks.flush() {
+            let wake_at = if relay.asks().flush() {
                 let at = now + retry;
                 retry = (retry * 2).min(RETRY_MAX);
                 at.min(deadline)
             } else {
                 deadline
             };
-            park::park_until(wake_at);
+            if waiting.ready_or_register(&waker) {
+                continue;
+            }
+            if slot.result.get().is_none() {
+                park::park_until(wake_at);
+            }
         }
     }
 }
@@ -567,7 +467,7 @@ where
 impl<D: IDict> fmt::Debug for Client<D> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
-            .field("id", &self.shared.asks.id())
+            .field("id", &self.id)
             .finish_non_exhaustive()
     }
 }
@@ -580,15 +480,18 @@ struct Pending<D: IDict, T> {
     start: Option<(Query<D::Key>, ClientAsker<D>)>,
     ticket: Option<Ticket<D::Key>>,
     slot: Arc<Slot<Arc<T>>>,
+    /// The registration as the relay's worker side.
+    registration: Option<u64>,
+    /// Wakes the task at the deadline (or to retry an unsent request), with its waker.
+    alarm: Option<(Alarm, Waker)>,
 }
 
 // No field is ever pinned: the future moves freely.
 impl<D: IDict, T> Unpin for Pending<D, T> {}
 
-impl<D, T> Pending<D, T>
+impl<D: IDict, T> Pending<D, T>
 where
-    D: IDict + Sync + 'static,
-    D::Value: Clone + Send + Sync,
+    D::Value: Clone,
 {
     fn new(
         client: Client<D>,
@@ -603,47 +506,74 @@ where
             start: Some((query, asker)),
             ticket: None,
             slot,
+            registration: None,
+            alarm: None,
+        }
+    }
+
+    /// Has the timer wake `waker` at `at`, unless it already does by then.
+    fn alarm(&mut self, at: Instant, waker: &Waker) {
+        let armed = self
+            .alarm
+            .as_ref()
+            .is_some_and(|(alarm, w)| alarm.at() <= at && w.will_wake(waker));
+        if !armed {
+            self.alarm = Some((timer::wake_at(at, waker), waker.clone()));
         }
     }
 
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Result<Arc<T>, AskError>> {
-        let shared = &self.client.shared;
+        let relay = self.client.relay.clone();
         if let Some((query, asker)) = self.start.take() {
-            match shared.asks.ask(query, asker, self.deadline) {
+            match relay.ask(query, asker, self.deadline) {
                 Ok(ticket) => self.ticket = Some(ticket),
                 Err(refused) => return Poll::Ready(Err(refused.error)),
             }
-            shared.timer.wake_by(self.deadline, &shared.asks);
         }
-        self.slot.waker.register(cx.waker());
-        if let Some(result) = self.slot.result.get() {
-            return Poll::Ready(result.clone());
-        }
-        let Some(ticket) = &self.ticket else {
+        let Some(ticket) = self.ticket.clone() else {
             // Refused before: a finished future polled again.
             return Poll::Ready(Err(AskError::Closed));
         };
-        let now = Instant::now();
-        if now >= self.deadline {
-            if let Some((_, error)) = shared.asks.expire(ticket) {
-                return Poll::Ready(Err(error));
+        self.slot.waker.register(cx.waker());
+        loop {
+            relay.drain(&mut Callers, false);
+            if let Some(result) = self.slot.result.get() {
+                return Poll::Ready(result.clone());
             }
-            // Being answered by another thread, which wakes us.
-        } else if shared.asks.flush() {
-            shared.timer.wake_by(now + RETRY_MAX, &shared.asks);
+            let now = Instant::now();
+            if now >= self.deadline {
+                if let Some((_, error)) = relay.asks().expire(&ticket) {
+                    return Poll::Ready(Err(error));
+                }
+                // Being answered by another caller, which wakes us.
+                return Poll::Pending;
+            }
+            let wake_at = if relay.asks().flush() {
+                (now + RETRY_MAX).min(self.deadline)
+            } else {
+                self.deadline
+            };
+            if relay.ready_or_register(&mut self.registration, cx.waker(), false) {
+                continue;
+            }
+            self.alarm(wake_at, cx.waker());
+            return Poll::Pending;
         }
-        Poll::Pending
     }
 }
 
 impl<D: IDict, T> Drop for Pending<D, T> {
     fn drop(&mut self) {
+        let relay = &self.client.relay;
+        relay.unregister(&mut self.registration);
         if let Some(ticket) = &self.ticket {
             if self.slot.result.get().is_none() {
                 // The asker, if still there, is dropped here, outside the table's lock.
-                drop(self.client.shared.asks.cancel(ticket));
+                drop(relay.asks().cancel(ticket));
             }
         }
+        // Woken for answers that are not its own: hand them on before it goes.
+        relay.drain(&mut Callers, false);
     }
 }
 
@@ -653,10 +583,9 @@ pub struct Get<D: IDict> {
     pending: Pending<D, Answer<D::Value>>,
 }
 
-impl<D> Future for Get<D>
+impl<D: IDict> Future for Get<D>
 where
-    D: IDict + Sync + 'static,
-    D::Value: Clone + Send + Sync,
+    D::Value: Clone,
 {
     type Output = Result<Answer<D::Value>, AskError>;
 
@@ -674,10 +603,9 @@ pub struct GetAll<D: IDict> {
     pending: Pending<D, Snapshot<D>>,
 }
 
-impl<D> Future for GetAll<D>
+impl<D: IDict> Future for GetAll<D>
 where
-    D: IDict + Sync + 'static,
-    D::Value: Clone + Send + Sync,
+    D::Value: Clone,
 {
     type Output = Result<Arc<Snapshot<D>>, AskError>;
 
@@ -700,7 +628,7 @@ impl<D: IDict> fmt::Debug for GetAll<D> {
 
 impl<D, N, T, const Q: usize, const MAXC: usize> QueueServer<D, ClientConnection<D>, N, T, Q, MAXC>
 where
-    D: IDict + Sync + 'static,
+    D: IDict + Send + Sync + 'static,
     D::Value: Clone + Send + Sync,
     N: Notify + 'static,
     T: Clock,
