@@ -242,14 +242,14 @@ pub use stats::Stats;
 pub struct ReadmeDoctests;
 
 #[cfg(feature = "std")]
-pub use runtime::client::{Answer, AskError, Client, ClientConnection};
-#[cfg(feature = "std")]
-pub use runtime::relay::{Relay, RelayConnection};
-#[cfg(feature = "std")]
 pub use clock::StdClock;
 #[cfg(feature = "std")]
 pub use notify::ThreadNotify;
 #[cfg(feature = "std")]
 pub use reader::{Changed, Closed, ReadGuard, Reader, WaitError};
+#[cfg(feature = "std")]
+pub use runtime::client::{Answer, AskError, Client, ClientConnection};
+#[cfg(feature = "std")]
+pub use runtime::relay::{Relay, RelayConnection};
 #[cfg(feature = "std")]
 pub use runtime::runner::{AddError, Crashed, RemoveError, Runner, StartError, StopCause};

@@ -1943,8 +1943,8 @@ fn connections_panicking_at_random_lose_no_request() {
 /// closed, no call ends `Closed` before the shutdown, and none hangs.
 mod clients {
     use super::{assert_requests_balance, budget, limits, requests_cap, watchdog, Problems};
-    use queueserver::runtime::asks::AskStats;
     use queueserver::connections::{from_fn, Delivery};
+    use queueserver::runtime::asks::AskStats;
     use queueserver::{
         AskError, Builder, Client, Config, Connection, IDict, Response, Runner, Snapshot,
         ThreadNotify,

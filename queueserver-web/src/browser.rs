@@ -1,30 +1,65 @@
 //! One connected page: its outbox, and the two threads that serve its socket.
 //!
 //! - The **writer** (the thread that accepted the connection) takes messages from the
-//!   outbox and writes them, each flushed at once. Its socket has a write timeout, the
-//!   view's stall timeout: a page that accepts no byte for that long is disconnected.
-//!   Until then its outbox drops the oldest updates; nothing else waits for it.
+//!   page's [`Outbox`] and writes them, each flushed at once. Its socket has a write
+//!   timeout, the view's stall timeout: a write that makes no progress for that long
+//!   disconnects the page. Until then its outbox drops the oldest updates; nothing else
+//!   waits for it.
 //! - The **reader** reads the page's messages (asks, rate changes), answers malformed
-//!   ones with an error message, and passes pings' pongs and close replies to the writer
-//!   through the outbox, so that only the writer ever writes to the socket.
+//!   ones with an error message, notes that the page was heard from (any frame, the pongs
+//!   to the view's pings included), and passes pings' pongs and close replies to the
+//!   writer through the outbox, so that only the writer ever writes to the socket. The
+//!   view's relay worker pings every page and disconnects one not heard from for the stall
+//!   timeout: a page that reads nothing is found out whatever the kernel's buffers hold.
 //!
 //! Either one ending ends the other: the reader closes the outbox, the writer shuts the
 //! socket down. The writer then removes the page from the view and waits for the reader.
 
-use crate::outbox::{Out, Outbox};
+use queueserver::runtime::outbox::{Measured, Next, Outbox};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::AtomicUsize;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig, WebSocketContext};
-use tungstenite::{Error, Message};
+use tungstenite::{Bytes, Error, Message, Utf8Bytes};
+
+/// A message for the page.
+#[derive(Debug)]
+pub(crate) enum Out {
+    /// A JSON text message (a snapshot's, shared by every page, or any other).
+    Text(Utf8Bytes),
+    /// A ping, whose pong tells the page still reads.
+    Ping,
+    /// The reply to a ping.
+    Pong(Bytes),
+    /// Send this close frame, then stop.
+    Close(CloseFrame),
+}
+
+impl Measured for Out {
+    fn bytes(&self) -> usize {
+        match self {
+            Self::Text(text) => text.len(),
+            Self::Ping => 0,
+            Self::Pong(data) => data.len(),
+            Self::Close(frame) => frame.reason.len() + 2,
+        }
+    }
+}
+
+impl Out {
+    /// A text message.
+    pub(crate) fn text(text: String) -> Self {
+        Self::Text(Utf8Bytes::from(text))
+    }
+}
 
 /// One page, shared by its two threads, the poller (which pushes updates) and the askers
 /// of its asks (which hold it weakly).
 pub(crate) struct Browser {
     pub(crate) id: u64,
     pub(crate) peer: SocketAddr,
-    pub(crate) outbox: Outbox,
+    pub(crate) outbox: Outbox<Out>,
     /// A handle on the socket, to shut it down from any thread.
     socket: TcpStream,
     /// Asks of this page not yet ended.
@@ -32,7 +67,7 @@ pub(crate) struct Browser {
 }
 
 impl Browser {
-    pub(crate) fn new(id: u64, peer: SocketAddr, outbox: Outbox, socket: TcpStream) -> Self {
+    pub(crate) fn new(id: u64, peer: SocketAddr, outbox: Outbox<Out>, socket: TcpStream) -> Self {
         Self {
             id,
             peer,
@@ -89,15 +124,23 @@ pub(crate) fn read_loop(
         .max_frame_size(Some(max_message));
     let mut context = WebSocketContext::from_partially_read(rest, Role::Server, Some(config));
     let mut input = ReadHalf(stream);
-    let error = |text: String| browser.outbox.push_text(crate::wire::error(None, &text));
+    let error = |text: String| {
+        browser
+            .outbox
+            .push(Out::text(crate::wire::error(None, &text)))
+    };
     let close = |code: CloseCode, reason: &'static str| {
-        browser.outbox.close_with(CloseFrame {
+        browser.outbox.close_with(Out::Close(CloseFrame {
             code,
             reason: reason.into(),
-        });
+        }));
     };
     loop {
-        match context.read(&mut input) {
+        let read = context.read(&mut input);
+        if read.is_ok() {
+            browser.outbox.heard();
+        }
+        match read {
             Ok(Message::Text(text)) => handler.text(browser, text.as_str()),
             Ok(Message::Binary(_)) => {
                 error("binary messages are not read: send JSON text".into());
@@ -108,10 +151,10 @@ pub(crate) fn read_loop(
             Ok(Message::Pong(_) | Message::Frame(_)) => {}
             Ok(Message::Close(frame)) => {
                 let code = frame.map_or(CloseCode::Normal, |f| f.code);
-                browser.outbox.close_with(CloseFrame {
+                browser.outbox.close_with(Out::Close(CloseFrame {
                     code,
                     reason: "".into(),
-                });
+                }));
                 return;
             }
             Err(Error::Capacity(why)) => {
@@ -145,10 +188,17 @@ pub(crate) fn read_loop(
 /// fails (the page is gone, or accepted nothing for the stall timeout).
 pub(crate) fn write_loop(browser: &Browser, mut stream: TcpStream) {
     let mut context = WebSocketContext::new(Role::Server, None);
-    while let Some(out) = browser.outbox.next() {
+    while let Some(next) = browser.outbox.next() {
+        let out = match next {
+            Next::Send(out) => out,
+            Next::Dropped(updates) => Out::text(crate::wire::dropped(updates)),
+        };
         let sent = match out {
-            Out::Update(text) | Out::Text(text) => context
+            Out::Text(text) => context
                 .write(&mut stream, Message::Text(text))
+                .and_then(|()| context.flush(&mut stream)),
+            Out::Ping => context
+                .write(&mut stream, Message::Ping(Bytes::new()))
                 .and_then(|()| context.flush(&mut stream)),
             Out::Pong(data) => context
                 .write(&mut stream, Message::Pong(data))

@@ -14,6 +14,7 @@
 //! | an upgrade that is not a WebSocket version 13 upgrade | `400` / `426` |
 //! | an upgrade whose `Origin` is not the page's own (`http://` + `Host`) | `403` |
 //! | an upgrade when `max_browsers` pages are connected | `503` |
+//! | any connection while `2 × max_browsers + 32` requests are being read (a flood, or heads trickled byte by byte) | `503` with `Retry-After: 1`, at once |
 //!
 //! Every page response carries a `Content-Security-Policy` that allows only the view's own
 //! scripts, styles and socket, and no framing.
@@ -69,6 +70,13 @@ const COMMON_HEADERS: &str = "Cache-Control: no-store\r\n\
     Content-Security-Policy: default-src 'none'; script-src 'self'; style-src 'self'; \
     connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; \
     form-action 'none'\r\n";
+
+/// The answer to a connection the view has no thread for (too many requests being read
+/// at once: a flood, or clients that trickle their heads): come back in a second.
+pub(crate) const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+    Retry-After: 1\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 38\r\n\
+    Connection: close\r\nCache-Control: no-store\r\n\r\n\
+    busy: too many requests; retry in 1 s\n";
 
 /// What a request asked for, once read and checked.
 pub(crate) enum Routed {

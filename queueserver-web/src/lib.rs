@@ -88,11 +88,10 @@
 mod browser;
 mod http;
 mod options;
-mod outbox;
 mod view;
 mod wire;
 
 pub use options::Options;
-pub use outbox::OutboxStats;
+pub use queueserver::runtime::outbox::OutboxStats;
 pub use view::{BrowserStats, PageAsker, StartError, ViewStats, WebConnection, WebView};
 pub use wire::FORMAT_VERSION;

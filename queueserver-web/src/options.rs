@@ -13,7 +13,8 @@ use std::time::Duration;
 /// | [`outbox`](Self::outbox) | 64 | messages queued for one page; past it the oldest update is dropped (counted) |
 /// | [`max_rate_hz`](Self::max_rate_hz) | 60 | updates per second sent to one page (each page may ask for fewer) |
 /// | [`max_message`](Self::max_message) | 4096 | bytes of one message or frame from a page; longer closes it (`1009`) |
-/// | [`stall_timeout`](Self::stall_timeout) | 10 s | how long a page may accept no byte before it is disconnected |
+/// | [`stall_timeout`](Self::stall_timeout) | 10 s | how long a page may go unheard (no pong to the view's pings, no message) before it is disconnected; also how long one write may make no progress |
+/// | [`ping_interval`](Self::ping_interval) | 5 s | how often each page is pinged (and checked): a page that reads nothing is disconnected within `stall_timeout` plus one ping interval |
 /// | [`request_timeout`](Self::request_timeout) | 5 s | how long a client may take to send its HTTP request head (8 KiB at most) |
 /// | [`max_asks`](Self::max_asks) | 16 | asks one page may have outstanding; 256 for all pages together |
 /// | [`ask_timeout`](Self::ask_timeout) | 2 s | how long an ask may wait for its answer |
@@ -47,6 +48,7 @@ pub struct Options {
     pub(crate) max_rate_hz: f64,
     pub(crate) max_message: usize,
     pub(crate) stall_timeout: Duration,
+    pub(crate) ping_interval: Duration,
     pub(crate) request_timeout: Duration,
     pub(crate) max_asks: usize,
     pub(crate) ask_timeout: Duration,
@@ -71,6 +73,7 @@ impl Options {
             max_rate_hz: 60.0,
             max_message: 4096,
             stall_timeout: Duration::from_secs(10),
+            ping_interval: Duration::from_secs(5),
             request_timeout: Duration::from_secs(5),
             max_asks: 16,
             ask_timeout: Duration::from_secs(2),
@@ -141,11 +144,21 @@ impl Options {
         self
     }
 
-    /// How long a write to one page may make no progress before that page is
-    /// disconnected (at least 1 ms). Until then its outbox drops its oldest updates.
+    /// How long a page may go unheard before it is disconnected (at least 1 ms): the
+    /// view pings every page every [ping interval](Self::ping_interval), and a page that
+    /// answers no ping (nor sends anything) for this long reads nothing, whatever the
+    /// kernel's socket buffers still take. It is also how long one write to a page may make
+    /// no progress. Until then the page's outbox drops its oldest updates.
     #[must_use]
     pub fn stall_timeout(mut self, timeout: Duration) -> Self {
         self.stall_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// How often every page is pinged and checked for silence (at least 1 ms).
+    #[must_use]
+    pub fn ping_interval(mut self, interval: Duration) -> Self {
+        self.ping_interval = interval.max(Duration::from_millis(1));
         self
     }
 
@@ -171,8 +184,7 @@ impl Options {
         self
     }
 
-    /// How often the server's counters are sent to every page (at least 10 ms); also how
-    /// often expired asks are swept.
+    /// How often the server's counters are sent to every page (at least 10 ms).
     #[must_use]
     pub fn stats_interval(mut self, interval: Duration) -> Self {
         self.stats_interval = interval.max(Duration::from_millis(10));

@@ -1,27 +1,42 @@
-//! [`WebView`] (the listener and its threads) and [`WebConnection`] (what the poller owns).
+//! [`WebView`]: the listener, the pages' threads, and the sink of the view's relay.
+//!
+//! The view is a [relay](queueserver::runtime::relay): its connection is a
+//! [`RelayConnection`] the poller owns, and its worker thread runs [`Pages`], the sink that
+//! serializes each snapshot once and offers it to every page's outbox, hands answers to the
+//! pages that asked, sends the counters, pings every page and disconnects the silent ones.
 
-use crate::browser::{self, Browser, Handler};
+use crate::browser::{self, Browser, Handler, Out};
 use crate::http::{self, HostCheck, Outcome, Routed};
 use crate::options::Options;
-use crate::outbox::{Outbox, OutboxStats};
 use crate::wire;
-use queueserver::asks::{AskError, AskStats, Asker, Asks, Responder};
 use queueserver::idict::{check_name, KeyError};
+use queueserver::runtime::asks::{AskError, AskStats, Asker};
+use queueserver::runtime::outbox::{Outbox, OutboxStats};
+use queueserver::runtime::relay::{Answered, End, Pace, Relay, RelayStats, Sink, Update, Worker};
 use queueserver::{
-    Abandoned, Clock, Connection, ConnectionError, ConnectionId, ConnectionsFull, IDict, Notify,
-    Query, QueueServer, Requester, Response, Snapshot, Stats,
+    Clock, Connection, ConnectionId, ConnectionsFull, IDict, Notify, Query, QueueServer, Reader,
+    RelayConnection, Requester, Response, Stats,
 };
 use serde::Serialize;
 use std::fmt;
-use std::io;
+use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::Utf8Bytes;
+
+/// The view's connection: the poller owns it. It is the view's relay's connection, and
+/// subscribes to updates while a page is connected.
+///
+/// **On the poller** each update costs a lock-free load of the [`Reader`]'s `Arc` and one
+/// short lock, whatever the number of pages: the view's worker thread serializes and sends.
+/// Dropping it (the server dropped, or the connection removed) tells every page that the
+/// computation stopped, after the last snapshot, and ends their asks.
+pub type WebConnection<D> = RelayConnection<D>;
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every critical section here leaves its data whole: a panic cannot tear it.
@@ -39,6 +54,8 @@ pub struct ViewStats {
     pub accepted: u64,
     /// Pages that went away, or were disconnected.
     pub disconnected: u64,
+    /// Pages disconnected because they were not heard from (no pong) for the stall timeout.
+    pub stalled: u64,
     /// Files served (the page and its assets).
     pub served: u64,
     /// Requests refused: bad requests, unknown hosts, cross-origin upgrades, no room.
@@ -91,39 +108,13 @@ impl<E: fmt::Display> fmt::Display for StartError<E> {
 
 impl<E: fmt::Debug + fmt::Display> std::error::Error for StartError<E> {}
 
-/// The newest snapshot the poller handed the view: for a new page's first values and for
-/// turning an asked name into a key.
-struct Latest<D> {
-    seq: u64,
-    time: u64,
-    data: Option<D>,
-}
-
-impl<D: IDict> Latest<D> {
-    /// Nothing yet: before the first snapshot.
-    const EMPTY: Self = Self {
-        seq: 0,
-        time: 0,
-        data: None,
-    };
-
-    /// Copies `snapshot` in (allocating only the first time).
-    fn keep(&mut self, snapshot: &Snapshot<D>, time: u64) {
-        self.seq = snapshot.seq();
-        self.time = time;
-        match &mut self.data {
-            Some(data) => data.copy_from(snapshot.data()),
-            None => self.data = Some(snapshot.data().clone()),
-        }
-    }
-}
-
 type StatsSource = Box<dyn FnMut() -> Stats + Send>;
 
 #[derive(Default)]
 struct Counters {
     accepted: AtomicU64,
     disconnected: AtomicU64,
+    stalled: AtomicU64,
     served: AtomicU64,
     refused: AtomicU64,
     updates: AtomicU64,
@@ -133,23 +124,20 @@ struct Counters {
     asks: AtomicU64,
 }
 
-/// What the view's threads, its connection and its handle share.
-struct Shared<D: IDict> {
+/// What the view's threads and its sink share.
+struct View<D: IDict> {
     options: Options,
     addr: SocketAddr,
     hosts: HostCheck,
-    latest: Mutex<Latest<D>>,
+    /// Set once the connection is attached, before any page can connect.
+    relay: OnceLock<Relay<D, PageAsker>>,
     browsers: Mutex<Vec<Arc<Browser>>>,
     /// Places taken by pages, connected or being connected.
     places: AtomicUsize,
     next_id: AtomicU64,
-    asks: OnceLock<Asks<D, PageAsker>>,
     stats_source: Mutex<Option<StatsSource>>,
     attached: AtomicBool,
     stopping: AtomicBool,
-    /// Wakes the housekeeper early (to stop).
-    wake: Condvar,
-    wake_lock: Mutex<()>,
     /// Threads serving sockets, still running.
     live: Mutex<usize>,
     live_changed: Condvar,
@@ -157,7 +145,7 @@ struct Shared<D: IDict> {
 }
 
 /// Counts a socket thread as live while it exists.
-struct LiveGuard<'a, D: IDict>(&'a Shared<D>);
+struct LiveGuard<'a, D: IDict>(&'a View<D>);
 
 impl<D: IDict> Drop for LiveGuard<'_, D> {
     fn drop(&mut self) {
@@ -166,7 +154,7 @@ impl<D: IDict> Drop for LiveGuard<'_, D> {
     }
 }
 
-impl<D: IDict> Shared<D> {
+impl<D: IDict> View<D> {
     fn view_stats(&self) -> ViewStats {
         let c = &self.counters;
         let load = |n: &AtomicU64| n.load(Ordering::Relaxed);
@@ -175,6 +163,7 @@ impl<D: IDict> Shared<D> {
             browsers: lock(&self.browsers).len(),
             accepted: load(&c.accepted),
             disconnected: load(&c.disconnected),
+            stalled: load(&c.stalled),
             served: load(&c.served),
             refused: load(&c.refused),
             updates: load(&c.updates),
@@ -184,92 +173,29 @@ impl<D: IDict> Shared<D> {
             asks: load(&c.asks),
         }
     }
-}
 
-impl<D> Shared<D>
-where
-    D: IDict + Sync + 'static,
-    D::Value: Serialize,
-{
     /// Queues `text` for every page.
     fn broadcast(&self, text: String) {
         let text = Utf8Bytes::from(text);
         for browser in lock(&self.browsers).iter() {
-            browser.outbox.push(crate::outbox::Out::Text(text.clone()));
+            browser.outbox.push(Out::Text(text.clone()));
         }
     }
 
-    /// The poller's share of the work: keep the newest snapshot, serialize it once, offer
-    /// it to every page. Returns whether it failed to serialize.
-    fn on_update(&self, snapshot: &Snapshot<D>, failing: &mut bool) {
-        let time = wire::now_ms();
-        // Never wait for a page's thread that is reading it: a copy one snapshot old
-        // only delays a new page's first values or a name's lookup by one snapshot.
-        let latest = match self.latest.try_lock() {
-            Ok(latest) => Some(latest),
-            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
-            Err(std::sync::TryLockError::WouldBlock) => None,
-        };
-        if let Some(mut latest) = latest {
-            latest.keep(snapshot, time);
-        }
-        let browsers = lock(&self.browsers);
-        if browsers.is_empty() {
-            return;
-        }
-        match wire::update(snapshot.seq(), time, snapshot.data()) {
-            Ok(text) => {
-                *failing = false;
-                self.counters.updates.fetch_add(1, Ordering::Relaxed);
-                let text = Utf8Bytes::from(text);
-                let now = Instant::now();
-                for browser in browsers.iter() {
-                    browser.outbox.push_update(&text, now);
-                }
-            }
-            Err(why) => {
-                self.counters
-                    .serialize_errors
-                    .fetch_add(1, Ordering::Relaxed);
-                if !*failing {
-                    *failing = true;
-                    let text = Utf8Bytes::from(wire::error(
-                        None,
-                        &format!("snapshot {} has no JSON form: {why}", snapshot.seq()),
-                    ));
-                    for browser in browsers.iter() {
-                        browser.outbox.push(crate::outbox::Out::Text(text.clone()));
-                    }
-                }
-            }
-        }
+    /// The newest snapshot the server's poller has taken.
+    fn latest(&self) -> Option<Arc<queueserver::Snapshot<D>>> {
+        self.relay.get().and_then(Relay::latest)
     }
+}
 
-    /// The names of the newest snapshot, in visiting order.
-    fn names(&self) -> Vec<String> {
-        let latest = lock(&self.latest);
-        let mut names = Vec::new();
-        if let Some(data) = &latest.data {
-            data.visit(|key, _| {
-                let mut name = String::new();
-                if D::write_name(key, &mut name).is_ok() {
-                    names.push(name);
-                }
-            });
-        }
-        names
-    }
-
-    /// A new page's first update, from the newest snapshot.
-    fn first_update(&self) -> Option<String> {
-        let latest = lock(&self.latest);
-        let data = latest.data.as_ref()?;
-        wire::update(latest.seq, latest.time, data).ok()
-    }
-
-    /// Answers an ask: at once when the name is no key, else through the server.
+impl<D> View<D>
+where
+    D: IDict + Send + Sync + 'static,
+    D::Value: Clone + Send + Serialize,
+{
+    /// Answers an ask: at once when the name is no key, else through the relay.
     fn ask(&self, browser: &Arc<Browser>, id: u64, name: String) {
-        let reply = |text: String| browser.outbox.push_text(text);
+        let reply = |text: String| browser.outbox.push(Out::text(text));
         if let Err(why) = check_name(&name) {
             reply(wire::error(
                 Some(id),
@@ -277,20 +203,19 @@ where
             ));
             return;
         }
-        let (key, seq) = {
-            let latest = lock(&self.latest);
-            let Some(data) = &latest.data else {
-                reply(wire::error(Some(id), "no snapshot has been published yet"));
-                return;
-            };
-            (data.parse_key(&name), latest.seq)
+        let (Some(relay), Some(latest)) = (self.relay.get(), self.latest()) else {
+            reply(wire::error(
+                Some(id),
+                "the view is not attached to a server",
+            ));
+            return;
         };
-        let key = match key {
+        let key = match latest.parse_key(&name) {
             Ok(key) => key,
             Err(KeyError::Unknown) => {
                 reply(wire::answer(
                     id,
-                    &wire::answer_body::<D::Value>(&name, seq, None),
+                    &wire::answer_body::<D::Value>(&name, latest.seq(), None),
                 ));
                 return;
             }
@@ -301,13 +226,6 @@ where
                 ));
                 return;
             }
-        };
-        let Some(asks) = self.asks.get() else {
-            reply(wire::error(
-                Some(id),
-                "the view is not attached to a server",
-            ));
-            return;
         };
         if browser.asks.fetch_add(1, Ordering::Relaxed) >= self.options.max_asks {
             browser.asks.fetch_sub(1, Ordering::Relaxed);
@@ -329,23 +247,21 @@ where
         };
         self.counters.asks.fetch_add(1, Ordering::Relaxed);
         let deadline = Instant::now() + self.options.ask_timeout;
-        if let Err(refused) = asks.ask(Query::Key(key), asker, deadline) {
+        if let Err(refused) = relay.ask(Query::Key(key), asker, deadline) {
             let mut asker = refused.asker;
-            asker.told = true;
-            reply(wire::error(
+            let text = wire::error(
                 Some(id),
                 &format!("ask for {:?} refused: {}", asker.name, refused.error),
-            ));
+            );
+            asker.tell(text);
         }
-        // The sweep must come by the deadline.
-        self.wake.notify_one();
     }
 }
 
-impl<D> Handler for Shared<D>
+impl<D> Handler for View<D>
 where
-    D: IDict + Sync + 'static,
-    D::Value: Serialize,
+    D: IDict + Send + Sync + 'static,
+    D::Value: Clone + Send + Serialize,
 {
     fn text(&self, browser: &Arc<Browser>, text: &str) {
         self.counters.messages.fetch_add(1, Ordering::Relaxed);
@@ -354,24 +270,25 @@ where
             Ok(wire::Incoming::Rate { hz }) => {
                 if hz.is_finite() && hz > 0.0 {
                     let rate = browser.outbox.set_rate(hz.min(self.options.max_rate_hz));
-                    browser.outbox.push_text(wire::rate(rate));
+                    browser.outbox.push(Out::text(wire::rate(rate)));
                 } else {
                     self.counters.malformed.fetch_add(1, Ordering::Relaxed);
-                    browser
-                        .outbox
-                        .push_text(wire::error(None, "rate: hz must be a positive number"));
+                    browser.outbox.push(Out::text(wire::error(
+                        None,
+                        "rate: hz must be a positive number",
+                    )));
                 }
             }
             Err(why) => {
                 self.counters.malformed.fetch_add(1, Ordering::Relaxed);
-                browser.outbox.push_text(wire::error(None, &why));
+                browser.outbox.push(Out::text(wire::error(None, &why)));
             }
         }
     }
 }
 
-/// A page waiting for one answer: what the [`asks`](queueserver::asks) machinery holds.
-/// It holds the page weakly, so a page that goes away is not kept by its asks.
+/// A page waiting for one answer: what the view's relay holds for it. It holds the page
+/// weakly, so a page that goes away is not kept by its asks.
 pub struct PageAsker {
     browser: Weak<Browser>,
     id: u64,
@@ -383,7 +300,7 @@ impl PageAsker {
     fn tell(&mut self, text: String) {
         self.told = true;
         if let Some(browser) = self.browser.upgrade() {
-            browser.outbox.push_text(text);
+            browser.outbox.push(Out::text(text));
         }
     }
 }
@@ -427,55 +344,6 @@ impl fmt::Debug for PageAsker {
     }
 }
 
-/// The view's connection: the poller owns it. It subscribes to updates.
-///
-/// **On the poller**, [`on_update`](Connection::on_update) keeps a copy of the snapshot
-/// (`IDict::copy_from`, skipped when a page's thread is reading the copy: never waits),
-/// and, when pages are connected, serializes it once and offers the text to each page's
-/// outbox (a short lock each, never a wait for a socket). With no page connected it
-/// serializes nothing. [`on_response`](Connection::on_response) hands an answer to the
-/// pages that asked for it, serialized once.
-///
-/// It never fails: a page that cannot keep up loses updates in its own outbox. Dropping it
-/// (the server dropped, or the connection removed) tells every page that the computation
-/// stopped, and ends their asks.
-pub struct WebConnection<D: IDict> {
-    shared: Arc<Shared<D>>,
-    responder: Responder<D, PageAsker>,
-    failing: bool,
-}
-
-impl<D> Connection<D> for WebConnection<D>
-where
-    D: IDict + Sync + 'static,
-    D::Value: Serialize,
-{
-    fn on_update(&mut self, snapshot: &Snapshot<D>) -> Result<(), ConnectionError> {
-        self.shared.on_update(snapshot, &mut self.failing);
-        Ok(())
-    }
-
-    fn on_response(&mut self, response: Response<'_, D>) -> Result<(), ConnectionError> {
-        self.responder.respond(&response, answer_body);
-        Ok(())
-    }
-
-    fn wants_updates(&self) -> bool {
-        true
-    }
-
-    /// Ends the asks waiting for `query` at once, each told by an `error` message: the
-    /// server will never answer it, and why.
-    fn on_abandoned(
-        &mut self,
-        query: &Query<D::Key>,
-        why: Abandoned,
-    ) -> Result<(), ConnectionError> {
-        self.responder.abandon(query, why);
-        Ok(())
-    }
-}
-
 /// The body of an answer: the key's name, the snapshot's number, the value if found.
 fn answer_body<D>(response: &Response<'_, D>) -> String
 where
@@ -497,80 +365,182 @@ where
     }
 }
 
-impl<D: IDict> Drop for WebConnection<D> {
-    fn drop(&mut self) {
-        self.shared.attached.store(false, Ordering::Relaxed);
-        let text = Utf8Bytes::from(wire::status(
-            false,
-            "the computation's server stopped: no more updates",
-        ));
-        for browser in lock(&self.shared.browsers).iter() {
-            browser
-                .outbox
-                .push_last(crate::outbox::Out::Text(text.clone()));
+/// Milliseconds since the Unix epoch of `time`.
+fn millis(time: std::time::SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The view's sink, on the relay's worker thread: every page's update, answers and
+/// housekeeping. Serializes each snapshot once, whatever the number of pages, at most at
+/// the pages' highest rate ([`Options::max_rate_hz`]); sends the counters every stats
+/// interval; pings every page every ping interval and disconnects one not heard from for
+/// the stall timeout.
+struct Pages<D: IDict> {
+    view: Arc<View<D>>,
+    /// The last snapshot had no JSON form: the pages were told once.
+    failing: bool,
+    last_update: Option<Instant>,
+    interval: Duration,
+    next_stats: Instant,
+    next_ping: Instant,
+}
+
+impl<D: IDict> Pages<D> {
+    fn new(view: Arc<View<D>>) -> Self {
+        let now = Instant::now();
+        let interval = Duration::from_secs_f64(1.0 / view.options.max_rate_hz);
+        let next_ping = now + view.options.ping_interval;
+        Self {
+            view,
+            failing: false,
+            last_update: None,
+            interval,
+            next_stats: now,
+            next_ping,
         }
     }
 }
 
-impl<D> From<WebConnection<D>> for Box<dyn Connection<D> + Send>
+impl<D> Sink<D> for Pages<D>
 where
-    D: IDict + Sync + 'static,
+    D: IDict,
     D::Value: Serialize,
 {
-    fn from(connection: WebConnection<D>) -> Self {
-        Box::new(connection)
-    }
-}
+    type Asker = PageAsker;
 
-impl<D: IDict> fmt::Debug for WebConnection<D> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WebConnection")
-            .field("addr", &self.shared.addr)
-            .finish_non_exhaustive()
+    fn prepare(&mut self, answer: Answered<D>) -> String {
+        answer_body(&answer.response())
+    }
+
+    fn update(&mut self, update: &Update<D>) {
+        let now = Instant::now();
+        self.last_update = Some(now);
+        let view = &self.view;
+        let browsers = lock(&view.browsers).clone();
+        if browsers.is_empty() {
+            return;
+        }
+        match wire::update(update.seq(), millis(update.taken()), update.data()) {
+            Ok(text) => {
+                self.failing = false;
+                view.counters.updates.fetch_add(1, Ordering::Relaxed);
+                let text = Utf8Bytes::from(text);
+                for browser in &browsers {
+                    browser.outbox.offer(Out::Text(text.clone()), now);
+                }
+            }
+            Err(why) => {
+                view.counters
+                    .serialize_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                if !self.failing {
+                    self.failing = true;
+                    let text = Utf8Bytes::from(wire::error(
+                        None,
+                        &format!("snapshot {} has no JSON form: {why}", update.seq()),
+                    ));
+                    for browser in &browsers {
+                        browser.outbox.push(Out::Text(text.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    fn pace(&mut self, now: Instant) -> Pace {
+        let due = self.last_update.map_or(now, |last| last + self.interval);
+        let mut tick = self.next_stats.min(self.next_ping);
+        if now >= due {
+            return Pace {
+                update: true,
+                tick: Some(tick),
+            };
+        }
+        tick = tick.min(due);
+        Pace::at(tick)
+    }
+
+    fn tick(&mut self, now: Instant) {
+        let view = &self.view;
+        if now >= self.next_stats {
+            self.next_stats = now + view.options.stats_interval;
+            let server = lock(&view.stats_source).as_mut().map(|source| source());
+            let stats = view.view_stats();
+            if stats.browsers > 0 {
+                let message = wire::StatsMessage {
+                    kind: "stats",
+                    time: wire::now_ms(),
+                    server: server.as_ref(),
+                    view: &stats,
+                };
+                if let Ok(text) = serde_json::to_string(&message) {
+                    view.broadcast(text);
+                }
+            }
+        }
+        if now >= self.next_ping {
+            self.next_ping = now + view.options.ping_interval;
+            for browser in lock(&view.browsers).iter() {
+                if now.saturating_duration_since(browser.outbox.last_heard())
+                    > view.options.stall_timeout
+                {
+                    // Not heard from, not even a pong: it reads nothing.
+                    view.counters.stalled.fetch_add(1, Ordering::Relaxed);
+                    browser.shut_down();
+                } else {
+                    browser.outbox.push(Out::Ping);
+                }
+            }
+        }
+    }
+
+    fn ended(&mut self, end: End) {
+        let view = &self.view;
+        view.attached.store(false, Ordering::Relaxed);
+        if end == End::Detached {
+            let text = Utf8Bytes::from(wire::status(
+                false,
+                "the computation's server stopped: no more updates",
+            ));
+            for browser in lock(&view.browsers).iter() {
+                browser.outbox.push_last(Out::Text(text.clone()));
+            }
+        }
     }
 }
 
 /// A live web view of a server: listens, serves the page, streams to every page that
 /// connects, until it is [shut down](Self::shutdown) or dropped. See the [crate docs](crate).
 pub struct WebView<D: IDict> {
-    shared: Arc<Shared<D>>,
-    threads: Vec<JoinHandle<()>>,
+    view: Arc<View<D>>,
+    worker: Option<Worker>,
+    listener: Option<JoinHandle<()>>,
 }
 
 impl<D> WebView<D>
 where
-    D: IDict + Sync + 'static,
-    D::Value: Serialize,
+    D: IDict + Send + Sync + 'static,
+    D::Value: Clone + Send + Serialize,
 {
-    /// Listens on `options`' address, starts the view's threads, and attaches its
-    /// connection with `attach`, which returns the id it was attached under (as
-    /// [`Client::attach`](queueserver::Client::attach) does).
+    /// Listens on `options`' address, attaches the view's connection with `attach`, which
+    /// returns the id it was attached under (as [`Client::attach`](queueserver::Client::attach)
+    /// does), and starts the view's threads.
     ///
-    /// `requester` must be the requester of the server `attach` adds the connection to.
-    /// Starts two threads (the listener, and a housekeeper that sends the counters and
-    /// ends expired asks), then two per connected page.
+    /// `requester` and `reader` must be the server's (`server.requester()`,
+    /// `server.reader()`): the view shares the snapshots the poller stores in the reader,
+    /// and reads the newest one for a new page and for turning a name into a key. Starts
+    /// two threads (the listener, and the relay's worker, which serializes, answers, sends
+    /// the counters and pings), then two per connected page.
     ///
     /// # Errors
     ///
     /// [`StartError`]: the address could not be bound, a thread could not be started, or
-    /// `attach` failed (its error is handed back; the threads are stopped again).
+    /// `attach` failed (its error is handed back).
     pub fn attach<N, E, const Q: usize, const MAXC: usize>(
         requester: Requester<D::Key, N, Q, MAXC>,
+        reader: Reader<D>,
         options: Options,
-        attach: impl FnOnce(WebConnection<D>) -> Result<ConnectionId, E>,
-    ) -> Result<Self, StartError<E>>
-    where
-        N: Notify + 'static,
-    {
-        Self::start(requester, options, Latest::EMPTY, attach)
-    }
-
-    /// [`attach`](Self::attach), with the view's copy of the newest snapshot starting as
-    /// `latest`: in place before the first page can connect.
-    fn start<N, E, const Q: usize, const MAXC: usize>(
-        requester: Requester<D::Key, N, Q, MAXC>,
-        options: Options,
-        latest: Latest<D>,
         attach: impl FnOnce(WebConnection<D>) -> Result<ConnectionId, E>,
     ) -> Result<Self, StartError<E>>
     where
@@ -578,66 +548,52 @@ where
     {
         let listener = TcpListener::bind(options.bind).map_err(StartError::Bind)?;
         let addr = listener.local_addr().map_err(StartError::Bind)?;
-        let shared = Arc::new(Shared {
+        let max_asks = options.total_asks();
+        let view = Arc::new(View {
             hosts: HostCheck::new(addr, &options.allowed_hosts, options.any_host),
             options,
             addr,
-            latest: Mutex::new(latest),
+            relay: OnceLock::new(),
             browsers: Mutex::new(Vec::new()),
             places: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
-            asks: OnceLock::new(),
             stats_source: Mutex::new(None),
             attached: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
-            wake: Condvar::new(),
-            wake_lock: Mutex::new(()),
             live: Mutex::new(0),
             live_changed: Condvar::new(),
             counters: Counters::default(),
         });
-        let mut view = Self {
-            shared: Arc::clone(&shared),
-            threads: Vec::new(),
+        let relay =
+            Relay::attach(requester, Some(reader), max_asks, attach).map_err(StartError::Attach)?;
+        view.attached.store(true, Ordering::Relaxed);
+        let _ = view.relay.set(relay.clone());
+        let mut started = Self {
+            view: Arc::clone(&view),
+            worker: None,
+            listener: None,
         };
-        let spawn = |name: &str, run: Box<dyn FnOnce() + Send>| {
+        started.worker = Some(
+            relay
+                .spawn("queueserver-web", Pages::new(Arc::clone(&view)))
+                .map_err(StartError::Spawn)?,
+        );
+        let listening = Arc::clone(&view);
+        started.listener = Some(
             thread::Builder::new()
-                .name(name.into())
-                .spawn(run)
-                .map_err(StartError::Spawn)
-        };
-        let listening = Arc::clone(&shared);
-        view.threads.push(spawn(
-            "queueserver-web-listen",
-            Box::new(move || listen(&listening, &listener)),
-        )?);
-        let housekeeping = Arc::clone(&shared);
-        view.threads.push(spawn(
-            "queueserver-web-house",
-            Box::new(move || housekeep(&housekeeping)),
-        )?);
-        let max_asks = shared.options.total_asks();
-        let asks = Asks::attach(requester, max_asks, |responder| {
-            attach(WebConnection {
-                shared: Arc::clone(&shared),
-                responder,
-                failing: false,
-            })
-        })
-        .map_err(StartError::Attach)?;
-        shared.attached.store(true, Ordering::Relaxed);
-        let _ = shared.asks.set(asks);
-        Ok(view)
+                .name("queueserver-web-listen".into())
+                .spawn(move || listen(&listening, &listener))
+                .map_err(StartError::Spawn)?,
+        );
+        Ok(started)
     }
 
-    /// [`attach`](Self::attach) to `server` itself: its requester, and
+    /// [`attach`](Self::attach) to `server` itself: its requester, its reader and
     /// `add_connection`. For a server whose connection type takes a [`WebConnection`]
     /// (`Box<dyn Connection<D> + Send>`, or `WebConnection<D>` itself).
     ///
-    /// The view starts from the newest snapshot the server has taken, if anything has been
-    /// published: a page that connects before the next update still gets the values at
-    /// once. (A view [attached](Self::attach) otherwise starts empty, and its pages get
-    /// their first values with the first update the server delivers to it.)
+    /// A page that connects before the next update still gets the newest snapshot the
+    /// server has taken, at once.
     ///
     /// # Errors
     ///
@@ -652,22 +608,16 @@ where
         T: Clock,
     {
         let requester = server.requester();
-        // No poll runs while `server` is borrowed here: this stays the newest snapshot
-        // until the view's connection is attached.
-        let taken = server.snapshot();
-        let mut latest = Latest::EMPTY;
-        if taken.seq() > 0 {
-            latest.keep(taken, wire::now_ms());
-        }
-        Self::start(requester, options, latest, |connection| {
+        let reader = server.reader();
+        Self::attach(requester, reader, options, |connection| {
             server.add_connection(C::from(connection))
         })
     }
 
     /// Stops listening, closes every page (with close code `1001`, going away), and waits
     /// for every thread of the view to end (at most a moment: sockets are shut down).
-    /// Dropping the view does the same. The connection stays with the server; without the
-    /// view it keeps only a copy of the newest snapshot.
+    /// Dropping the view does the same. Its connection fails at the poller's next call,
+    /// which removes it from the server.
     pub fn shutdown(self) {
         drop(self);
     }
@@ -676,50 +626,55 @@ where
 impl<D: IDict> WebView<D> {
     /// The address the view listens on.
     pub fn local_addr(&self) -> SocketAddr {
-        self.shared.addr
+        self.view.addr
     }
 
     /// The page's address: `http://127.0.0.1:PORT/` (for a view bound to every address,
     /// its loopback one).
     pub fn url(&self) -> String {
-        let addr = connectable(self.shared.addr);
+        let addr = connectable(self.view.addr);
         format!("http://{addr}/")
     }
 
-    /// The id of the view's connection, once attached.
+    /// The id of the view's connection.
     pub fn connection_id(&self) -> Option<ConnectionId> {
-        self.shared.asks.get().map(Asks::id)
+        self.view.relay.get().and_then(Relay::id)
     }
 
     /// Sends the counters `source` returns to every page, every stats interval, from the
-    /// view's housekeeping thread: for a runner, `move || runner.stats()`; for a poller of
-    /// your own, whatever copy of [`QueueServer::stats`] it keeps. Replaces any source set
+    /// view's worker thread: for a runner, `move || runner.stats()`; for a poller of your
+    /// own, whatever copy of [`QueueServer::stats`] it keeps. Replaces any source set
     /// before. Without one, pages show the view's counters only.
     pub fn set_stats(&self, source: impl FnMut() -> Stats + Send + 'static) {
-        *lock(&self.shared.stats_source) = Some(Box::new(source));
+        *lock(&self.view.stats_source) = Some(Box::new(source));
     }
 
     /// Removes the stats source; once this returns it is not called again (it is dropped
     /// here).
     pub fn clear_stats(&self) {
-        let source = lock(&self.shared.stats_source).take();
+        let source = lock(&self.view.stats_source).take();
         drop(source);
     }
 
     /// The view's counters.
     pub fn stats(&self) -> ViewStats {
-        self.shared.view_stats()
+        self.view.view_stats()
     }
 
-    /// The counts of the asks of every page, as the [`asks`](queueserver::asks)
-    /// machinery keeps them (requests sent, answers received, ...), once attached.
+    /// The counts of the asks of every page (requests sent, answers received, ...).
     pub fn ask_stats(&self) -> Option<AskStats> {
-        self.shared.asks.get().map(Asks::stats)
+        self.view.relay.get().map(|relay| relay.asks().stats())
+    }
+
+    /// The counts of the view's relay: snapshots the poller handed over, and how many the
+    /// view took (the others were superseded under the pages' rate), answers, wake-ups.
+    pub fn relay_stats(&self) -> Option<RelayStats> {
+        self.view.relay.get().map(Relay::stats)
     }
 
     /// Each connected page's counts, in order of connection.
     pub fn browsers(&self) -> Vec<BrowserStats> {
-        lock(&self.shared.browsers)
+        lock(&self.view.browsers)
             .iter()
             .map(|b| BrowserStats {
                 id: b.id,
@@ -732,50 +687,48 @@ impl<D: IDict> WebView<D> {
 
     /// How many threads serve sockets now (two per page, one per request being read).
     pub fn socket_threads(&self) -> usize {
-        *lock(&self.shared.live)
+        *lock(&self.view.live)
     }
 
     fn stop(&mut self) {
-        let shared = &self.shared;
-        if shared.stopping.swap(true, Ordering::Relaxed) {
+        let view = &self.view;
+        if view.stopping.swap(true, Ordering::Relaxed) {
             return;
         }
         // Wake the listener's `accept` with a connection of our own.
-        let _ = TcpStream::connect_timeout(&connectable(shared.addr), Duration::from_secs(1));
-        {
-            let _guard = lock(&shared.wake_lock);
-            shared.wake.notify_all();
+        let _ = TcpStream::connect_timeout(&connectable(view.addr), Duration::from_secs(1));
+        if let Some(listener) = self.listener.take() {
+            let _ = listener.join();
         }
-        for thread in self.threads.drain(..) {
-            let _ = thread.join();
-        }
-        for browser in lock(&shared.browsers).iter() {
-            browser.outbox.close_with(CloseFrame {
+        // Closes the relay: its connection fails at the poller's next call.
+        drop(self.worker.take());
+        for browser in lock(&view.browsers).iter() {
+            browser.outbox.close_with(Out::Close(CloseFrame {
                 code: CloseCode::Away,
                 reason: "the view is shutting down".into(),
-            });
+            }));
         }
         // A moment for the close frames to go out, then cut every socket.
-        if wait_live(shared, Duration::from_millis(200)) > 0 {
-            for browser in lock(&shared.browsers).iter() {
+        if wait_live(view, Duration::from_millis(200)) > 0 {
+            for browser in lock(&view.browsers).iter() {
                 browser.shut_down();
             }
-            wait_live(shared, Duration::from_secs(10));
+            wait_live(view, Duration::from_secs(10));
         }
-        drop(lock(&shared.stats_source).take());
+        drop(lock(&view.stats_source).take());
     }
 }
 
 /// Waits until no socket thread runs, or `timeout`; returns how many still run.
-fn wait_live<D: IDict>(shared: &Shared<D>, timeout: Duration) -> usize {
+fn wait_live<D: IDict>(view: &View<D>, timeout: Duration) -> usize {
     let deadline = Instant::now() + timeout;
-    let mut live = lock(&shared.live);
+    let mut live = lock(&view.live);
     while *live > 0 {
         let now = Instant::now();
         if now >= deadline {
             break;
         }
-        live = shared
+        live = view
             .live_changed
             .wait_timeout(live, deadline - now)
             .unwrap_or_else(PoisonError::into_inner)
@@ -793,7 +746,7 @@ impl<D: IDict> Drop for WebView<D> {
 impl<D: IDict> fmt::Debug for WebView<D> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WebView")
-            .field("addr", &self.shared.addr)
+            .field("addr", &self.view.addr)
             .finish_non_exhaustive()
     }
 }
@@ -811,29 +764,33 @@ fn connectable(addr: SocketAddr) -> SocketAddr {
     }
 }
 
-/// The listener's loop: a thread per connection, while there is room.
-fn listen<D>(shared: &Arc<Shared<D>>, listener: &TcpListener)
+/// The listener's loop: a thread per connection, while there is room; past the bound on
+/// threads, a `503` with `Retry-After`, written at once (a fresh socket's buffer takes it
+/// without waiting).
+fn listen<D>(view: &Arc<View<D>>, listener: &TcpListener)
 where
-    D: IDict + Sync + 'static,
-    D::Value: Serialize,
+    D: IDict + Send + Sync + 'static,
+    D::Value: Clone + Send + Serialize,
 {
     // Requests being read, besides the pages: a bound on threads a flood can start.
-    let max_threads = shared.options.max_browsers * 2 + 32;
+    let max_threads = view.options.max_browsers * 2 + 32;
     for stream in listener.incoming() {
-        if shared.stopping.load(Ordering::Relaxed) {
+        if view.stopping.load(Ordering::Relaxed) {
             return;
         }
-        let Ok(stream) = stream else {
+        let Ok(mut stream) = stream else {
             // Out of descriptors, say: let some close.
             thread::sleep(Duration::from_millis(10));
             continue;
         };
-        if *lock(&shared.live) >= max_threads {
-            shared.counters.refused.fetch_add(1, Ordering::Relaxed);
+        if *lock(&view.live) >= max_threads {
+            view.counters.refused.fetch_add(1, Ordering::Relaxed);
+            let _ = stream.set_nonblocking(true);
+            let _ = stream.write_all(http::BUSY);
             continue;
         }
-        let connection = Arc::clone(shared);
-        *lock(&shared.live) += 1;
+        let connection = Arc::clone(view);
+        *lock(&view.live) += 1;
         let started = thread::Builder::new()
             .name("queueserver-web-page".into())
             .spawn(move || {
@@ -842,34 +799,33 @@ where
                 drop(guard);
             });
         if started.is_err() {
-            *lock(&shared.live) -= 1;
-            shared.counters.refused.fetch_add(1, Ordering::Relaxed);
+            *lock(&view.live) -= 1;
+            view.counters.refused.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
 
 /// A page's place, taken while it is connected.
-struct Place<'a>(&'a AtomicUsize);
+struct PageSlot<'a>(&'a AtomicUsize);
 
-impl Drop for Place<'_> {
+impl Drop for PageSlot<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 /// One connection: its request, and if it is an upgrade, the page's writer.
-fn handle<D>(shared: &Arc<Shared<D>>, mut stream: TcpStream)
+fn handle<D>(view: &Arc<View<D>>, mut stream: TcpStream)
 where
-    D: IDict + Sync + 'static,
-    D::Value: Serialize,
+    D: IDict + Send + Sync + 'static,
+    D::Value: Clone + Send + Serialize,
 {
     let _ = stream.set_nodelay(true);
-    let deadline = Instant::now() + shared.options.request_timeout;
+    let deadline = Instant::now() + view.options.request_timeout;
     // Takes a page's place; an upgrade (and only an upgrade) comes back with one taken.
-    let routed = http::serve(&mut stream, &shared.hosts, deadline, || {
-        let max = shared.options.max_browsers;
-        shared
-            .places
+    let routed = http::serve(&mut stream, &view.hosts, deadline, || {
+        let max = view.options.max_browsers;
+        view.places
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
                 (n < max).then_some(n + 1)
             })
@@ -878,17 +834,17 @@ where
     match routed {
         Routed::Done(outcome) => {
             let counter = match outcome {
-                Outcome::Served => &shared.counters.served,
-                Outcome::Refused(_) => &shared.counters.refused,
+                Outcome::Served => &view.counters.served,
+                Outcome::Refused(_) => &view.counters.refused,
                 Outcome::Dropped => return,
             };
             counter.fetch_add(1, Ordering::Relaxed);
         }
         Routed::Upgrade { key, rest } => {
             // The place taken by the check, given back however this ends.
-            let _place = Place(&shared.places);
+            let _place = PageSlot(&view.places);
             if http::accept(&mut stream, &key).is_ok() {
-                run_page(shared, stream, rest);
+                run_page(view, stream, rest);
             }
         }
     }
@@ -896,17 +852,17 @@ where
 
 /// A page from its upgrade to its end: hello and first values, the reader thread, then
 /// this thread writes until the page goes.
-fn run_page<D>(shared: &Arc<Shared<D>>, stream: TcpStream, rest: Vec<u8>)
+fn run_page<D>(view: &Arc<View<D>>, stream: TcpStream, rest: Vec<u8>)
 where
-    D: IDict + Sync + 'static,
-    D::Value: Serialize,
+    D: IDict + Send + Sync + 'static,
+    D::Value: Clone + Send + Serialize,
 {
     let (Ok(peer), Ok(handle), Ok(reading)) =
         (stream.peer_addr(), stream.try_clone(), stream.try_clone())
     else {
         return;
     };
-    let options = &shared.options;
+    let options = &view.options;
     if stream.set_read_timeout(None).is_err()
         || stream
             .set_write_timeout(Some(options.stall_timeout))
@@ -914,12 +870,21 @@ where
     {
         return;
     }
-    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    let id = view.next_id.fetch_add(1, Ordering::Relaxed);
     let outbox = Outbox::new(options.outbox, options.max_rate_hz);
     let browser = Arc::new(Browser::new(id, peer, outbox, handle));
 
-    let running = shared.attached.load(Ordering::Relaxed);
-    let names = shared.names();
+    let running = view.attached.load(Ordering::Relaxed);
+    let latest = view.latest();
+    let mut names = Vec::new();
+    if let Some(latest) = &latest {
+        latest.visit(|key, _| {
+            let mut name = String::new();
+            if D::write_name(key, &mut name).is_ok() {
+                names.push(name);
+            }
+        });
+    }
     let hello = wire::Hello {
         kind: "hello",
         version: wire::FORMAT_VERSION,
@@ -932,38 +897,44 @@ where
         running,
     };
     if let Ok(hello) = serde_json::to_string(&hello) {
-        browser.outbox.push_text(hello);
+        browser.outbox.push(Out::text(hello));
     }
-    if let Some(update) = shared.first_update() {
-        browser
-            .outbox
-            .push_update(&Utf8Bytes::from(update), Instant::now());
+    if let Some(first) =
+        latest.and_then(|latest| wire::update(latest.seq(), wire::now_ms(), latest.data()).ok())
+    {
+        browser.outbox.offer(Out::text(first), Instant::now());
     }
     if !running {
-        browser.outbox.push_text(wire::status(
+        browser.outbox.push(Out::text(wire::status(
             false,
             "the computation's server is not running",
-        ));
+        )));
     }
-    lock(&shared.browsers).push(Arc::clone(&browser));
-    shared.counters.accepted.fetch_add(1, Ordering::Relaxed);
+    {
+        let mut browsers = lock(&view.browsers);
+        browsers.push(Arc::clone(&browser));
+        if let Some(relay) = view.relay.get() {
+            relay.subscribe(true);
+        }
+    }
+    view.counters.accepted.fetch_add(1, Ordering::Relaxed);
 
     let reader = {
-        let (shared, browser) = (Arc::clone(shared), Arc::clone(&browser));
+        let (view, browser) = (Arc::clone(view), Arc::clone(&browser));
         let max_message = options.max_message;
-        *lock(&shared.live) += 1;
+        *lock(&view.live) += 1;
         thread::Builder::new()
             .name("queueserver-web-read".into())
             .spawn(move || {
-                let guard = LiveGuard(&shared);
-                browser::read_loop(&browser, reading, rest, max_message, &*shared);
+                let guard = LiveGuard(&view);
+                browser::read_loop(&browser, reading, rest, max_message, &*view);
                 drop(guard);
             })
     };
     let reader = match reader {
         Ok(reader) => Some(reader),
         Err(_) => {
-            *lock(&shared.live) -= 1;
+            *lock(&view.live) -= 1;
             None
         }
     };
@@ -971,61 +942,17 @@ where
         browser::write_loop(&browser, stream);
     }
     browser.shut_down();
-    lock(&shared.browsers).retain(|b| b.id != id);
+    {
+        let mut browsers = lock(&view.browsers);
+        browsers.retain(|b| b.id != id);
+        if browsers.is_empty() {
+            if let Some(relay) = view.relay.get() {
+                relay.subscribe(false);
+            }
+        }
+    }
     if let Some(reader) = reader {
         let _ = reader.join();
     }
-    shared.counters.disconnected.fetch_add(1, Ordering::Relaxed);
-}
-
-/// Sends the counters every stats interval, and ends expired asks, until the view stops.
-fn housekeep<D>(shared: &Arc<Shared<D>>)
-where
-    D: IDict + Sync + 'static,
-    D::Value: Serialize,
-{
-    let interval = shared.options.stats_interval;
-    let mut next_stats = Instant::now();
-    loop {
-        let now = Instant::now();
-        let mut wake_at = next_stats;
-        if let Some(asks) = shared.asks.get() {
-            let sweep = asks.sweep(now);
-            if let Some(deadline) = sweep.next_deadline {
-                wake_at = wake_at.min(deadline);
-            }
-            if sweep.unsent {
-                wake_at = wake_at.min(now + Duration::from_millis(2));
-            }
-        }
-        if now >= next_stats {
-            next_stats = now + interval;
-            wake_at = wake_at.min(next_stats);
-            let server = lock(&shared.stats_source).as_mut().map(|source| source());
-            let view = shared.view_stats();
-            let message = wire::StatsMessage {
-                kind: "stats",
-                time: wire::now_ms(),
-                server: server.as_ref(),
-                view: &view,
-            };
-            if view.browsers > 0 {
-                if let Ok(text) = serde_json::to_string(&message) {
-                    shared.broadcast(text);
-                }
-            }
-        }
-        let guard = lock(&shared.wake_lock);
-        if shared.stopping.load(Ordering::Relaxed) {
-            return;
-        }
-        let wait = wake_at.saturating_duration_since(Instant::now());
-        let _ = shared
-            .wake
-            .wait_timeout(guard, wait)
-            .unwrap_or_else(PoisonError::into_inner);
-        if shared.stopping.load(Ordering::Relaxed) {
-            return;
-        }
-    }
+    view.counters.disconnected.fetch_add(1, Ordering::Relaxed);
 }

@@ -577,8 +577,7 @@ impl<K: Clone + Ord, A: Asker> Inner<K, A> {
                     // Nothing more will be taken. Requests taken before are still
                     // answered; the others never will be.
                     table.closed = true;
-                    if let Some(entry) = table.entry(as_ref(&query)).filter(|e| e.round == round)
-                    {
+                    if let Some(entry) = table.entry(as_ref(&query)).filter(|e| e.round == round) {
                         entry.stage = Stage::NoRoom(AskError::Closed);
                         if entry.orphan {
                             entry.orphan = false;

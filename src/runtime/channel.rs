@@ -129,7 +129,7 @@ pub struct ChannelReceiver<D: IDict> {
 pub fn channel<D>(capacity: usize) -> (ChannelConnection<D>, ChannelReceiver<D>)
 where
     D: IDict + Send + Sync + 'static,
-    D::Value: Clone + Send + Sync,
+    D::Value: Clone + Send,
 {
     let (connection, relay) = Relay::raw(capacity, true);
     (connection, ChannelReceiver { relay })
@@ -140,7 +140,7 @@ where
 pub fn requests_only<D>(capacity: usize) -> (ChannelConnection<D>, ChannelReceiver<D>)
 where
     D: IDict + Send + Sync + 'static,
-    D::Value: Clone + Send + Sync,
+    D::Value: Clone + Send,
 {
     let (connection, relay) = Relay::raw(capacity, false);
     (connection, ChannelReceiver { relay })

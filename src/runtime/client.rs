@@ -207,7 +207,9 @@ impl<D: IDict> Sink<D> for Callers {
                 value: Some(value),
                 seq,
             })),
-            Answered::NotFound { seq, .. } => ClientReply::Key(Arc::new(Answer { value: None, seq })),
+            Answered::NotFound { seq, .. } => {
+                ClientReply::Key(Arc::new(Answer { value: None, seq }))
+            }
             Answered::Snapshot(snapshot) => ClientReply::All(snapshot),
         }
     }
@@ -414,7 +416,6 @@ where
         self.relay.drain(&mut Callers, false);
         self.relay.asks().stats()
     }
-
 
     fn wait<T: Clone>(
         &self,

@@ -22,6 +22,7 @@
 pub mod asks;
 pub mod channel;
 pub mod client;
+pub mod outbox;
 pub mod relay;
 pub mod runner;
 mod timer;

@@ -60,9 +60,9 @@
 pub(crate) mod mailbox;
 
 use self::mailbox::{Mailbox, Refused as Refusal};
+use super::asks::{AskError, Upstream};
 use super::asks::{AskStats, Asker, Asks, Refusal as UpstreamRefusal, Refused, Responder};
 use super::asks::{Retired, Ticket};
-use super::asks::{AskError, Upstream};
 use crate::connection::{Abandoned, Connection, ConnectionError, ConnectionId, Response};
 use crate::fault::{contain, PanicMessage};
 use crate::idict::IDict;
@@ -283,7 +283,7 @@ impl<D: IDict, A: Asker> Inner<D, A> {
 impl<D, A> Port<D> for Inner<D, A>
 where
     D: IDict + Send + Sync,
-    D::Value: Clone + Send + Sync,
+    D::Value: Clone + Send,
     A: Asker + Send,
 {
     fn update(&self, snapshot: &Snapshot<D>) -> Result<(), ConnectionError> {
@@ -577,7 +577,7 @@ pub struct Drained {
 impl<D, A> Relay<D, A>
 where
     D: IDict + Send + Sync + 'static,
-    D::Value: Clone + Send + Sync,
+    D::Value: Clone + Send,
     A: Asker + Send + 'static,
 {
     /// A relay attached to a server: builds its [`RelayConnection`] and attaches it with
@@ -610,7 +610,13 @@ where
             requester,
             id: Arc::clone(&id),
         };
-        let inner = Arc::new(Inner::new(upstream, Arc::clone(&id), max_asks, reader, false));
+        let inner = Arc::new(Inner::new(
+            upstream,
+            Arc::clone(&id),
+            max_asks,
+            reader,
+            false,
+        ));
         let connection = RelayConnection {
             port: Arc::clone(&inner) as Arc<dyn Port<D>>,
         };
@@ -728,7 +734,7 @@ impl<D: IDict, A: Asker> Relay<D, A> {
         let inner = self.inner();
         let mut sweep = inner.sweep.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(next) = sweep.as_mut() {
-            if next.is_none_or(|next| at < next) {
+            if next.map_or(true, |next| at < next) {
                 *next = Some(at);
                 drop(sweep);
                 inner.mailbox.wake_all();
@@ -808,9 +814,7 @@ impl<D: IDict, A: Asker> Relay<D, A> {
     ///
     /// **The worker side.** One short lock.
     pub fn ready_or_register(&self, slot: &mut Option<u64>, waker: &Waker, updates: bool) -> bool {
-        self.inner()
-            .mailbox
-            .ready_or_register(slot, waker, updates)
+        self.inner().mailbox.ready_or_register(slot, waker, updates)
     }
 
     /// Withdraws a registration made by [`ready_or_register`](Self::ready_or_register).
@@ -880,8 +884,7 @@ impl<D: IDict, A: Asker> Relay<D, A> {
 impl<D, A> Relay<D, A>
 where
     D: IDict + Send + Sync + 'static,
-    D::Key: Send + Sync,
-    D::Value: Send + Sync,
+    D::Value: Send,
     A: Asker + Send + 'static,
 {
     /// Runs the worker side on a thread of its own, named `name`, with `sink`: it sleeps
@@ -1023,7 +1026,11 @@ impl<D: IDict> Feed<D> {
     /// # Errors
     ///
     /// As [`answer`](Self::answer).
-    pub fn abandon(&mut self, query: &Query<D::Key>, why: Abandoned) -> Result<(), ConnectionError> {
+    pub fn abandon(
+        &mut self,
+        query: &Query<D::Key>,
+        why: Abandoned,
+    ) -> Result<(), ConnectionError> {
         self.0.on_abandoned(query, why)
     }
 
@@ -1067,7 +1074,7 @@ impl Worker {
 
     /// Whether the thread has stopped.
     pub fn is_finished(&self) -> bool {
-        self.thread.as_ref().is_none_or(JoinHandle::is_finished)
+        self.thread.as_ref().map_or(true, JoinHandle::is_finished)
     }
 }
 

@@ -118,7 +118,10 @@ pub(crate) fn wake_at(at: Instant, waker: &Waker) -> Alarm {
     let mut state = clock.state();
     let id = state.next_id;
     state.next_id += 1;
-    let earliest = state.alarms.first_key_value().is_none_or(|(&(t, _), _)| at < t);
+    let earliest = state
+        .alarms
+        .first_key_value()
+        .map_or(true, |(&(t, _), _)| at < t);
     state.alarms.insert((at, id), waker.clone());
     if !state.running {
         state.running = true;

@@ -50,8 +50,8 @@ pub struct Rig<D: IDict> {
 
 impl<D> Rig<D>
 where
-    D: IDict + Sync + 'static,
-    D::Value: serde::Serialize,
+    D: IDict + Send + Sync + 'static,
+    D::Value: Clone + Send + serde::Serialize,
 {
     /// Starts everything: `make(n)` is snapshot `n`, published every `period`.
     pub fn start(

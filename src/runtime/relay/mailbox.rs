@@ -374,7 +374,10 @@ mod tests {
         mailbox.push(1).unwrap();
         mailbox.push(2).unwrap();
         assert_eq!(mailbox.push(3), Err(Refused::Full(3)));
-        assert_eq!((mailbox.pop(), mailbox.pop(), mailbox.pop()), (Some(1), Some(2), None));
+        assert_eq!(
+            (mailbox.pop(), mailbox.pop(), mailbox.pop()),
+            (Some(1), Some(2), None)
+        );
         assert_eq!(mailbox.counts().refused, 1);
     }
 
