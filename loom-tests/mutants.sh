@@ -166,27 +166,46 @@ mutant wants-update-ignores-stop drop dropping_the_server_closes_the_request_sid
 
 # 14. A control call posts its command without waking the poller: a poller asleep until
 #     the next notification never answers, and the caller waits for ever.
-mutant control-without-wake control a_control_call_reaches_a_sleeping_poller src/runner.rs \
+mutant control-without-wake control a_control_call_reaches_a_sleeping_poller src/runtime/runner.rs \
     '/fn call(&self, command/,/^    }$/{/self.poller.unpark();/d}'
 
 # 15. The poller stops without closing its mailbox: a command posted after it has stopped
 #     is never answered, and the caller waits for ever.
 mutant mailbox-left-open control \
-    a_control_call_racing_a_poller_that_stops_is_answered_and_loses_nothing src/runner.rs \
+    a_control_call_racing_a_poller_that_stops_is_answered_and_loses_nothing src/runtime/runner.rs \
     '/^            mailbox.open = false;$/d'
 
 # 16. A poller that panics stops without abandoning the requests it accepted: they are
 #     left pending, and whoever waits for them is never told.
 mutant give-up-without-abandoning shutdown a_poller_that_panics_gives_up_without_losing_a_request \
-    src/runner.rs \
+    src/runtime/runner.rs \
     's/^        if cause.is_some() {$/        if cause.is_some() \&\& false {/'
 
 # 17. A poller that panics abandons the pending requests before closing the request side
 #     (the close moved after): a request accepted in between is never settled.
 mutant give-up-before-close shutdown a_poller_that_panics_gives_up_without_losing_a_request \
-    src/runner.rs \
+    src/runtime/runner.rs \
     '/^        server.close();$/d' \
     's/^        server.stop();$/        server.close();\n&/'
+
+# 18. The relay's queue takes an answer without waking the worker side that waits for it:
+#     a worker asleep through updates never hands the answer to its asker.
+mutant relay-push-without-wake relay an_answer_wakes_a_worker_that_sleeps_through_updates \
+    src/runtime/relay/mailbox.rs \
+    's/let waker = state.pop_waiter(false);/let waker: Option<Waker> = None;/'
+
+# 19. The relay's slot takes an update without waking the worker side that waits for one:
+#     the worker sleeps with the newest snapshot in the slot.
+mutant relay-offer-without-wake relay \
+    the_worker_gets_its_answer_and_the_newest_snapshot_and_never_sleeps_on_work \
+    src/runtime/relay/mailbox.rs \
+    's/let waker = state.pop_waiter(true);/let waker: Option<Waker> = None;/'
+
+# 20. A dropped server leaves the relay's worker side asleep: it never learns the end, and
+#     its askers are never told.
+mutant relay-detach-without-wake relay a_dropped_server_wakes_the_worker_after_what_it_queued \
+    src/runtime/relay/mailbox.rs \
+    '/pub(crate) fn detach(&self)/,/^    }$/{s/waiter.waker.wake();/drop(waiter);/}'
 
 printf '\n%d mutation(s) caught' "${#caught[@]}"
 ((${#caught[@]})) && printf ': %s' "${caught[*]}"

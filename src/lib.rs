@@ -99,7 +99,7 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `std` | yes | [`Reader`] (arc-swap) and its waits, [`Client`] and the [`asks`] machinery under it, [`connections::channel`], [`Runner`] (with control from any thread), [`StdClock`], [`ThreadNotify`], connections' panics caught, `std::error::Error` impls, [`IDict`] for `HashMap` |
+//! | `std` | yes | [`Reader`] (arc-swap) and its waits, [`Client`] and the [`runtime::asks`] machinery under it, [`runtime::relay`], [`runtime::channel`], [`Runner`] (with control from any thread), [`StdClock`], [`ThreadNotify`], connections' panics caught, `std::error::Error` impls, [`IDict`] for `HashMap` |
 //! | `log` | no | logs connection failures through `log`, from the poller only |
 //! | `defmt` | no | the same through `defmt`, for embedded targets |
 //! | `serde` | no | `Serialize` / `Deserialize` for snapshots, requests, ids, config and stats; `idict::ByName`; the derive's `serde` impls |

@@ -10,17 +10,21 @@
 //!
 //! # Guarantees
 //!
+//! The view is a [relay](queueserver::runtime::relay): one connection of the server, and a
+//! worker thread of its own that does everything else.
+//!
 //! | where | what the view does there | guarantee |
 //! |---|---|---|
 //! | computation | nothing | the view is a connection: `put_update` does not know it exists |
-//! | poller ([`WebConnection::on_update`](queueserver::Connection::on_update)) | keeps a copy of the snapshot; with pages connected, serializes it **once** and offers the text to each page's outbox | never waits on a socket or a page's thread: short locks only, and a `try_lock` for the copy |
-//! | poller ([`WebConnection::on_response`](queueserver::Connection::on_response)) | hands an answer to the pages that asked, serialized once | through [`queueserver::asks`]: one request per key in flight, whatever the number of pages asking |
-//! | the view's threads | listen, serve the page, read and write each page's socket | two threads per page, one listener, one housekeeper; all end at [`WebView::shutdown`] |
+//! | poller ([`WebConnection`], a [`RelayConnection`](queueserver::RelayConnection)) | puts the snapshot's `Arc` (the one the server's [`Reader`](queueserver::Reader) holds) in the relay's latest-wins slot; queues each answer | O(1) whatever the number of pages: never serializes, never touches a socket or a page, never waits |
+//! | the relay's worker thread | serializes a snapshot **once**, at most at the pages' highest rate, and offers the text to each page's outbox; prepares each answer once for the pages that asked (one request per key in flight, whatever the number of pages asking); sends the counters; pings every page and disconnects the silent ones | one thread, whatever the number of pages |
+//! | the pages' threads | listen, serve the page, read and write each page's socket | one listener, two threads per page; all end at [`WebView::shutdown`] |
 //!
 //! - **A slow or stalled page** never grows memory and never slows the poller or the other
 //!   pages: its outbox holds at most [`Options::outbox`] messages and drops its oldest
 //!   update when full, counted and told to the page (`{"type":"dropped",..}`). A page
-//!   that accepts no byte for [`Options::stall_timeout`] is disconnected.
+//!   not heard from for [`Options::stall_timeout`] (it answers no ping) is disconnected,
+//!   whatever the kernel's socket buffers still take.
 //! - **Each page has its own rate limit**, [`Options::max_rate_hz`] at most; a page may
 //!   ask for less. An update that comes sooner is superseded by the next, and the newest is
 //!   always sent.

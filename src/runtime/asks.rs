@@ -131,10 +131,11 @@
 use crate::connection::Abandoned;
 use crate::idict::IDict;
 use crate::request::Query;
+use crate::sync::{Mutex, MutexGuard};
 use alloc::collections::BTreeMap;
 use core::fmt;
 use core::marker::PhantomData;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, PoisonError};
 use std::time::Instant;
 
 /// Somebody waiting for one answer: a thread, a task, a network query, a browser.

@@ -1,5 +1,5 @@
 //! [`channel`]: a connection read on another thread, as a channel. It is a
-//! [relay](crate::runtime::relay) without askers: the reading thread is its worker side,
+//! [relay](mod@super::relay) without askers: the reading thread is its worker side,
 //! and takes what the poller handed over, message by message.
 //!
 //! - **Updates are latest-wins**: a reader slower than the poller gets the newest snapshot

@@ -22,7 +22,7 @@
 //! - when the server gives up on a request it accepted (a panic while reading its value,
 //!   or a [`Runner`](crate::Runner) whose poller panicked abandoning what it had accepted:
 //!   see [`fault`](crate::fault)), it tells the connection through
-//!   [`Connection::on_abandoned`], and the callers waiting for that answer get
+//!   [`Connection::on_abandoned`](crate::Connection::on_abandoned), and the callers waiting for that answer get
 //!   [`AskError::Abandoned`] at once, with the reason. The client itself stays usable: a later ask is queued
 //!   again, if the server still accepts requests.
 //!

@@ -44,7 +44,7 @@
 //!
 //! - **The connection is dropped** (removed from the server, the server dropped): the worker
 //!   side still gets the last snapshot and answers the poller handed over, then every
-//!   outstanding ask is told [`AskError::Closed`](crate::AskError::Closed), and the sink is
+//!   outstanding ask is told [`AskError::Closed`], and the sink is
 //!   told [`End::Detached`] ([`Sink::ended`]).
 //! - **The relay is closed** ([`Relay::close`], or its last handle dropped, or its worker
 //!   stopped): every outstanding ask is told `Closed`, and the connection fails with
@@ -72,9 +72,9 @@ use crate::park;
 use crate::reader::Reader;
 use crate::request::{Query, Request, RequestError, Requester};
 use crate::snapshot::Snapshot;
+use crate::sync::{AtomicBool, Mutex, Ordering};
 use core::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, OnceLock, PoisonError};
 use std::task::Waker;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
