@@ -163,11 +163,13 @@ pub struct Series<const N: usize> {
     dropped: AtomicU32,
 }
 
-/// Minimum, median and maximum of a [`Series`].
+/// The first sample, minimum, median and maximum of a [`Series`].
 #[derive(Clone, Copy, Debug)]
 pub struct Summary {
     /// Samples kept.
     pub count: usize,
+    /// The first call's, in instructions.
+    pub first: u32,
     /// The cheapest, in instructions.
     pub min: u32,
     /// The median (the upper one for an even count), in instructions.
@@ -209,6 +211,7 @@ impl<const N: usize> Series<N> {
     /// Sorts a copy of the samples (on the stack) and summarises them.
     pub fn summary(&self) -> Option<Summary> {
         let len = self.len.load(Ordering::Acquire);
+        let first = self.samples.first()?.load(Ordering::Relaxed);
         let mut sorted = [0u32; N];
         for (dst, src) in sorted.iter_mut().zip(&self.samples[..len]) {
             *dst = src.load(Ordering::Relaxed);
@@ -217,6 +220,7 @@ impl<const N: usize> Series<N> {
         sorted.sort_unstable();
         Some(Summary {
             count: len,
+            first,
             min: *sorted.first()?,
             median: sorted[len / 2],
             max: *sorted.last()?,
