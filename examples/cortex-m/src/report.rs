@@ -14,7 +14,6 @@
 use crate::cost::{Series, Summary, INSTRUCTIONS_PER_COUNT};
 use crate::heap::HeapCounts;
 use crate::plant::{State, StateKey};
-use crate::TICKS as LAST_STEP;
 use crate::{costs, Server, Tally, ISR_REQUESTS, MAXC, Q, SAMPLES, TICKS};
 use core::mem::size_of;
 use core::sync::atomic::Ordering;
@@ -258,7 +257,7 @@ pub fn report(run: &Run<'_>) -> bool {
     );
     checks.check(
         &"the raw triple buffer's reader got the last State",
-        run.raw_last == State::at(LAST_STEP),
+        run.raw_last == State::at(TICKS),
     );
     checks.check(
         &"rate limits held work back",
