@@ -28,8 +28,10 @@
 //! for the same `S` seconds (`-i 100`: a wake-up every 100 µs), and prints its max beside
 //! ours: the longest the machine itself kept a thread of that priority waiting on that
 //! core, in the same minute. A publish longer than the larger of the two is counted as the
-//! contender's own stall ("over the floor"). Without `cyclictest` on the `PATH` the tool
-//! says so and measures without a floor (`benches/latency-floor.sh` installs it).
+//! contender's own stall ("over the floor"). When `cyclictest` is missing, or cannot run
+//! (it needs `SCHED_FIFO` whatever priority it is given: root, `CAP_SYS_NICE` or
+//! `RLIMIT_RTPRIO`), the tool says so and measures without a floor
+//! (`benches/latency-floor.sh` installs it).
 //!
 //! **Real-time set-up.** With `--fifo` the publishing thread measures at `SCHED_FIFO` 80
 //! (set with `chrt`), as a control loop would run, while the load stays at normal
@@ -266,12 +268,19 @@ fn set_fifo(on: bool) -> bool {
 }
 
 /// Runs cyclictest on core 0 for the measurement's duration, at the publisher's priority;
-/// returns its max wake-up latency in ns.
+/// returns its max wake-up latency in ns. Says why when it gives none.
 fn cyclictest(setup: &Setup) -> Option<u64> {
     if !setup.cyclictest {
         return None;
     }
     let loops = (setup.duration.as_micros() / FLOOR_INTERVAL_US).max(1);
+    run_cyclictest(setup, loops)
+        .map_err(|why| eprintln!("latency: {why}"))
+        .ok()
+}
+
+/// Runs `loops` wake-ups of cyclictest as [`cyclictest`] does; its max in ns, or why not.
+fn run_cyclictest(setup: &Setup, loops: u128) -> Result<u64, String> {
     let mut command = Command::new("cyclictest");
     command.args(["-q", "-N", "-i", &FLOOR_INTERVAL_US.to_string()]);
     command.args(["-l", &loops.to_string()]);
@@ -286,28 +295,23 @@ fn cyclictest(setup: &Setup) -> Option<u64> {
     } else {
         command.args(["-p", "0", "--policy=other"]);
     }
-    let output = match command.output() {
-        Ok(output) => output,
-        Err(e) => {
-            eprintln!("latency: cyclictest did not start: {e}");
-            return None;
-        }
-    };
+    let output = command
+        .output()
+        .map_err(|e| format!("cyclictest did not start: {e}"))?;
     // The summary line: "T: 0 (1234) P:80 I:100 C:  50000 Min: ... Avg: ... Max:   22816".
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let max = stdout
+    stdout
         .lines()
         .filter(|line| line.starts_with("T:"))
-        .find_map(|line| line.split("Max:").nth(1)?.trim().parse().ok());
-    if max.is_none() {
-        eprintln!(
-            "latency: no max in cyclictest's output ({}): {}{}",
-            output.status,
-            stdout.trim(),
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    max
+        .find_map(|line| line.split("Max:").nth(1)?.trim().parse().ok())
+        .ok_or_else(|| {
+            format!(
+                "no max in cyclictest's output ({}): {} {}",
+                output.status,
+                stdout.trim(),
+                String::from_utf8_lossy(&output.stderr).trim()
+            )
+        })
 }
 
 /// Times `publish` for `duration` on the calling thread, pinned to core 0: in bursts of
@@ -764,21 +768,24 @@ fn main() {
             false
         }
     };
-    let cyclictest = Command::new("cyclictest").arg("--help").output().is_ok();
-    if !cyclictest {
-        println!(
-            "floor: cyclictest not found (Debian: apt-get install rt-tests; \
-             benches/latency-floor.sh installs it): measuring without a floor"
-        );
-    }
-    let setup = Setup {
+    let mut setup = Setup {
         duration: Duration::from_secs_f64(seconds),
         fifo,
         spin,
         locked,
         cpu,
-        cyclictest,
+        cyclictest: true,
     };
+    // Tried once here: cyclictest may be missing, or refuse to run (it needs SCHED_FIFO
+    // whatever the policy asked for: root, CAP_SYS_NICE or RLIMIT_RTPRIO).
+    if let Err(why) = run_cyclictest(&setup, 1) {
+        println!(
+            "floor: cyclictest does not run ({}): measuring without a floor \
+             (Debian: apt-get install rt-tests; benches/latency-floor.sh installs it)",
+            why.replace('\n', " ")
+        );
+        setup.cyclictest = false;
+    }
 
     let timer = time_publishes(
         &setup,
