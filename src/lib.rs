@@ -11,7 +11,7 @@
 //!
 //! | operation | where it runs | guarantee |
 //! |---|---|---|
-//! | [`Publisher::put_update`] | computation | wait-free; one in-place copy and one or two atomic swaps (one when the poller has not yet taken the last snapshot); no allocation, lock, syscall, log or panic of its own (see [`IDict::copy_from`] for the copy) |
+//! | [`Publisher::put_update`] | computation | wait-free; one in-place copy and one atomic swap (the triple buffer's), then the [`Notify`] hook if that swap found the last snapshot taken by the poller; no allocation, lock, syscall, log or panic of its own (see [`IDict::copy_from`] for the copy) |
 //! | [`Publisher::wants_update`] | computation | one atomic load: lets the loop skip the copy when nobody watches |
 //! | [`Requester::put_request`] | any thread, interrupt | never blocks or allocates; bounded steps; full, over quota, unknown or closed → the request comes back in the error |
 //! | [`QueueServer::process_updates`] | poller | fans out at most the newest snapshot; counts exactly the snapshots overwritten before it saw them |

@@ -2,7 +2,9 @@
 //! target `thumbv7em-none-eabihf`) or a Cortex-M3 (`lm3s6965evb`, `thumbv7m-none-eabi`).
 //!
 //! - **SysTick is the computation.** Every 1 ms control period it computes the next
-//!   [`State`] and publishes it with `put_update` (it owns the [`Publisher`]).
+//!   [`State`] and publishes it with `put_update` (it owns the [`Publisher`]); for
+//!   comparison it also writes and publishes the same `State` through a raw
+//!   `triple_buffer`, as a firmware without the crate would.
 //! - **PendSV is a requester.** SysTick pends it every third period; it puts bursts of
 //!   requests for the probe connection, duplicates and unknown keys included, and now and
 //!   then a flood larger than the probe's share of the queue.
@@ -16,9 +18,9 @@
 //!
 //! # How the halves get to their owners
 //!
-//! The crate allocates once, when the server is built; the heap is then sealed and any later
-//! allocation or free fails the run ([`heap`]). The [`Publisher`] and a [`Requester`] are
-//! parked in `Mutex<RefCell<Option<..>>>` statics before SysTick starts; each handler moves
+//! The crate allocates once, when the server is built (and the raw triple buffer once, when
+//! it is made); the heap is then sealed and any later allocation or free fails the run
+//! ([`heap`]). The [`Publisher`], the raw buffer's input and a [`Requester`] are parked in `Mutex<RefCell<Option<..>>>` statics before SysTick starts; each handler moves
 //! its half out once, on its first run, into a handler-local `static mut`, which cortex-m-rt
 //! hands to the handler as a plain `&mut` (the handler is not reentrant). From then on
 //! `put_update` and `put_request` run without a critical section or a lock.
@@ -94,6 +96,8 @@ type Notifier = &'static FlagNotify;
 pub type Server = QueueServer<State, Link, Notifier, TickClock, Q, MAXC>;
 type StatePublisher = Publisher<State, Notifier>;
 type StateRequester = Requester<StateKey, Notifier, Q, MAXC>;
+/// The writing side of a raw `triple_buffer` of the same [`State`].
+type RawInput = triple_buffer::Input<State>;
 
 /// A name PendSV asks for that is no key of [`State`]: refused by the parse, never sent.
 const UNKNOWN_NAME: &str = "ch16";
@@ -113,6 +117,9 @@ static PUBLISHED: AtomicU32 = AtomicU32::new(0);
 
 /// The computation's half, parked until SysTick's first run takes it.
 static PUBLISHER: Mutex<RefCell<Option<StatePublisher>>> = Mutex::new(RefCell::new(None));
+/// The raw triple buffer's input (the baseline `put_update` is compared with), parked the
+/// same way.
+static RAW_INPUT: Mutex<RefCell<Option<RawInput>>> = Mutex::new(RefCell::new(None));
 /// PendSV's requester and the connection it asks for, parked until its first run.
 static REQUESTER: Mutex<RefCell<Option<(StateRequester, ConnectionId)>>> =
     Mutex::new(RefCell::new(None));
@@ -181,6 +188,9 @@ pub mod costs {
     pub static WANTS_UPDATE: Series<SAMPLES> = Series::new();
     /// `Publisher::put_update` of a 64-byte [`State`](crate::plant::State).
     pub static PUT_UPDATE: Series<SAMPLES> = Series::new();
+    /// The same `State` written into a raw `triple_buffer` and published: the
+    /// baseline `put_update` is compared with.
+    pub static RAW_PUBLISH: Series<SAMPLES> = Series::new();
     /// A plain copy of the same 64 bytes, for comparison: what a hand-written
     /// `copy_from` (`*self = *source`) compiles to.
     pub static PLAIN_COPY: Series<SAMPLES> = Series::new();
@@ -243,8 +253,10 @@ fn main() -> ! {
     };
     drop(ids);
     let requester = server.requester();
+    let (raw_input, mut raw_output) = triple_buffer::triple_buffer(&State::INITIAL);
     interrupt::free(|cs| {
         PUBLISHER.borrow(cs).replace(Some(publisher));
+        RAW_INPUT.borrow(cs).replace(Some(raw_input));
         REQUESTER.borrow(cs).replace(Some((requester, probe)));
     });
     let at_start = HEAP.seal();
@@ -297,6 +309,9 @@ fn main() -> ! {
         if NOTIFY.take() || due {
             let retry_after = poll(&mut server);
             retry_at = retry_after.map(|after| TickClock.now() + after);
+            // The raw buffer is taken when the server's is, so that its publishes find
+            // their buffer taken or not as `put_update`'s do.
+            raw_output.update();
         }
         if tick >= TICKS {
             break;
@@ -319,6 +334,7 @@ fn main() -> ! {
         server.process_requests();
     }
     server.process_updates();
+    raw_output.update();
 
     let passed = report::report(&report::Run {
         server: &server,
@@ -328,6 +344,7 @@ fn main() -> ! {
         after: HEAP.counts(),
         stopwatch,
         published: PUBLISHED.load(Ordering::Acquire),
+        raw_last: *raw_output.output_buffer(),
         main_requests: &main_requests,
     });
     debug::exit(if passed {
@@ -397,6 +414,14 @@ fn put_update(publisher: &mut StatePublisher, state: &State) {
     publisher.put_update(state);
 }
 
+/// What a firmware without the crate would write: the state copied into the raw triple
+/// buffer's back buffer, then published with its one atomic swap.
+#[inline(never)]
+fn raw_publish(input: &mut RawInput, state: &State) {
+    *input.input_buffer_mut() = *state;
+    input.publish();
+}
+
 #[inline(never)]
 fn plain_copy(to: &mut State, from: &State) {
     *to = *from;
@@ -430,6 +455,7 @@ fn process_requests(server: &mut Server) -> Processed {
 fn SysTick() {
     // Handler-local statics: cortex-m-rt hands them to this (non-reentrant) handler as `&mut`.
     static mut PUBLISHER_HERE: Option<StatePublisher> = None;
+    static mut RAW_HERE: Option<RawInput> = None;
     static mut STATE: State = State::INITIAL;
     static mut COPY: State = State::INITIAL;
 
@@ -442,6 +468,10 @@ fn SysTick() {
         interrupt::free(|cs| PUBLISHER.borrow(cs).take())
             .expect("the publisher is parked before SysTick starts")
     });
+    let raw = RAW_HERE.get_or_insert_with(|| {
+        interrupt::free(|cs| RAW_INPUT.borrow(cs).take())
+            .expect("the raw input is parked before SysTick starts")
+    });
 
     *STATE = State::at(step);
     let ((), instructions) = measure!(SYSTICK_WATCH, empty_call(publisher));
@@ -452,6 +482,8 @@ fn SysTick() {
         let ((), instructions) = measure!(SYSTICK_WATCH, put_update(publisher, STATE));
         costs::PUT_UPDATE.record(instructions);
     }
+    let ((), instructions) = measure!(SYSTICK_WATCH, raw_publish(raw, STATE));
+    costs::RAW_PUBLISH.record(instructions);
     let ((), instructions) = measure!(SYSTICK_WATCH, plain_copy(COPY, STATE));
     costs::PLAIN_COPY.record(instructions);
     let ((), instructions) = measure!(SYSTICK_WATCH, derived_copy(COPY, STATE));

@@ -6,6 +6,10 @@
 //! each checked on arrival). A few more make sure every path really ran: overwritten and
 //! superseded snapshots, consolidated duplicates, refused requests, names that are no key,
 //! rate limits. And one on the derive: its `copy_from` costs what a plain copy does.
+//!
+//! Beside the costs, `put_update` against the raw `triple_buffer` write + publish of the
+//! same `State`, with its target (at most 6 instructions more): reported, not a check, as
+//! a cost is a figure, not a fault.
 
 use crate::cost::{Series, Summary, INSTRUCTIONS_PER_COUNT};
 use crate::heap::HeapCounts;
@@ -35,7 +39,13 @@ pub struct Run<'a> {
     pub published: u32,
     /// What the main loop's `put_request` calls returned.
     pub main_requests: &'a Tally,
+    /// The newest `State` the raw triple buffer's output holds at the end.
+    pub raw_last: State,
 }
+
+/// `put_update` may cost at most this many instructions more than the raw `triple_buffer`
+/// write + publish of the same `State` (first call, median and worst alike).
+pub const RAW_TARGET_SLACK: u32 = 6;
 
 /// Prints the run's figures and checks; returns whether every check passed.
 pub fn report(run: &Run<'_>) -> bool {
@@ -79,10 +89,11 @@ pub fn report(run: &Run<'_>) -> bool {
         "\ncosts in instructions (1 SysTick count = {} instructions); each includes the call",
         INSTRUCTIONS_PER_COUNT
     );
-    let series: [(&str, &Series<SAMPLES>); 12] = [
+    let series: [(&str, &Series<SAMPLES>); 13] = [
         ("empty call", &costs::EMPTY_CALL),
         ("wants_update", &costs::WANTS_UPDATE),
         ("put_update (64-byte State)", &costs::PUT_UPDATE),
+        ("raw triple_buffer write + publish", &costs::RAW_PUBLISH),
         ("plain copy of the State", &costs::PLAIN_COPY),
         ("derived copy_from of the State", &costs::DERIVED_COPY),
         ("put_request (PendSV), accepted", &costs::PUT_REQUEST),
@@ -113,6 +124,8 @@ pub fn report(run: &Run<'_>) -> bool {
             s.max
         );
     }
+
+    compare_raw();
 
     hprintln!("\nchecks");
     let mut checks = Checks::default();
@@ -243,6 +256,10 @@ pub fn report(run: &Run<'_>) -> bool {
             if d.min <= p.min + 1 && d.median <= p.median + 1 && d.max <= p.max + 1),
     );
     checks.check(
+        &"the raw triple buffer's reader got the last State",
+        run.raw_last == State::at(TICKS),
+    );
+    checks.check(
         &"rate limits held work back",
         costs::UPDATES_HELD.summary().is_some() && costs::REQUESTS_HELD.summary().is_some(),
     );
@@ -254,13 +271,55 @@ pub fn report(run: &Run<'_>) -> bool {
     checks.failed == 0
 }
 
+/// `put_update` against the raw triple buffer: first call, median and worst, their
+/// differences, and the target.
+fn compare_raw() {
+    let (Some(ours), Some(raw)) = (costs::PUT_UPDATE.summary(), costs::RAW_PUBLISH.summary())
+    else {
+        hprintln!("\nput_update against the raw triple buffer: no sample");
+        return;
+    };
+    let stats = |s: &Summary| [s.first, s.median, s.max];
+    let pairs = stats(&ours).into_iter().zip(stats(&raw));
+    let mut differences = [0i64; 3];
+    for (difference, (o, r)) in differences.iter_mut().zip(pairs.clone()) {
+        *difference = i64::from(o) - i64::from(r);
+    }
+    hprintln!("\nput_update against the raw triple buffer (instructions: first / median / worst)");
+    hprintln!(
+        "  put_update                         {} / {} / {}",
+        ours.first,
+        ours.median,
+        ours.max
+    );
+    hprintln!(
+        "  raw triple_buffer write + publish  {} / {} / {}",
+        raw.first,
+        raw.median,
+        raw.max
+    );
+    hprintln!(
+        "  difference                         {:+} / {:+} / {:+}",
+        differences[0],
+        differences[1],
+        differences[2]
+    );
+    let met = pairs.into_iter().all(|(o, r)| o <= r + RAW_TARGET_SLACK);
+    hprintln!(
+        "  TARGET put_update <= raw + {} in each: {}",
+        RAW_TARGET_SLACK,
+        if met { "met" } else { "missed" }
+    );
+}
+
 fn print_summary(name: &str, s: &Summary, dropped: u32) {
     // Hundredths of a SysTick count, in integers.
     let hundredths = s.median * 100 / INSTRUCTIONS_PER_COUNT;
     hprintln!(
-        "  {:<42} {:>5} calls  min {:>5}  median {:>5}  max {:>5}  (median {}.{:02} counts){}",
+        "  {:<42} {:>5} calls  first {:>5}  min {:>5}  median {:>5}  max {:>5}  (median {}.{:02} counts){}",
         name,
         s.count,
+        s.first,
         s.min,
         s.median,
         s.max,
