@@ -24,10 +24,10 @@
 //! [`AskError::Abandoned`](crate::AskError::Abandoned) at once (its connection is told its
 //! requests were abandoned), and every later ask gets
 //! [`AskError::Closed`](crate::AskError::Closed);
-//! a [`Reader`](crate::Reader) waiting for a newer snapshot is not told, since the runner
-//! keeps the server (another poller may serve it again after
-//! [`shutdown`](crate::Runner::shutdown)): it waits until its timeout or until the server
-//! is dropped, and [`Runner::stopped`](crate::Runner::stopped) says why no snapshot comes.
+//! a [`Reader`](crate::Reader) waiting for a newer snapshot gets
+//! [`WaitError::Closed`](crate::WaitError::Closed) at once (no poller serves the server any
+//! more; another may after [`shutdown`](crate::Runner::shutdown), and readers then wait
+//! again), and [`Runner::stopped`](crate::Runner::stopped) says why.
 //! On the computation's side, a panic in
 //! [`IDict::copy_from`](crate::IDict::copy_from) publishes nothing and uses up no sequence
 //! number.

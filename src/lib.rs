@@ -17,7 +17,7 @@
 //! | [`QueueServer::process_updates`] | poller | fans out at most the newest snapshot; counts exactly the snapshots overwritten before it saw them |
 //! | [`QueueServer::process_requests`] | poller | every accepted request answered exactly once, or counted orphaned (its connection went away) or abandoned (its connection told, after a panic or when the server stops serving); one read per distinct key; unknown key → [`Response::NotFound`] |
 //! | [`Reader::load`] (std) | any thread | lock-free read of the newest snapshot the poller has taken; allocates once per thread, at its first load (arc-swap's per-thread node) |
-//! | [`Reader::wait_newer`], [`Reader::changed`] (std) | any thread or task | waits for a newer snapshot; woken by the poller when it stores one, never by the computation; [`Closed`] once the server is dropped |
+//! | [`Reader::wait_newer`], [`Reader::changed`] (std) | any thread or task | waits for a newer snapshot; woken by the poller when it stores one, never by the computation; [`WaitError::Closed`] once the server is dropped or no poller serves it |
 //! | [`Client::get`], [`Client::get_async`] (std) | any thread or task | asks through one connection: one request per key in flight, the answer to every caller, a bound on outstanding asks, a deadline per ask; [`AskError::Closed`] at once when the connection is dropped, [`AskError::Abandoned`] when its request is abandoned |
 //!
 //! Memory is fixed after construction: three snapshots in the triple buffer, a request
@@ -246,7 +246,7 @@ pub use clock::StdClock;
 #[cfg(feature = "std")]
 pub use notify::ThreadNotify;
 #[cfg(feature = "std")]
-pub use reader::{Changed, Closed, ReadGuard, Reader, WaitError};
+pub use reader::{Changed, ReadGuard, Reader, WaitError};
 #[cfg(feature = "std")]
 pub use runtime::client::{Answer, AskError, Client, ClientConnection};
 #[cfg(feature = "std")]

@@ -18,44 +18,27 @@ use core::ops::Deref;
 use core::pin::Pin;
 use core::task::{Context, Poll, Waker};
 use core::time::Duration;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-/// The server is gone: no newer snapshot will ever be stored.
-///
-/// The last snapshot stored stays readable with [`Reader::load`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Closed;
-
-impl fmt::Display for Closed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("the server is gone: no newer snapshot will come")
-    }
-}
-
-impl std::error::Error for Closed {}
-
-/// Why [`Reader::wait_newer`] or [`Reader::wait_changed`] returned without a newer
-/// snapshot.
+/// Why a wait of a [`Reader`] ([`wait_newer`](Reader::wait_newer),
+/// [`wait_changed`](Reader::wait_changed), [`changed`](Reader::changed)) returned without a
+/// newer snapshot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum WaitError {
-    /// The timeout passed first.
+    /// The timeout passed first (never for [`changed`](Reader::changed), which has none).
     TimedOut,
-    /// The server is gone.
+    /// No newer snapshot will come: the server is gone, or no poller serves it any more (a
+    /// [`Runner`](crate::Runner) that stopped, or panicked). The last snapshot stored stays
+    /// readable with [`Reader::load`].
     Closed,
-}
-
-impl From<Closed> for WaitError {
-    fn from(_: Closed) -> Self {
-        Self::Closed
-    }
 }
 
 impl fmt::Display for WaitError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::TimedOut => f.write_str("no newer snapshot before the timeout"),
-            Self::Closed => fmt::Display::fmt(&Closed, f),
+            Self::Closed => f.write_str("closed: no newer snapshot will come"),
         }
     }
 }
@@ -63,10 +46,14 @@ impl fmt::Display for WaitError {
 impl std::error::Error for WaitError {}
 
 /// What the poller and the readers share.
-struct Shared<D> {
+struct Shelf<D> {
     swap: ArcSwap<Snapshot<D>>,
     /// Set once, when the poller's end is dropped.
     closed: AtomicBool,
+    /// Set while no poller serves the server (cleared by the next store).
+    unserved: AtomicBool,
+    /// How many waiters are registered: the poller takes the list's lock only when some are.
+    registered: AtomicUsize,
     waiters: Mutex<Waiters>,
 }
 
@@ -78,7 +65,7 @@ struct Waiters {
     wakers: Vec<(u64, Waker)>,
 }
 
-impl<D> Shared<D> {
+impl<D> Shelf<D> {
     fn waiters(&self) -> MutexGuard<'_, Waiters> {
         // The list stays consistent whatever panicked while it was held: a push or a
         // removal either happened or did not.
@@ -99,6 +86,11 @@ impl<D> Shared<D> {
         let id = waiters.next;
         waiters.next += 1;
         waiters.wakers.push((id, waker.clone()));
+        self.registered.store(waiters.wakers.len(), Ordering::SeqCst);
+        drop(waiters);
+        // SeqCst: the registration is ordered before the caller's second look at the
+        // snapshot, as the poller's store is before its look at `registered`.
+        fence(Ordering::SeqCst);
         *slot = Some(id);
     }
 
@@ -108,25 +100,55 @@ impl<D> Shared<D> {
             let removed = {
                 let mut waiters = self.waiters();
                 let at = waiters.wakers.iter().position(|(i, _)| *i == id);
-                at.map(|at| waiters.wakers.swap_remove(at))
+                let removed = at.map(|at| waiters.wakers.swap_remove(at));
+                self.registered
+                    .store(waiters.wakers.len(), Ordering::SeqCst);
+                removed
             };
             // Dropped outside the lock: a waker's drop is foreign code.
             drop(removed);
         }
     }
 
-    /// Wakes every registered waiter. The list is taken under the lock and woken outside.
+    /// Wakes every registered waiter. The list is taken under the lock and woken outside;
+    /// with no waiter registered, the lock is not taken.
+    ///
+    /// A waiter registers (under the lock, raising `registered`) before its second look at
+    /// the snapshot; the poller stores before it reads `registered`. Both are `SeqCst`: either
+    /// the poller sees the registration and wakes it, or the waiter's second look sees the
+    /// store.
     fn wake_all(&self) {
-        let wakers = core::mem::take(&mut self.waiters().wakers);
+        // SeqCst: the store just made is ordered before this look (see `register`).
+        fence(Ordering::SeqCst);
+        if self.registered.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        let wakers = {
+            let mut waiters = self.waiters();
+            self.registered.store(0, Ordering::SeqCst);
+            core::mem::take(&mut waiters.wakers)
+        };
+        for (_, waker) in wakers {
+            waker.wake();
+        }
+    }
+
+    /// Wakes every registered waiter, whatever `registered` says (for an end, rare).
+    fn wake_all_always(&self) {
+        let wakers = {
+            let mut waiters = self.waiters();
+            self.registered.store(0, Ordering::SeqCst);
+            core::mem::take(&mut waiters.wakers)
+        };
         for (_, waker) in wakers {
             waker.wake();
         }
     }
 
     fn is_closed(&self) -> bool {
-        // Acquire: pairs with the Release store in `Shelf::drop`, so the last snapshot
-        // stored before the close is seen by whoever sees the close.
-        self.closed.load(Ordering::Acquire)
+        // Acquire: pairs with the Release stores in `Store::drop` and `Store::unserved`, so
+        // the last snapshot stored before is seen by whoever sees the flag.
+        self.closed.load(Ordering::Acquire) || self.unserved.load(Ordering::Acquire)
     }
 
     /// The newest snapshot if its number is above `seq`.
@@ -135,11 +157,11 @@ impl<D> Shared<D> {
         (newest.seq() > seq).then_some(newest)
     }
 
-    /// One look for a snapshot newer than `seq`: `Ready` with it, `Ready` with [`Closed`],
-    /// or `Pending` with `waker` registered under `slot`.
+    /// One look for a snapshot newer than `seq`: `Ready` with it, `Ready` with
+    /// [`WaitError::Closed`], or `Pending` with `waker` registered under `slot`.
     ///
     /// Registering before the second look makes a store in between impossible to miss:
-    /// the poller stores, then takes the waiter list under the lock. Either our
+    /// the poller stores, then looks for waiters (see [`wake_all`](Self::wake_all)). Either our
     /// registration came first and the poller wakes us, or it came after the poller
     /// released the lock, and the lock orders the store before our second look.
     fn poll_newer(
@@ -147,7 +169,7 @@ impl<D> Shared<D> {
         seq: u64,
         slot: &mut Option<u64>,
         waker: &Waker,
-    ) -> Poll<Result<Arc<Snapshot<D>>, Closed>> {
+    ) -> Poll<Result<Arc<Snapshot<D>>, WaitError>> {
         for registered in [false, true] {
             if let Some(newest) = self.newer(seq) {
                 self.unregister(slot);
@@ -156,7 +178,7 @@ impl<D> Shared<D> {
             if self.is_closed() {
                 self.unregister(slot);
                 // The close may have come after a last store we have not looked at yet.
-                return Poll::Ready(self.newer(seq).ok_or(Closed));
+                return Poll::Ready(self.newer(seq).ok_or(WaitError::Closed));
             }
             if !registered {
                 self.register(slot, waker);
@@ -166,19 +188,22 @@ impl<D> Shared<D> {
     }
 }
 
-/// The poller's end: stores new snapshots and wakes the waiting readers. Owned by the
-/// server; dropping it tells every reader that no newer snapshot will come.
-pub(crate) struct Shelf<D> {
-    shared: Arc<Shared<D>>,
+/// The poller's end of the read path: stores the snapshots it takes and wakes the waiting
+/// readers. Owned by the server; dropping it tells every reader that no newer snapshot
+/// will come.
+pub(crate) struct Store<D> {
+    shared: Arc<Shelf<D>>,
 }
 
-impl<D> Shelf<D> {
-    /// A shelf holding `snapshot`.
+impl<D> Store<D> {
+    /// A store holding `snapshot`.
     pub(crate) fn new(snapshot: Snapshot<D>) -> Self {
         Self {
-            shared: Arc::new(Shared {
+            shared: Arc::new(Shelf {
                 swap: ArcSwap::from_pointee(snapshot),
                 closed: AtomicBool::new(false),
+                unserved: AtomicBool::new(false),
+                registered: AtomicUsize::new(0),
                 waiters: Mutex::new(Waiters::default()),
             }),
         }
@@ -186,11 +211,21 @@ impl<D> Shelf<D> {
 
     /// Stores a new snapshot and wakes the waiting readers.
     ///
-    /// **Poller.** One `ArcSwap` store, a short lock of the waiter list, and one
-    /// `Waker::wake` per waiter (never blocks).
+    /// **Poller.** One `ArcSwap` store; with waiters registered, a short lock of the waiter
+    /// list and one `Waker::wake` per waiter (never blocks).
     pub(crate) fn store(&self, snapshot: Arc<Snapshot<D>>) {
         self.shared.swap.store(snapshot);
+        self.shared.unserved.store(false, Ordering::Relaxed);
         self.shared.wake_all();
+    }
+
+    /// No poller serves the server any more (its runner stopped): every waiter is told
+    /// [`WaitError::Closed`] at once, and so is every later one, until a poller stores a
+    /// snapshot again.
+    pub(crate) fn unserved(&self) {
+        // Release: pairs with the readers' Acquire load in `is_closed`.
+        self.shared.unserved.store(true, Ordering::Release);
+        self.shared.wake_all_always();
     }
 
     /// A reader of this shelf that has seen the snapshot stored now.
@@ -203,11 +238,11 @@ impl<D> Shelf<D> {
     }
 }
 
-impl<D> Drop for Shelf<D> {
+impl<D> Drop for Store<D> {
     fn drop(&mut self) {
         // Release: pairs with the readers' Acquire load in `is_closed`.
         self.shared.closed.store(true, Ordering::Release);
-        self.shared.wake_all();
+        self.shared.wake_all_always();
     }
 }
 
@@ -223,15 +258,14 @@ impl<D> Drop for Shelf<D> {
 ///
 /// Waiters are woken by the poller right after it stores a new snapshot, never by the
 /// computation: `put_update` stays wait-free. Storing a snapshot takes one allocation (the
-/// `Arc`), one `ArcSwap` store, and a short lock of the waiter list (held to take the list,
-/// never while waking); then one `Waker::wake` per waiter, which never blocks (a task is
-/// scheduled, a thread unparked). When the server is dropped, every waiter returns
-/// [`Closed`] at once. A server whose poller stopped but which is not dropped (a
-/// [`Runner`](crate::Runner) whose poller panicked keeps it until
-/// [`shutdown`](crate::Runner::shutdown)) stores nothing new: its waiters wait until their
-/// timeout.
+/// `Arc`) and one `ArcSwap` store; with waiters registered, a short lock of the waiter list
+/// (held to take the list, never while waking) and one `Waker::wake` per waiter, which
+/// never blocks (a task is scheduled, a thread unparked). When the server is dropped, or
+/// when no poller serves it any more (a [`Runner`](crate::Runner) that stopped, or whose
+/// poller panicked), every waiter returns [`WaitError::Closed`] at once, and so does every
+/// later wait until a poller stores a snapshot again.
 pub struct Reader<D> {
-    shared: Arc<Shared<D>>,
+    shared: Arc<Shelf<D>>,
     seen: u64,
 }
 
@@ -321,7 +355,7 @@ impl<D> Reader<D> {
         let mut slot = None;
         loop {
             if let Poll::Ready(found) = self.shared.poll_newer(seq, &mut slot, &waker) {
-                return found.map_err(WaitError::from);
+                return found;
             }
             if std::time::Instant::now() >= deadline {
                 self.shared.unregister(&mut slot);
@@ -402,7 +436,7 @@ pub struct Changed<'a, D> {
 }
 
 impl<D> Future for Changed<'_, D> {
-    type Output = Result<Arc<Snapshot<D>>, Closed>;
+    type Output = Result<Arc<Snapshot<D>>, WaitError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();

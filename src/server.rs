@@ -359,7 +359,7 @@ pub struct QueueServer<
     batch: Batch<D::Key>,
     busy: Busy,
     #[cfg(feature = "std")]
-    reader: Option<crate::reader::Shelf<D>>,
+    reader: Option<crate::reader::Store<D>>,
 }
 
 /// The next server identity, process-wide. Core's atomic, not the `sync` shim's: the
@@ -1070,11 +1070,15 @@ where
         self.signals.is_closed()
     }
 
-    /// Closes the request side and marks the server unserved: `wants_update` is false until
-    /// a poller works on it again. For a runner whose poller stops.
+    /// Closes the request side and marks the server unserved: `wants_update` is false, and
+    /// readers waiting for a newer snapshot are told none will come, until a poller works on
+    /// it again. For a runner whose poller stops.
     #[cfg(feature = "std")]
     pub(crate) fn stop(&mut self) {
         self.signals.stop();
+        if let Some(reader) = &self.reader {
+            reader.unserved();
+        }
     }
 
     // ----- state -----
@@ -1146,7 +1150,7 @@ where
     pub fn reader(&mut self) -> crate::Reader<D> {
         let snapshot = self.output.output_buffer();
         self.reader
-            .get_or_insert_with(|| crate::reader::Shelf::new(snapshot.clone()))
+            .get_or_insert_with(|| crate::reader::Store::new(snapshot.clone()))
             .reader()
     }
 }

@@ -10,7 +10,7 @@ use common::{state, Answer, Brittle, State};
 use queueserver::{
     Abandoned, AddError, Builder, Connection, ConnectionError, IDict, Query, QueueServer,
     RemoveError, Request, RequestError, Response, Runner, Snapshot, StartError, StopCause,
-    ThreadNotify,
+    ThreadNotify, WaitError,
 };
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
@@ -184,8 +184,11 @@ fn a_poller_that_panics_stops_closes_the_request_side_and_tells_who_waits() {
     let (publisher, mut server) = notified_server(Brittle);
     let waiter = server.add_connection(Probe::new(&tx)).unwrap();
     let requester = server.requester();
+    let reader = server.reader();
     let runner = Runner::notified(server).unwrap();
     assert!(publisher.wants_update());
+    // A reader waiting for a newer snapshot: told when the poller stops, not at its timeout.
+    let watching = std::thread::spawn(move || reader.wait_newer(0, PATIENCE * 6));
 
     requester.put_request(Request::key(waiter, "boom")).unwrap();
     // The waiter is told at once that no answer will come.
@@ -198,6 +201,11 @@ fn a_poller_that_panics_stops_closes_the_request_side_and_tells_who_waits() {
         panic!("{:?}", runner.stopped());
     };
     assert_eq!(message.as_str(), "reading boom");
+    // The reader is told at once that no newer snapshot will come.
+    assert_eq!(
+        watching.join().unwrap().map(|s| s.seq()),
+        Err(WaitError::Closed)
+    );
 
     // Nothing is accepted any more that nobody would answer.
     assert!(requester.is_closed());

@@ -8,7 +8,7 @@
 mod common;
 
 use common::{state, Recorder, State};
-use queueserver::{Closed, QueueServer, Runner, WaitError};
+use queueserver::{QueueServer, Runner, WaitError};
 use std::future::Future;
 use std::pin::pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -217,7 +217,7 @@ fn changed_across_the_server_being_dropped_returns_closed() {
     assert_eq!(wakes.count(), 1);
     assert!(matches!(
         changed.as_mut().poll(&mut cx),
-        Poll::Ready(Err(Closed))
+        Poll::Ready(Err(WaitError::Closed))
     ));
 }
 
@@ -272,5 +272,5 @@ fn changed_on_tokio_and_on_a_plain_block_on() {
         })
     };
     drop(runner.shutdown().unwrap());
-    assert_eq!(multi.block_on(pending).unwrap(), Closed);
+    assert_eq!(multi.block_on(pending).unwrap(), WaitError::Closed);
 }
