@@ -1,6 +1,6 @@
 //! Notify hooks: how whatever drives the poller learns that there is work.
 //!
-//! The seed's `onUpdate` / `onRequest` hooks. [`Notify::notify`] is called right after a
+//! They are `mmf.async`'s `onUpdate` / `onRequest` hooks. [`Notify::notify`] is called right after a
 //! [`put_update`](crate::Publisher::put_update) or a
 //! [`put_request`](crate::Requester::put_request), but only when the poller has taken
 //! everything announced before: calls are coalesced, never one per publish or request.
@@ -36,7 +36,7 @@ pub enum Event {
     Request,
 }
 
-/// A hook told that the poller has work (the seed's `onUpdate` / `onRequest`).
+/// A hook told that the poller has work (`mmf.async`'s `onUpdate` / `onRequest`).
 ///
 /// `notify` is called on the thread of whoever published or requested, at most once per
 /// event kind between two poll cycles. For [`Event::Update`] that is the computation's

@@ -73,7 +73,7 @@ impl<D: IDict, N: Notify> Publisher<D, N> {
         }
     }
 
-    /// Publishes a copy of `idict` (the seed's `put_update`).
+    /// Publishes a copy of `idict` (`mmf.async`'s `put_update`).
     ///
     /// **Computation.** Wait-free: copies `idict` into the triple buffer's back buffer with
     /// [`IDict::copy_from`] (no allocation when that copy allocates nothing), publishes it

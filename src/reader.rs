@@ -11,6 +11,7 @@
 
 use crate::park;
 use crate::snapshot::Snapshot;
+use crate::sync::{lock, Mutex, MutexGuard};
 use arc_swap::{ArcSwap, Guard};
 use core::fmt;
 use core::future::Future;
@@ -19,7 +20,7 @@ use core::pin::Pin;
 use core::task::{Context, Poll, Waker};
 use core::time::Duration;
 use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 
 /// Why a wait of a [`Reader`] ([`wait_newer`](Reader::wait_newer),
 /// [`wait_changed`](Reader::wait_changed), [`changed`](Reader::changed)) returned without a
@@ -67,9 +68,7 @@ struct Waiters {
 
 impl<D> Shelf<D> {
     fn waiters(&self) -> MutexGuard<'_, Waiters> {
-        // The list stays consistent whatever panicked while it was held: a push or a
-        // removal either happened or did not.
-        self.waiters.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.waiters)
     }
 
     /// Registers `waker` under `slot` (the id of an earlier registration, if any).
@@ -86,7 +85,8 @@ impl<D> Shelf<D> {
         let id = waiters.next;
         waiters.next += 1;
         waiters.wakers.push((id, waker.clone()));
-        self.registered.store(waiters.wakers.len(), Ordering::SeqCst);
+        self.registered
+            .store(waiters.wakers.len(), Ordering::SeqCst);
         drop(waiters);
         // SeqCst: the registration is ordered before the caller's second look at the
         // snapshot, as the poller's store is before its look at `registered`.

@@ -362,7 +362,7 @@ impl<K, N, const Q: usize, const MAXC: usize> Clone for Requester<K, N, Q, MAXC>
 }
 
 impl<K, N: Notify, const Q: usize, const MAXC: usize> Requester<K, N, Q, MAXC> {
-    /// Queues a request for the poller (the seed's `put_request`).
+    /// Queues a request for the poller (`mmf.async`'s `put_request`).
     ///
     /// **Any thread or interrupt.** Never blocks, never allocates; a bounded number of
     /// atomic steps plus one `heapless::mpmc` enqueue (see the [module docs](self) on its

@@ -110,8 +110,8 @@ struct Counters {
     added: u64,
     removed: u64,
     failed: u64,
-    accepted: Widened,
-    rejected: Widened,
+    accepted: WideCount,
+    rejected: WideCount,
 }
 
 /// A requester-side `usize` counter read as a `u64`. Each fold adds what the counter
@@ -119,12 +119,12 @@ struct Counters {
 /// lost as long as the poller folds at least once per 2^32 increments. The poller folds at
 /// every `process_updates` and `process_requests` where `usize` is narrower than `u64`.
 #[derive(Clone, Copy, Default)]
-struct Widened {
+struct WideCount {
     seen: usize,
     total: u64,
 }
 
-impl Widened {
+impl WideCount {
     /// The total, given the counter's value `now`.
     fn at(self, now: usize) -> u64 {
         self.total + now.wrapping_sub(self.seen) as u64
@@ -143,8 +143,9 @@ impl Widened {
 /// A connection is named by its slot alone: whatever changes a slot (attaching, removing,
 /// failing) runs `recover` first, so the slot still holds the connection that was called.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Busy {
-    Idle,
+enum InCall {
+    /// Nothing: the poller runs its own code.
+    Nothing,
     /// A method of the connection in this slot.
     Connection(u16),
     /// The key comparisons that find the group at the batch's cursor, and its read.
@@ -286,8 +287,12 @@ impl<C> Slots<C> {
     }
 }
 
-/// The server: owns the connections, takes snapshots, answers requests (the seed's
-/// `QueueServer`).
+/// The server: owns the connections, takes snapshots, answers requests (the
+/// `QueueServer` of the Python package `mmf.async`, whose API this crate follows).
+///
+/// Start from [`QueueServer::new`] (or [`Builder`](crate::Builder) for the other settings):
+/// it returns the computation's [`Publisher`] and the server, whose methods are the
+/// poller's.
 ///
 /// - `D`: the [`IDict`] published.
 /// - `C`: the [`Connection`] type (`Box<dyn Connection<D> + Send>` for a mix).
@@ -357,7 +362,7 @@ pub struct QueueServer<
     last_update_at: Option<Duration>,
     last_read_at: Option<Duration>,
     batch: Batch<D::Key>,
-    busy: Busy,
+    in_call: InCall,
     #[cfg(feature = "std")]
     reader: Option<crate::reader::Store<D>>,
 }
@@ -382,7 +387,7 @@ impl<D: IDict, C: Connection<D>> QueueServer<D, C> {
         Self::with_connections(idict, [])
     }
 
-    /// [`new`](Self::new), with connections attached at once (the seed's
+    /// [`new`](Self::new), with connections attached at once (as `mmf.async`'s
     /// `QueueServer(idict, connections)`); their ids are
     /// [`connection_ids`](Self::connection_ids), in order.
     pub fn with_connections<const M: usize>(
@@ -435,7 +440,7 @@ where
             last_update_at: None,
             last_read_at: None,
             batch: Batch::with_capacity(Q),
-            busy: Busy::Idle,
+            in_call: InCall::Nothing,
             #[cfg(feature = "std")]
             reader: None,
         };
@@ -562,19 +567,19 @@ where
         self.slots.failed.pop_front()
     }
 
-    /// Runs `call` on the connection in slot `index`, recorded in `busy` while it runs;
+    /// Runs `call` on the connection in slot `index`, recorded in `in_call` while it runs;
     /// with `std` a panic is caught and becomes [`ConnectionError::Panicked`].
     #[inline]
     fn call<R>(
-        busy: &mut Busy,
+        in_call: &mut InCall,
         index: usize,
         connection: &mut C,
         call: impl FnOnce(&mut C) -> R,
     ) -> Result<R, ConnectionError> {
         // MAXC < u16::MAX is checked at compile time, so the index fits.
-        *busy = Busy::Connection(index as u16);
+        *in_call = InCall::Connection(index as u16);
         let result = contain(|| call(connection)).map_err(ConnectionError::Panicked);
-        *busy = Busy::Idle;
+        *in_call = InCall::Nothing;
         result
     }
 
@@ -582,9 +587,9 @@ where
     /// no code but the server's own, except to ask the connections whether they subscribe
     /// once one is removed.
     fn recover(&mut self) {
-        match core::mem::replace(&mut self.busy, Busy::Idle) {
-            Busy::Idle => {}
-            Busy::Connection(index) => {
+        match core::mem::replace(&mut self.in_call, InCall::Nothing) {
+            InCall::Nothing => {}
+            InCall::Connection(index) => {
                 let error = ConnectionError::Panicked(PanicMessage::unknown());
                 let tags = &self.requests.slots;
                 let server = self.requests.server;
@@ -592,7 +597,7 @@ where
                     .fail(server, usize::from(index), error, tags, &mut self.counters);
                 self.refresh_subscribed();
             }
-            Busy::Read => {
+            InCall::Read => {
                 // The group being read (or being found: then only the request at the
                 // cursor) is abandoned: reading it again would panic again. It stays one
                 // group, found without comparing keys again.
@@ -604,7 +609,7 @@ where
                 batch.abandon_until = batch.abandon_until.max(culprit_end);
                 batch.group_end = culprit_end;
             }
-            Busy::Sort => {
+            InCall::Sort => {
                 let batch = &mut self.batch;
                 batch.sorted = false;
                 batch.abandon_until = batch.requests.len();
@@ -618,8 +623,8 @@ where
     fn refresh_subscribed(&mut self) -> bool {
         let tags = &self.requests.slots;
         let server = self.requests.server;
-        let (slots, busy, counters) = (&mut self.slots, &mut self.busy, &mut self.counters);
-        Self::ask_subscribed(slots, busy, tags, counters, &self.signals, server)
+        let (slots, in_call, counters) = (&mut self.slots, &mut self.in_call, &mut self.counters);
+        Self::ask_subscribed(slots, in_call, tags, counters, &self.signals, server)
     }
 
     /// [`refresh_subscribed`](Self::refresh_subscribed), on the parts of the server it
@@ -627,7 +632,7 @@ where
     /// a panic cuts the call short afterwards).
     fn ask_subscribed(
         slots: &mut Slots<C>,
-        busy: &mut Busy,
+        in_call: &mut InCall,
         tags: &[Slot],
         counters: &mut Counters,
         signals: &Signals<N>,
@@ -639,7 +644,7 @@ where
             let Some(connection) = slots.connections[index].as_mut() else {
                 continue;
             };
-            match Self::call(busy, index, connection, |c| c.wants_updates()) {
+            match Self::call(in_call, index, connection, |c| c.wants_updates()) {
                 Ok(wants) => {
                     subscribed = wants;
                     if wants {
@@ -706,7 +711,7 @@ where
     }
 
     /// Takes the newest snapshot, if there is one, and pushes it to every subscribed
-    /// connection (the seed's `process_updates`).
+    /// connection (`mmf.async`'s `process_updates`).
     ///
     /// **Poller.** Fans out at most one snapshot: the newest. Connections that fail (or
     /// panic, with `std`) are removed at once, and the others still receive it. With
@@ -748,7 +753,7 @@ where
         let snapshot = self.output.output_buffer();
         while let Some(index) = self.fanout.filter(|&i| i < MAXC) {
             if let Some(connection) = self.slots.connections[index].as_mut() {
-                let delivered = Self::call(&mut self.busy, index, connection, |c| {
+                let delivered = Self::call(&mut self.in_call, index, connection, |c| {
                     if c.wants_updates() {
                         c.on_update(snapshot).map(|()| true)
                     } else {
@@ -765,8 +770,8 @@ where
                         let tags = &self.requests.slots;
                         let (slots, counters) = (&mut self.slots, &mut self.counters);
                         slots.fail(server, index, error, tags, counters);
-                        let busy = &mut self.busy;
-                        Self::ask_subscribed(slots, busy, tags, counters, &self.signals, server);
+                        let in_call = &mut self.in_call;
+                        Self::ask_subscribed(slots, in_call, tags, counters, &self.signals, server);
                     }
                 }
             }
@@ -796,7 +801,7 @@ where
         }
     }
 
-    /// Drains the request queue and answers (the seed's `process_requests`).
+    /// Drains the request queue and answers (`mmf.async`'s `process_requests`).
     ///
     /// **Poller.** Takes at most `Q` requests; reads the newest snapshot once per distinct
     /// query; answers each connection once per query ([`Response::NotFound`] for a key the
@@ -898,9 +903,9 @@ where
         // Pending now: at least the batch (and what is left in the queue). Counted here as
         // well as when the batch closes, in case a panic keeps it from closing.
         self.counters.high_water = self.counters.high_water.max(requests.len());
-        self.busy = Busy::Sort;
+        self.in_call = InCall::Sort;
         self.batch.requests.sort_unstable();
-        self.busy = Busy::Idle;
+        self.in_call = InCall::Nothing;
         self.batch.requests.len()
     }
 
@@ -913,7 +918,7 @@ where
             batch,
             slots,
             counters,
-            busy,
+            in_call,
             requests,
             signals,
             ..
@@ -930,14 +935,14 @@ where
                 value = None;
                 batch.group_end = at + 1;
                 if batch.sorted {
-                    *busy = Busy::Read;
+                    *in_call = InCall::Read;
                     let query = &batch.requests[at].query;
                     let same = batch.requests[at..]
                         .iter()
                         .take_while(|r| r.query == *query)
                         .count();
                     batch.group_end = at + same;
-                    *busy = Busy::Idle;
+                    *in_call = InCall::Nothing;
                 }
                 if !abandon {
                     counters.reads += 1;
@@ -948,9 +953,9 @@ where
             let from = request.from;
             if !abandon && value.is_none() {
                 if let Query::Key(key) = &request.query {
-                    *busy = Busy::Read;
+                    *in_call = InCall::Read;
                     value = Some(snapshot.get(key));
-                    *busy = Busy::Idle;
+                    *in_call = InCall::Nothing;
                 }
             }
             let outcome = match batch.previous {
@@ -974,7 +979,7 @@ where
                             .expect("index_of found it attached");
                         let (outcome, result) = if abandon {
                             let reason = batch.reason;
-                            let result = Self::call(busy, index, connection, |c| {
+                            let result = Self::call(in_call, index, connection, |c| {
                                 c.on_abandoned(&request.query, reason)
                             });
                             counters.abandoned += 1;
@@ -989,7 +994,7 @@ where
                                 (Query::All, _) => Response::Snapshot(snapshot),
                             };
                             let result =
-                                Self::call(busy, index, connection, |c| c.on_response(response));
+                                Self::call(in_call, index, connection, |c| c.on_response(response));
                             if matches!(result, Ok(Ok(()))) {
                                 counters.answered += 1;
                                 (Outcome::Answered, result)
@@ -1000,7 +1005,7 @@ where
                         };
                         if let Err(error) = result.and_then(|r| r) {
                             slots.fail(server, index, error, tags, counters);
-                            Self::ask_subscribed(slots, busy, tags, counters, signals, server);
+                            Self::ask_subscribed(slots, in_call, tags, counters, signals, server);
                         }
                         outcome
                     }
@@ -1189,7 +1194,7 @@ impl<D: IDict, C, N, T, const Q: usize, const MAXC: usize> fmt::Debug
 
 #[cfg(test)]
 mod tests {
-    use super::{Busy, Widened};
+    use super::{InCall, WideCount};
     use crate::{Connection, ConnectionError, QueueServer, Request, Response, Snapshot};
     use alloc::collections::BTreeMap;
     use alloc::vec::Vec;
@@ -1216,7 +1221,7 @@ mod tests {
     }
 
     // Where panics unwind without `std`, a connection's panic is not caught: it leaves
-    // the server as these tests set it up by hand (the call recorded in `busy`, the
+    // the server as these tests set it up by hand (the call recorded in `in_call`, the
     // fan-out or the batch where it stopped).
 
     #[test]
@@ -1229,7 +1234,7 @@ mod tests {
         // on_response of `culprit` unwound: the batch was taken, nothing settled.
         server.refresh();
         server.take_batch();
-        server.busy = Busy::Connection(culprit.index());
+        server.in_call = InCall::Connection(culprit.index());
         let done = server.process_requests();
         assert_eq!(done.failed, 1);
         let failed = server.take_failed().unwrap();
@@ -1263,7 +1268,7 @@ mod tests {
             .push(1);
         server.counters.deliveries += 1;
         server.fanout = Some(1);
-        server.busy = Busy::Connection(ids[1].index());
+        server.in_call = InCall::Connection(ids[1].index());
         let done = server.process_updates();
         assert_eq!((done.handled, done.failed), (1, 1));
         assert!(!server.is_attached(ids[1]));
@@ -1277,7 +1282,7 @@ mod tests {
     #[test]
     fn a_widened_count_survives_the_counter_wrapping() {
         // 10 counted so far; the counter stood 3 short of wrapping at the last fold.
-        let mut count = Widened {
+        let mut count = WideCount {
             seen: usize::MAX - 2,
             total: 10,
         };

@@ -19,10 +19,20 @@ pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering
 pub(crate) use loom::sync::Arc;
 
 #[cfg(all(feature = "std", not(loom)))]
-pub(crate) use std::sync::{Mutex, MutexGuard, RwLock};
+pub(crate) use std::sync::{Condvar, Mutex, MutexGuard, RwLock};
 
 #[cfg(all(feature = "std", loom))]
-pub(crate) use loom::sync::{Mutex, MutexGuard, RwLock};
+pub(crate) use loom::sync::{Condvar, Mutex, MutexGuard, RwLock};
+
+/// Locks `mutex`, and goes on with a poisoned one: every critical section in the crate
+/// leaves its data whole (a push, a take, a count, a flag), so a panic elsewhere while the
+/// lock was held cannot have torn it.
+#[cfg(feature = "std")]
+pub(crate) fn lock<T: ?Sized>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// Thread parking for the runner: `std::thread`, or loom's model of it.
 #[cfg(all(feature = "std", not(loom)))]

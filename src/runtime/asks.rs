@@ -131,11 +131,11 @@
 use crate::connection::Abandoned;
 use crate::idict::IDict;
 use crate::request::Query;
-use crate::sync::{Mutex, MutexGuard};
+use crate::sync::{lock, Mutex, MutexGuard};
 use alloc::collections::BTreeMap;
 use core::fmt;
 use core::marker::PhantomData;
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Somebody waiting for one answer: a thread, a task, a network query, a browser.
@@ -533,7 +533,7 @@ impl<K: Clone + Ord, A: Asker> Inner<K, A> {
     fn table(&self) -> MutexGuard<'_, Table<K, A>> {
         // A panic while the lock was held (in a key's `Ord` or `Clone`) leaves the table
         // consistent enough to go on: at worst a count is off; askers are still told.
-        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.table)
     }
 
     /// Puts the request of `query` (its entry is `Sent` in round `round`) and records a
@@ -1020,7 +1020,7 @@ impl<K, A> Drop for Retired<K, A> {
             return;
         }
         if let Some(inner) = &self.inner {
-            let mut table = inner.table.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut table = lock(&inner.table);
             let n = self.askers.len() as u64;
             table.delivering -= n;
             table.stats.outstanding -= n;

@@ -25,8 +25,9 @@
 //! | [`offer`](Outbox::offer), [`push`](Outbox::push), [`push_last`](Outbox::push_last), [`close_with`](Outbox::close_with) | any thread (a relay's worker, the receiver's reader) | a short lock; no allocation (the queue is allocated at construction); at most one wake of the writer |
 //! | [`next`](Outbox::next) | the receiver's writer | **blocks** until a message is there, a held update is due, or the outbox is closed |
 
+use crate::sync::{lock, Condvar, Mutex, MutexGuard};
 use std::collections::VecDeque;
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
 /// A copy of one outbox's counts.
@@ -204,8 +205,7 @@ impl<M: Measured> Outbox<M> {
     }
 
     fn state(&self) -> MutexGuard<'_, State<M>> {
-        // Every change leaves the state whole: a panic elsewhere cannot tear it.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.state)
     }
 
     /// Offers an update: queued now, or held until the receiver's rate limit allows it.

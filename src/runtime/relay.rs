@@ -72,9 +72,9 @@ use crate::park;
 use crate::reader::Reader;
 use crate::request::{Query, Request, RequestError, Requester};
 use crate::snapshot::Snapshot;
-use crate::sync::{AtomicBool, Mutex, Ordering};
+use crate::sync::{lock, AtomicBool, Mutex, Ordering};
 use core::fmt;
-use std::sync::{Arc, OnceLock, PoisonError};
+use std::sync::{Arc, OnceLock};
 use std::task::Waker;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
@@ -732,7 +732,7 @@ impl<D: IDict, A: Asker> Relay<D, A> {
             deadline
         };
         let inner = self.inner();
-        let mut sweep = inner.sweep.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut sweep = lock(&inner.sweep);
         if let Some(next) = sweep.as_mut() {
             if next.map_or(true, |next| at < next) {
                 *next = Some(at);
@@ -776,10 +776,7 @@ impl<D: IDict, A: Asker> Relay<D, A> {
         S: Sink<D, Asker = A>,
     {
         let inner = self.inner();
-        let _turn = inner
-            .draining
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let _turn = lock(&inner.draining);
         let mut drained = Drained::default();
         while let Some(delivery) = inner.mailbox.pop() {
             drained.answers += 1;
@@ -904,11 +901,7 @@ where
     where
         S: Sink<D, Asker = A> + Send + 'static,
     {
-        *self
-            .inner()
-            .sweep
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(None);
+        *lock(&self.inner().sweep) = Some(None);
         let relay = self.clone();
         let stop = Arc::new(AtomicBool::new(false));
         let thread = std::thread::Builder::new().name(name.into()).spawn({
@@ -965,11 +958,7 @@ where
 
     /// Sweeps the asks if due; when to sweep next.
     fn sweep(&self, now: Instant) -> Option<Instant> {
-        let mut next = self
-            .inner()
-            .sweep
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut next = lock(&self.inner().sweep);
         match *next {
             // No thread keeps the deadlines, or no ask is outstanding.
             None | Some(None) => return None,

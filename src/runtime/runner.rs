@@ -50,7 +50,7 @@ use crate::notify::{Notify, ThreadNotify};
 use crate::server::{ConnectionsFull, QueueServer};
 use crate::stats::Stats;
 use crate::sync::thread;
-use crate::sync::{Arc, AtomicBool, Mutex, MutexGuard, Ordering};
+use crate::sync::{lock, Arc, AtomicBool, Mutex, Ordering};
 use core::fmt;
 use core::time::Duration;
 use std::sync::TryLockError;
@@ -245,13 +245,6 @@ struct Shared<C> {
     /// The poller's answer, written before `replied` is set; read only after.
     reply: Mutex<Option<Reply<C>>>,
     replied: AtomicBool,
-}
-
-/// Locks `mutex`; a poisoned lock is used all the same (nothing panics while holding these).
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A poller thread that owns a [`QueueServer`] until [`shutdown`](Self::shutdown), and

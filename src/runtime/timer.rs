@@ -6,8 +6,9 @@
 //! earliest one, and ends when it has had no alarm for a second (the next alarm starts it
 //! again). An alarm is withdrawn when dropped.
 
+use crate::sync::{lock, Condvar, Mutex, MutexGuard};
 use std::collections::BTreeMap;
-use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{OnceLock, PoisonError};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
@@ -36,8 +37,7 @@ fn timer() -> &'static Timer {
 
 impl Timer {
     fn state(&self) -> MutexGuard<'_, State> {
-        // Every critical section leaves the map whole.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.state)
     }
 
     /// The thread's loop: wakes the alarms that are due, sleeps until the next.

@@ -22,7 +22,7 @@
 //! `loom-tests/tests/relay.rs` checks every interleaving of it.
 
 use crate::fault::PanicMessage;
-use crate::sync::{Mutex, MutexGuard};
+use crate::sync::{lock, Mutex, MutexGuard};
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::fmt;
@@ -141,9 +141,7 @@ impl<U, M> Mailbox<U, M> {
     }
 
     fn state(&self) -> MutexGuard<'_, State<U, M>> {
-        // Every critical section below leaves the state whole (a push, a take, a flag):
-        // a panic elsewhere while the lock was held cannot tear it.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.state)
     }
 
     // ----- the poller's side -----
