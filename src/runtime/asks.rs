@@ -1074,17 +1074,27 @@ impl<D: IDict, A: Asker> Responder<D, A> {
     /// Returns how many askers it answered.
     ///
     /// **The worker side.** No lock while preparing or delivering.
+    ///
+    /// If `prepare` panics, the askers are told [`AskError::Closed`] before the panic goes
+    /// on: nobody is left waiting for a reply that will not be made.
     pub fn answer<F>(&self, retired: Retired<D::Key, A>, prepare: F) -> usize
     where
         F: FnOnce() -> A::Reply,
     {
-        let askers = retired.settle(Told::Answered);
-        let count = askers.len();
+        let count = retired.askers.len();
         if count > 0 {
-            let reply = prepare();
-            for waiting in askers {
+            let reply = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(prepare)) {
+                Ok(reply) => reply,
+                Err(panic) => {
+                    self.close_retired(retired);
+                    std::panic::resume_unwind(panic)
+                }
+            };
+            for waiting in retired.settle(Told::Answered) {
                 waiting.asker.answer(&reply);
             }
+        } else {
+            drop(retired);
         }
         self.inner.flush();
         count

@@ -252,10 +252,17 @@ impl<D: IDict, A: Asker> Inner<D, A> {
         Arc::new(snapshot.clone())
     }
 
-    /// Ends the worker side.
+    /// Ends the worker side: later deliveries are refused, and those queued are told
+    /// [`AskError::Closed`] (nobody will hand them out).
     fn end(&self, end: End) {
         self.mailbox.close(end);
         self.ended.store(true, Ordering::Relaxed);
+        while let Some(delivery) = self.mailbox.pop() {
+            let retired = match delivery {
+                Delivery::Answer(_, retired) | Delivery::Abandoned(_, _, retired) => retired,
+            };
+            self.responder.close_retired(retired);
+        }
     }
 
     /// Queues `delivery`; a refusal tells its askers `Closed` and fails the connection.
