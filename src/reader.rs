@@ -307,6 +307,10 @@ impl<D> Reader<D> {
     /// thread that has ended is reused instead, when there is one); no later load on that
     /// thread allocates. Meant for short reads: a thread holding many guards at once falls
     /// back to a slower path; for a long-lived copy use [`load_full`](Self::load_full).
+    ///
+    /// Each thread that has loaded adds a little to every store the poller makes (it pays
+    /// the debts arc-swap keeps per thread): read from a bounded set of threads, not one per
+    /// receiver. The crate's relays read it from their worker thread only.
     pub fn load(&self) -> ReadGuard<D> {
         ReadGuard {
             guard: self.shared.swap.load(),

@@ -15,7 +15,7 @@ use queueserver::runtime::outbox::{Outbox, OutboxStats};
 use queueserver::runtime::relay::{Answered, End, Pace, Relay, RelayStats, Sink, Update, Worker};
 use queueserver::{
     Clock, Connection, ConnectionId, ConnectionsFull, IDict, Notify, Query, QueueServer, Reader,
-    RelayConnection, Requester, Response, Stats,
+    RelayConnection, Requester, Response, Snapshot, Stats,
 };
 use serde::Serialize;
 use std::fmt;
@@ -131,6 +131,12 @@ struct View<D: IDict> {
     hosts: HostCheck,
     /// Set once the connection is attached, before any page can connect.
     relay: OnceLock<Relay<D, PageAsker>>,
+    /// The newest snapshot the worker has seen, for turning an asked name into a key. Only
+    /// the worker reads the server's `Reader`: every thread that loads it costs each of the
+    /// poller's stores a little (arc-swap's debt list), so the pages' threads never do.
+    latest: Mutex<Arc<Snapshot<D>>>,
+    /// Pages connected, waiting for the worker to send them their first values.
+    joining: Mutex<Vec<Arc<Browser>>>,
     browsers: Mutex<Vec<Arc<Browser>>>,
     /// Places taken by pages, connected or being connected.
     places: AtomicUsize,
@@ -182,9 +188,9 @@ impl<D: IDict> View<D> {
         }
     }
 
-    /// The newest snapshot the server's poller has taken.
-    fn latest(&self) -> Option<Arc<queueserver::Snapshot<D>>> {
-        self.relay.get().and_then(Relay::latest)
+    /// The newest snapshot the worker has seen.
+    fn latest(&self) -> Arc<Snapshot<D>> {
+        Arc::clone(&lock(&self.latest))
     }
 }
 
@@ -203,7 +209,7 @@ where
             ));
             return;
         }
-        let (Some(relay), Some(latest)) = (self.relay.get(), self.latest()) else {
+        let (Some(relay), latest) = (self.relay.get(), self.latest()) else {
             reply(wire::error(
                 Some(id),
                 "the view is not attached to a server",
@@ -417,6 +423,7 @@ where
         let now = Instant::now();
         self.last_update = Some(now);
         let view = &self.view;
+        *lock(&view.latest) = Arc::clone(update.snapshot());
         let browsers = lock(&view.browsers).clone();
         if browsers.is_empty() {
             return;
@@ -451,6 +458,9 @@ where
     fn pace(&mut self, now: Instant) -> Pace {
         let due = self.last_update.map_or(now, |last| last + self.interval);
         let mut tick = self.next_stats.min(self.next_ping);
+        if !lock(&self.view.joining).is_empty() {
+            tick = now;
+        }
         if now >= due {
             return Pace {
                 update: true,
@@ -463,6 +473,21 @@ where
 
     fn tick(&mut self, now: Instant) {
         let view = &self.view;
+        let joining = std::mem::take(&mut *lock(&view.joining));
+        if !joining.is_empty() {
+            // The newest snapshot the poller has taken, read here on the worker's thread.
+            if let Some(latest) = view.relay.get().and_then(Relay::latest) {
+                *lock(&view.latest) = latest;
+            }
+            let latest = view.latest();
+            for browser in joining {
+                welcome(view, &browser, &latest, true);
+                keep(view, browser);
+            }
+            if let Some(relay) = view.relay.get() {
+                relay.subscribe(true);
+            }
+        }
         if now >= self.next_stats {
             self.next_stats = now + view.options.stats_interval;
             let server = lock(&view.stats_source).as_mut().map(|source| source());
@@ -497,7 +522,16 @@ where
 
     fn ended(&mut self, end: End) {
         let view = &self.view;
-        view.attached.store(false, Ordering::Relaxed);
+        {
+            // Pages that join from now on are welcomed by their own thread.
+            let mut joining = lock(&view.joining);
+            view.attached.store(false, Ordering::Relaxed);
+            let latest = view.latest();
+            for browser in joining.drain(..) {
+                welcome(view, &browser, &latest, true);
+                keep(view, browser);
+            }
+        }
         if end == End::Detached {
             let text = Utf8Bytes::from(wire::status(
                 false,
@@ -507,6 +541,56 @@ where
                 browser.outbox.push_last(Out::Text(text.clone()));
             }
         }
+    }
+}
+
+/// Adds a welcomed page to those served, unless it has gone meanwhile (its thread shuts
+/// its outbox before it removes it, under the same lock).
+fn keep<D: IDict>(view: &View<D>, browser: Arc<Browser>) {
+    let mut browsers = lock(&view.browsers);
+    if !browser.outbox.is_closed() {
+        browsers.push(browser);
+    }
+}
+
+/// Sends a page its `hello` and the values of `latest`; tells it if the computation does
+/// not run.
+fn welcome<D>(view: &View<D>, browser: &Browser, latest: &Snapshot<D>, running: bool)
+where
+    D: IDict,
+    D::Value: Serialize,
+{
+    let options = &view.options;
+    let running = running && view.attached.load(Ordering::Relaxed);
+    let mut names = Vec::new();
+    latest.visit(|key, _| {
+        let mut name = String::new();
+        if D::write_name(key, &mut name).is_ok() {
+            names.push(name);
+        }
+    });
+    let hello = wire::Hello {
+        kind: "hello",
+        version: wire::FORMAT_VERSION,
+        names: &names,
+        rate_hz: options.max_rate_hz,
+        max_rate_hz: options.max_rate_hz,
+        outbox: options.outbox,
+        max_message: options.max_message,
+        server_time: wire::now_ms(),
+        running,
+    };
+    if let Ok(hello) = serde_json::to_string(&hello) {
+        browser.outbox.push(Out::text(hello));
+    }
+    if let Ok(first) = wire::update(latest.seq(), wire::now_ms(), latest.data()) {
+        browser.outbox.offer(Out::text(first), Instant::now());
+    }
+    if !running {
+        browser.outbox.push(Out::text(wire::status(
+            false,
+            "the computation's server is not running",
+        )));
     }
 }
 
@@ -554,6 +638,9 @@ where
             options,
             addr,
             relay: OnceLock::new(),
+            // The one load of the reader outside the worker: this thread's, once.
+            latest: Mutex::new(reader.load_full()),
+            joining: Mutex::new(Vec::new()),
             browsers: Mutex::new(Vec::new()),
             places: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
@@ -874,47 +961,21 @@ where
     let outbox = Outbox::new(options.outbox, options.max_rate_hz);
     let browser = Arc::new(Browser::new(id, peer, outbox, handle));
 
-    let running = view.attached.load(Ordering::Relaxed);
-    let latest = view.latest();
-    let mut names = Vec::new();
-    if let Some(latest) = &latest {
-        latest.visit(|key, _| {
-            let mut name = String::new();
-            if D::write_name(key, &mut name).is_ok() {
-                names.push(name);
+    {
+        // The worker welcomes the page (its first values come from the server's reader,
+        // which only the worker reads); once the relay has ended, the page's own thread
+        // does, from the last snapshot the worker saw.
+        let mut joining = lock(&view.joining);
+        if view.attached.load(Ordering::Relaxed) {
+            joining.push(Arc::clone(&browser));
+            drop(joining);
+            if let Some(relay) = view.relay.get() {
+                relay.nudge();
             }
-        });
-    }
-    let hello = wire::Hello {
-        kind: "hello",
-        version: wire::FORMAT_VERSION,
-        names: &names,
-        rate_hz: options.max_rate_hz,
-        max_rate_hz: options.max_rate_hz,
-        outbox: options.outbox,
-        max_message: options.max_message,
-        server_time: wire::now_ms(),
-        running,
-    };
-    if let Ok(hello) = serde_json::to_string(&hello) {
-        browser.outbox.push(Out::text(hello));
-    }
-    if let Some(first) =
-        latest.and_then(|latest| wire::update(latest.seq(), wire::now_ms(), latest.data()).ok())
-    {
-        browser.outbox.offer(Out::text(first), Instant::now());
-    }
-    if !running {
-        browser.outbox.push(Out::text(wire::status(
-            false,
-            "the computation's server is not running",
-        )));
-    }
-    {
-        let mut browsers = lock(&view.browsers);
-        browsers.push(Arc::clone(&browser));
-        if let Some(relay) = view.relay.get() {
-            relay.subscribe(true);
+        } else {
+            drop(joining);
+            welcome(view, &browser, &view.latest(), false);
+            keep(view, Arc::clone(&browser));
         }
     }
     view.counters.accepted.fetch_add(1, Ordering::Relaxed);
@@ -942,7 +1003,9 @@ where
         browser::write_loop(&browser, stream);
     }
     browser.shut_down();
+    lock(&view.joining).retain(|b| b.id != id);
     {
+        // After the shutdown: a worker welcoming the page now sees it closed.
         let mut browsers = lock(&view.browsers);
         browsers.retain(|b| b.id != id);
         if browsers.is_empty() {

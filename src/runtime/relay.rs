@@ -826,6 +826,14 @@ impl<D: IDict, A: Asker> Relay<D, A> {
         self.inner().mailbox.unregister(slot);
     }
 
+    /// Wakes the worker side, so that it looks at its sink's pace and ticks again now (a
+    /// receiver joined, say).
+    ///
+    /// **Any thread.** A short lock, and a wake of whoever waits.
+    pub fn nudge(&self) {
+        self.inner().mailbox.wake_all();
+    }
+
     /// Closes the relay: every outstanding ask is told [`AskError::Closed`], later asks are
     /// refused, and the connection fails with [`ConnectionError::Closed`] at the poller's
     /// next call (which removes it). The relay's thread, if any, stops.
