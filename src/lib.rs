@@ -2,10 +2,89 @@
 //! deduplicated direct requests, for hard-real-time loops and embedded targets.
 //!
 //! A computation (a control loop, a simulation, an audio callback, firmware) publishes
-//! snapshots of its state, an [`IDict`]. A [`QueueServer`] fans them out to
-//! [`Connection`]s and answers their direct requests, while the computation never waits:
-//! publishing takes no lock, allocates nothing, makes no syscall and runs in bounded time.
-//! It is the `QueueServer` of the Python package `mmf.async`, rebuilt in Rust.
+//! snapshots of its state. A [`QueueServer`] fans them out to [`Connection`]s and answers
+//! their direct requests, while the computation never waits: publishing takes no lock,
+//! allocates nothing, makes no syscall and runs in bounded time. It is the `QueueServer` of
+//! the Python package `mmf.async`, rebuilt in Rust.
+//!
+//! # Start here
+//!
+//! Two calls set everything up:
+//!
+//! - [`QueueServer::new`] takes the computation's state (an [`IDict`]: a struct with
+//!   `#[derive(IDict)]`, or a map) and returns the computation's [`Publisher`] and the
+//!   server;
+//! - [`Runner::every`] (or [`Runner::notified`]) runs the server's poller on a thread of its
+//!   own. Before that, [`QueueServer::add_client`] gives a [`Client`] that asks for values
+//!   from any thread, and [`QueueServer::reader`] a [`Reader`] of the newest snapshot.
+//!
+//! With these lines in `Cargo.toml` (`derive` brings `#[derive(IDict)]`):
+//!
+//! ```toml
+//! [dependencies]
+//! queueserver = { version = "0.1", features = ["derive"] }
+//! ```
+//!
+//! this is a whole program:
+//!
+//! ```
+//! use queueserver::{IDict, QueueServer, Runner};
+//! use std::time::Duration;
+//!
+//! /// The computation's state: each field is a value with a name.
+//! #[derive(Clone, Default, IDict)]
+//! struct Plant {
+//!     position: f64,
+//!     steps: u64,
+//! }
+//!
+//! fn main() {
+//!     let mut plant = Plant::default();
+//!     let (mut publisher, mut server) = QueueServer::new(plant.clone());
+//!     let client = server.add_client().unwrap();
+//!     let reader = server.reader();
+//!     let runner = Runner::every(server, Duration::from_millis(1)).unwrap();
+//!
+//!     // The computation: wait-free, whoever watches.
+//!     for step in 1..=1000u32 {
+//!         plant.position = f64::from(step) * 1e-3;
+//!         plant.steps = u64::from(step);
+//!         publisher.put_update(&plant);
+//!     }
+//!
+//!     // Any other thread: one value now (the key enum comes from the derive)...
+//!     let answer = client.get(PlantKey::Steps, Duration::from_secs(10)).unwrap();
+//!     assert_eq!(answer.value, Some(PlantValue::Steps(answer.seq)));
+//!     // ...or the newest snapshot, waiting for the last one.
+//!     let last = reader.wait_newer(999, Duration::from_secs(10)).unwrap();
+//!     assert_eq!(last.steps, 1000);
+//!     runner.shutdown().unwrap();
+//! }
+//! ```
+//!
+//! Without `std` (`default-features = false`) the same server runs on a microcontroller:
+//! your main loop or an interrupt calls [`QueueServer::poll`] instead of a runner. Other
+//! processes watch it through the `queueserver-zenoh` crate, browsers through
+//! `queueserver-web`.
+//!
+//! # Words used here
+//!
+//! | word | meaning |
+//! |---|---|
+//! | **IDict** | "interface dictionary": the computation's state as named values ([`IDict`]). A struct with `#[derive(IDict)]`, a map, or your own implementation |
+//! | **computation** | the thread or interrupt that owns the state and publishes it ([`Publisher`]) |
+//! | **snapshot** | one published copy of the IDict, numbered ([`Snapshot`]) |
+//! | **seq** | a snapshot's number: 0 for the initial state, then 1, 2, … one per publish |
+//! | **poller** | whatever calls the server's [`poll`](QueueServer::poll) (a [`Runner`]'s thread, a main loop): it takes snapshots, fans them out, answers requests |
+//! | **connection** | a party the poller hands snapshots and answers to ([`Connection`]), named by a [`ConnectionId`] |
+//! | **request** | a connection's ask for one value, or the whole snapshot ([`Request`]) |
+//! | **overwritten** | a snapshot the poller never took: a newer one replaced it first (latest wins) |
+//! | **superseded** | a snapshot the poller took but did not fan out: a newer one came while a rate limit held it |
+//! | **consolidated** | a request answered by the read made for an identical one: ten requests for one key are one read |
+//! | **orphaned** | a request whose connection went away before its answer |
+//! | **abandoned** | a request the server will never answer (a panic while reading its value, or a server that stopped serving); its connection is told |
+//! | **relay** | the piece every watcher on another thread sits on (a [`Client`], a web view, Zenoh): one connection, a latest-wins slot, a bounded queue of answers ([`runtime::relay`]) |
+//! | **asker** | one party waiting for one answer behind a relay: a thread, a task, a browser, a remote get ([`runtime::asks`]) |
 //!
 //! # Guarantees
 //!
@@ -32,8 +111,8 @@
 //!   snapshots, never older ones, and [`Stats::updates_overwritten`] says how many it missed.
 //! - **The request queue is `heapless::mpmc`**, which is not strictly lock-free: a requester
 //!   pre-empted in the middle of an enqueue can make others see the queue as full until it
-//!   resumes (heapless issue 583). Requesters get their request back and may retry; the
-//!   computation never touches that queue.
+//!   resumes (the `heapless` maintainers deprecated the type for that reason). Requesters
+//!   get their request back and may retry; the computation never touches that queue.
 //! - **Hooks decide real-time safety of notification**: see [`notify`].
 //!
 //! # Faults
@@ -44,7 +123,10 @@
 //! server, or a [`Runner`] whose poller stopped, refuses every later request. Ids are never
 //! valid again once removed, nor on another server. See [`fault`].
 //!
-//! # Example
+//! # Example: a connection of your own, polled by hand
+//!
+//! The state here is a `heapless` map (add `heapless = "0.9"` to `Cargo.toml`); no `std` is
+//! needed for any of it.
 //!
 //! ```
 //! use queueserver::{Connection, ConnectionError, QueueServer, Request, Response, Snapshot};
@@ -95,6 +177,19 @@
 //! assert_eq!(server.connection(ui).unwrap().updates, 1);
 //! ```
 //!
+//! # Layout: the core and the std runtime
+//!
+//! The modules at the top of this crate are the real-time core: `no_std`, no `unsafe`, no
+//! allocation after construction (the computation's side, the request queue, the server
+//! and its poller, connections, hooks, stats), and with `std` the read path's [`Reader`].
+//! Everything that runs on an operating system's threads beside it is in one room,
+//! [`runtime`] (std): the [`Runner`], the [relay](runtime::relay) every watcher sits on,
+//! the [`asks`](runtime::asks) machinery, the [`Client`], a [channel](runtime::channel). It
+//! is built on the core's public operations, and the core never names it. The types you
+//! use most are re-exported here, so `use queueserver::{Client, QueueServer, Runner};` is
+//! all an application needs; transports import the relay from
+//! `queueserver::runtime::relay`.
+//!
 //! # Features
 //!
 //! | feature | default | what it adds |
@@ -139,10 +234,14 @@ mod stats;
 mod sync;
 
 pub use builder::{Builder, Parts};
+#[doc(inline)]
 pub use clock::{Clock, ManualClock, NoClock};
 pub use config::{Config, ConfigError};
+#[doc(inline)]
 pub use connection::{Abandoned, Connection, ConnectionError, ConnectionId, Response};
+#[doc(inline)]
 pub use fault::PanicMessage;
+#[doc(inline)]
 pub use idict::IDict;
 /// `#[derive(IDict)]`: a struct with named fields becomes an [`IDict`](trait@IDict) whose
 /// keys are a generated enum with names (feature `derive`).
@@ -229,8 +328,10 @@ pub mod __private {
 
     pub use crate::idict::generated::{CopyFields, CopyProbe, CopyWhole};
 }
+#[doc(inline)]
 pub use notify::{Event, FlagNotify, NoNotify, Notify, WakerNotify};
 pub use publisher::Publisher;
+#[doc(inline)]
 pub use request::{Query, Request, RequestError, Requester};
 pub use server::{ConnectionsFull, Failed, Processed, QueueServer};
 pub use snapshot::Snapshot;
@@ -242,14 +343,19 @@ pub use stats::Stats;
 pub struct ReadmeDoctests;
 
 #[cfg(feature = "std")]
+#[doc(inline)]
 pub use clock::StdClock;
 #[cfg(feature = "std")]
+#[doc(inline)]
 pub use notify::ThreadNotify;
 #[cfg(feature = "std")]
 pub use reader::{Changed, ReadGuard, Reader, WaitError};
 #[cfg(feature = "std")]
+#[doc(inline)]
 pub use runtime::client::{Answer, AskError, Client, ClientConnection};
 #[cfg(feature = "std")]
+#[doc(inline)]
 pub use runtime::relay::{Relay, RelayConnection};
 #[cfg(feature = "std")]
+#[doc(inline)]
 pub use runtime::runner::{AddError, Crashed, RemoveError, Runner, StartError, StopCause};
