@@ -45,7 +45,9 @@
 
   function connect() {
     setState('connecting', 'connecting…');
-    const socket = new WebSocket('ws://' + location.host + '/ws');
+    // The scheme the page was loaded with: wss:// behind a TLS-terminating proxy.
+    const scheme = location.protocol === 'https:' ? 'wss://' : 'ws://';
+    const socket = new WebSocket(scheme + location.host + '/ws');
     view.socket = socket;
     socket.onopen = () => { view.reconnectDelay = 500; };
     socket.onmessage = (event) => {
