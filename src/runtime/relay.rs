@@ -797,14 +797,13 @@ impl<D: IDict, A: Asker> Relay<D, A> {
             }
         }
         // The last snapshot of a server that went away is delivered whatever the pace.
-        if update || inner.mailbox.is_detached() {
-            if let Some(newest) = inner.mailbox.take_update() {
-                sink.update(&newest);
-                drained.update = true;
-            }
+        let (newest, end) = inner.mailbox.finish(update);
+        if let Some(newest) = newest {
+            sink.update(&newest);
+            drained.update = true;
         }
-        drained.end = inner.mailbox.end();
-        if drained.end.is_some() {
+        drained.end = end;
+        if end.is_some() {
             inner.responder.close();
         }
         drained

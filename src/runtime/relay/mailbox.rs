@@ -220,6 +220,26 @@ impl<U, M> Mailbox<U, M> {
         update
     }
 
+    /// After the messages: the update in the slot if `update` or the poller's side is gone
+    /// (its last snapshot is handed over whatever the pace), and the end as
+    /// [`end`](Self::end) sees it once that update is taken. One lock.
+    pub(crate) fn finish(&self, update: bool) -> (Option<U>, Option<End>) {
+        let mut state = self.state();
+        let newest = if update || state.detached {
+            state.update.take()
+        } else {
+            None
+        };
+        if newest.is_some() {
+            state.counts.taken += 1;
+        }
+        let drained = state.queue.is_empty() && state.update.is_none();
+        let end = state
+            .end
+            .or((state.detached && drained).then_some(End::Detached));
+        (newest, end)
+    }
+
     /// Takes the oldest message, if there is one.
     pub(crate) fn pop(&self) -> Option<M> {
         self.state().queue.pop_front()
@@ -314,11 +334,6 @@ impl<U, M> Mailbox<U, M> {
         state
             .end
             .or((state.detached && drained).then_some(End::Detached))
-    }
-
-    /// Whether the poller's side is gone (what it left may still be queued).
-    pub(crate) fn is_detached(&self) -> bool {
-        self.state().detached
     }
 
     /// How many messages are queued, and the update if one waits.
