@@ -537,3 +537,68 @@ fn an_ask_the_server_abandons_gets_an_error_at_once_and_the_page_goes_on() {
     );
     view.shutdown();
 }
+
+#[test]
+fn a_page_that_reads_nothing_is_found_out_by_its_pings_whatever_the_socket_buffers_hold() {
+    // Ten small updates a second: the kernel's buffers would take them for hours, so only
+    // the pings can tell that this page reads nothing.
+    let options = Options::new()
+        .max_rate_hz(10.0)
+        .stall_timeout(Duration::from_millis(400))
+        .ping_interval(Duration::from_millis(100));
+    let rig = Rig::start(options, Duration::from_millis(100), Wave::at);
+    let mut reading = Page::connect(rig.view());
+    let reader = std::thread::spawn(move || {
+        // Reading answers the pings (tungstenite queues each pong and sends it as it reads).
+        while reading.socket.read().is_ok() {}
+    });
+    let silent = Page::connect(rig.view());
+    let connected = std::time::Instant::now();
+    wait_for("the silent page to be disconnected", || {
+        rig.view().stats().stalled == 1
+    });
+    // Not before it was silent for the stall timeout.
+    assert!(connected.elapsed() >= Duration::from_millis(400));
+    let stats = rig.view().stats();
+    assert_eq!((stats.stalled, stats.disconnected), (1, 1));
+    // The page that reads (and so answers the pings) stays, well past the stall timeout.
+    let left = rig.view().browsers();
+    assert_eq!(left.len(), 1);
+    let sent = left[0].outbox.sent;
+    std::thread::sleep(Duration::from_millis(800));
+    let left = rig.view().browsers();
+    assert_eq!(left.len(), 1);
+    assert!(left[0].outbox.sent > sent);
+    assert_eq!(rig.view().stats().stalled, 1);
+    drop(silent);
+    drop(rig);
+    reader.join().unwrap();
+}
+
+#[test]
+fn past_the_bound_on_request_threads_a_connection_gets_503_at_once() {
+    // One page place: 2 * 1 + 32 threads read requests at most. Clients that trickle
+    // nothing hold them (for the request timeout).
+    let rig = wave_rig(
+        Options::new()
+            .max_browsers(1)
+            .request_timeout(Duration::from_secs(30)),
+    );
+    let addr = rig.view().local_addr();
+    let held: Vec<TcpStream> = (0..34).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    wait_for("every request thread to be taken", || {
+        rig.view().socket_threads() == 34
+    });
+    let mut late = TcpStream::connect(addr).unwrap();
+    late.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut answer = String::new();
+    let _ = late.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer:?}");
+    assert!(answer.contains("\r\nRetry-After: 1\r\n"), "{answer:?}");
+    assert!(rig.view().stats().refused >= 1);
+    drop(held);
+    wait_for("the held threads to end", || {
+        rig.view().socket_threads() == 0
+    });
+}
