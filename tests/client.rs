@@ -195,8 +195,11 @@ fn sixteen_threads_get_four_keys_while_the_computation_publishes() {
         "gets {gets}, requests {}, reads {}",
         stats.requests_accepted, stats.reads
     );
+    // Natively about one read per ten gets. Under Miri, with eight gets a thread on its
+    // own scheduler, how many asks meet one in flight varies from run to run: some must.
+    let most = if cfg!(miri) { gets - 1 } else { gets / 2 };
     assert!(
-        stats.reads * 2 <= gets,
+        stats.reads <= most,
         "reads {} should be well below gets {gets}",
         stats.reads
     );

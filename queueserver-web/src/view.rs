@@ -24,7 +24,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::Utf8Bytes;
@@ -371,10 +371,9 @@ where
     }
 }
 
-/// Milliseconds since the Unix epoch of `time`.
-fn millis(time: std::time::SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+/// Whole milliseconds of a time since the Unix epoch.
+fn millis(since_epoch: Duration) -> u64 {
+    u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The view's sink, on the relay's worker thread: every page's update, answers and
@@ -428,7 +427,11 @@ where
         if browsers.is_empty() {
             return;
         }
-        match wire::update(update.seq(), millis(update.taken()), update.data()) {
+        match wire::update(
+            update.seq(),
+            millis(update.taken_since_epoch()),
+            update.data(),
+        ) {
             Ok(text) => {
                 self.failing = false;
                 view.counters.updates.fetch_add(1, Ordering::Relaxed);

@@ -74,7 +74,7 @@
 
 use super::asks::{Asker, Ticket};
 use super::relay::{Answered, Relay, RelayConnection, Sink};
-use super::timer::{self, Alarm};
+use super::timer::{Alarm, Timer};
 use crate::clock::Clock;
 use crate::connection::ConnectionId;
 use crate::idict::IDict;
@@ -223,6 +223,8 @@ impl<D: IDict> Sink<D> for Callers {
 pub struct Client<D: IDict> {
     relay: Relay<D, ClientAsker<D>>,
     id: ConnectionId,
+    /// The process's timer, held from the first async ask until every handle is dropped.
+    timer: Arc<OnceLock<Arc<Timer>>>,
 }
 
 impl<D: IDict> Clone for Client<D> {
@@ -230,6 +232,7 @@ impl<D: IDict> Clone for Client<D> {
         Self {
             relay: self.relay.clone(),
             id: self.id,
+            timer: Arc::clone(&self.timer),
         }
     }
 }
@@ -316,7 +319,11 @@ where
         let Some(id) = id else {
             unreachable!("attach returned an id, or the error returned above")
         };
-        Ok(Self { relay, id })
+        Ok(Self {
+            relay,
+            id,
+            timer: Arc::new(OnceLock::new()),
+        })
     }
 }
 
@@ -519,7 +526,8 @@ where
             .as_ref()
             .is_some_and(|(alarm, w)| alarm.at() <= at && w.will_wake(waker));
         if !armed {
-            self.alarm = Some((timer::wake_at(at, waker), waker.clone()));
+            let timer = self.client.timer.get_or_init(Timer::shared);
+            self.alarm = Some((timer.wake_at(at, waker), waker.clone()));
         }
     }
 

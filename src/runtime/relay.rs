@@ -77,7 +77,7 @@ use core::fmt;
 use std::sync::{Arc, OnceLock};
 use std::task::Waker;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use self::mailbox::End;
 
@@ -85,17 +85,18 @@ pub use self::mailbox::End;
 const RETRY: Duration = Duration::from_millis(2);
 
 /// A snapshot handed to a relay's worker side: shared, with the time the poller handed it
-/// over.
+/// over (the monotonic clock's: see [`taken_since_epoch`](Self::taken_since_epoch) for the
+/// wall clock's).
 #[derive(Clone, Debug)]
 pub struct Update<D> {
     snapshot: Arc<Snapshot<D>>,
-    taken: SystemTime,
+    taken: Instant,
 }
 
 impl<D> Update<D> {
     /// An update of `snapshot` taken at `taken`: for a relay fed by something other than a
     /// server's poller (see [`Feed`]).
-    pub fn new(snapshot: Arc<Snapshot<D>>, taken: SystemTime) -> Self {
+    pub fn new(snapshot: Arc<Snapshot<D>>, taken: Instant) -> Self {
         Self { snapshot, taken }
     }
 
@@ -105,8 +106,18 @@ impl<D> Update<D> {
     }
 
     /// When the poller handed it to the relay (the wall clock, read on the poller).
-    pub fn taken(&self) -> SystemTime {
+    pub fn taken(&self) -> Instant {
         self.taken
+    }
+
+    /// When the poller handed it over, on the wall clock: nanoseconds since the Unix epoch
+    /// (0 before 1970). The wall clock is read now, on the caller's thread (the poller
+    /// reads only the monotonic one); a step of the wall clock since moves it too.
+    pub fn taken_since_epoch(&self) -> Duration {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        now.saturating_sub(self.taken.elapsed())
     }
 }
 
@@ -296,7 +307,7 @@ where
     fn update(&self, snapshot: &Snapshot<D>) -> Result<(), ConnectionError> {
         let update = Update {
             snapshot: self.share(snapshot),
-            taken: SystemTime::now(),
+            taken: Instant::now(),
         };
         self.mailbox.offer(update).map_err(refused)
     }

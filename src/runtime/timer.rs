@@ -1,49 +1,44 @@
 //! One timer for the whole process: wakes a task at a deadline.
 //!
 //! An async ask's future only has its task's `Waker`; nothing would poll it at its deadline
-//! unless something wakes it then. Every [`Client`](crate::Client) of the process shares
-//! this one timer thread for that: it is started by the first alarm, sleeps until the
-//! earliest one, and ends when it has had no alarm for a second (the next alarm starts it
-//! again). An alarm is withdrawn when dropped.
+//! unless something wakes it then. Every [`Client`](crate::Client) of the process shares one
+//! timer thread for that: [`Timer::shared`] hands out the running one, or starts it; the
+//! thread sleeps until the earliest alarm and is stopped and joined when the last holder
+//! (the last client that made an async ask) lets it go. An alarm is withdrawn when dropped.
 
 use crate::sync::{lock, Condvar, Mutex, MutexGuard};
 use std::collections::BTreeMap;
-use std::sync::{OnceLock, PoisonError};
+use std::sync::{Arc, PoisonError, Weak};
 use std::task::Waker;
-use std::time::{Duration, Instant};
-
-/// How long the thread stays with no alarm before it ends.
-const IDLE: Duration = Duration::from_secs(1);
+use std::thread::JoinHandle;
+use std::time::Instant;
 
 #[derive(Default)]
 struct State {
     alarms: BTreeMap<(Instant, u64), Waker>,
     next_id: u64,
-    running: bool,
+    stop: bool,
 }
 
-struct Timer {
+/// What the timer thread and the alarms share.
+struct Shared {
     state: Mutex<State>,
     changed: Condvar,
 }
 
-fn timer() -> &'static Timer {
-    static TIMER: OnceLock<Timer> = OnceLock::new();
-    TIMER.get_or_init(|| Timer {
-        state: Mutex::new(State::default()),
-        changed: Condvar::new(),
-    })
-}
-
-impl Timer {
+impl Shared {
     fn state(&self) -> MutexGuard<'_, State> {
         lock(&self.state)
     }
 
-    /// The thread's loop: wakes the alarms that are due, sleeps until the next.
+    /// The thread's loop: wakes the alarms that are due, sleeps until the next, until told
+    /// to stop.
     fn run(&self) {
         let mut state = self.state();
         loop {
+            if state.stop {
+                return;
+            }
             let now = Instant::now();
             let mut due = Vec::new();
             while let Some(entry) = state.alarms.first_entry() {
@@ -67,25 +62,97 @@ impl Timer {
                         .unwrap_or_else(PoisonError::into_inner)
                         .0
                 }
-                None => {
-                    let (next, timeout) = self
-                        .changed
-                        .wait_timeout(state, IDLE)
-                        .unwrap_or_else(PoisonError::into_inner);
-                    if timeout.timed_out() && next.alarms.is_empty() {
-                        let mut next = next;
-                        next.running = false;
-                        return;
-                    }
-                    next
-                }
+                None => self
+                    .changed
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner),
             };
         }
     }
 }
 
-/// An alarm set with [`wake_at`]; dropping it withdraws it.
+/// The process's timer thread, while someone holds it.
+pub(crate) struct Timer {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// The timer running now, if any holder keeps it.
+static CURRENT: std::sync::Mutex<Weak<Timer>> = std::sync::Mutex::new(Weak::new());
+
+impl Timer {
+    /// The process's timer: the one running, or a new one.
+    ///
+    /// **Any thread.** A short lock; starts the thread when none runs.
+    ///
+    /// # Panics
+    ///
+    /// If the thread cannot be started (as `std::thread::spawn`).
+    pub(crate) fn shared() -> Arc<Self> {
+        let mut current = CURRENT.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(timer) = current.upgrade() {
+            return timer;
+        }
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            changed: Condvar::new(),
+        });
+        let thread = std::thread::Builder::new()
+            .name("queueserver-timer".into())
+            .spawn({
+                let shared = Arc::clone(&shared);
+                move || shared.run()
+            })
+            .expect("start the timer thread");
+        let timer = Arc::new(Self {
+            shared,
+            thread: Some(thread),
+        });
+        *current = Arc::downgrade(&timer);
+        timer
+    }
+
+    /// Wakes `waker` at `at` (or soon after), unless the returned alarm is dropped first.
+    ///
+    /// **Any thread.** A short lock; allocates the alarm's place.
+    pub(crate) fn wake_at(&self, at: Instant, waker: &Waker) -> Alarm {
+        let shared = &self.shared;
+        let mut state = shared.state();
+        let id = state.next_id;
+        state.next_id += 1;
+        let earliest = state
+            .alarms
+            .first_key_value()
+            .map_or(true, |(&(t, _), _)| at < t);
+        state.alarms.insert((at, id), waker.clone());
+        drop(state);
+        if earliest {
+            shared.changed.notify_one();
+        }
+        Alarm {
+            shared: Arc::clone(shared),
+            key: (at, id),
+        }
+    }
+}
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        self.shared.state().stop = true;
+        self.shared.changed.notify_one();
+        if let Some(thread) = self.thread.take() {
+            // A waker run on the timer's own thread may drop the last holder: it ends by
+            // itself then.
+            if thread.thread().id() != std::thread::current().id() {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+/// An alarm set with [`Timer::wake_at`]; dropping it withdraws it.
 pub(crate) struct Alarm {
+    shared: Arc<Shared>,
     key: (Instant, u64),
 }
 
@@ -98,49 +165,18 @@ impl Alarm {
 
 impl Drop for Alarm {
     fn drop(&mut self) {
-        let removed = timer().state().alarms.remove(&self.key);
+        let removed = self.shared.state().alarms.remove(&self.key);
         // A waker's drop is foreign code: outside the lock.
         drop(removed);
     }
-}
-
-/// Wakes `waker` at `at` (or soon after), from the process's timer thread, unless the
-/// returned alarm is dropped first.
-///
-/// **Any thread.** A short lock; allocates the alarm's place; starts the timer thread if it
-/// is not running.
-///
-/// # Panics
-///
-/// If the timer thread cannot be started (as `std::thread::spawn`).
-pub(crate) fn wake_at(at: Instant, waker: &Waker) -> Alarm {
-    let clock = timer();
-    let mut state = clock.state();
-    let id = state.next_id;
-    state.next_id += 1;
-    let earliest = state
-        .alarms
-        .first_key_value()
-        .map_or(true, |(&(t, _), _)| at < t);
-    state.alarms.insert((at, id), waker.clone());
-    if !state.running {
-        state.running = true;
-        std::thread::Builder::new()
-            .name("queueserver-timer".into())
-            .spawn(|| timer().run())
-            .expect("start the timer thread");
-    } else if earliest {
-        clock.changed.notify_one();
-    }
-    Alarm { key: (at, id) }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
     use std::task::Wake;
+    use std::time::Duration;
 
     struct Count(AtomicUsize);
 
@@ -152,11 +188,13 @@ mod tests {
 
     #[test]
     fn an_alarm_wakes_once_at_its_time_and_a_dropped_one_never() {
+        let timer = Timer::shared();
+        assert!(Arc::ptr_eq(&timer, &Timer::shared()), "one timer");
         let count = Arc::new(Count(AtomicUsize::new(0)));
         let waker = Waker::from(Arc::clone(&count));
         let start = Instant::now();
-        let kept = wake_at(start + Duration::from_millis(20), &waker);
-        let dropped = wake_at(start + Duration::from_millis(10), &waker);
+        let kept = timer.wake_at(start + Duration::from_millis(20), &waker);
+        let dropped = timer.wake_at(start + Duration::from_millis(10), &waker);
         drop(dropped);
         while count.0.load(Ordering::Relaxed) == 0 {
             assert!(start.elapsed() < Duration::from_secs(60), "never woken");
@@ -166,5 +204,6 @@ mod tests {
         std::thread::sleep(Duration::from_millis(30));
         assert_eq!(count.0.load(Ordering::Relaxed), 1);
         drop(kept);
+        drop(timer);
     }
 }
