@@ -971,6 +971,12 @@ where
             if self.ready_or_register(&mut slot, &waker, pace.update) {
                 continue;
             }
+            // Read again once registered: an ask that set an earlier deadline before this
+            // look is seen here; one after it finds us registered and wakes us.
+            let sweep = match *lock(&self.inner().sweep) {
+                Some(Some(at)) => Some(sweep.map_or(at, |s| s.min(at))),
+                _ => sweep,
+            };
             let wake_at = [pace.tick, sweep].into_iter().flatten().min();
             match wake_at {
                 Some(at) => park::park_until(at),
