@@ -232,6 +232,7 @@ pub mod __private {
     pub use serde;
 
     pub use crate::idict::generated::{CopyFields, CopyProbe, CopyWhole};
+    pub use crate::idict::generated::{NoShape, ShapeOf, ShapeProbe};
 }
 pub use notify::{Event, FlagNotify, NoNotify, Notify, WakerNotify};
 pub use publisher::Publisher;
