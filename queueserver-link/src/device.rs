@@ -865,7 +865,11 @@ impl<'a, D: IDict, const K: usize> RxParts<'a, D, K> {
     /// [`QueueServer::add_connection`](queueserver::QueueServer::add_connection) or
     /// [`connection_ids`](queueserver::QueueServer::connection_ids)), putting requests
     /// through `requests` (the server's [`Requester`]).
-    pub fn attach<R: PutRequest<D::Key>>(self, requests: R, id: ConnectionId) -> LinkRx<'a, D, R, K> {
+    pub fn attach<R: PutRequest<D::Key>>(
+        self,
+        requests: R,
+        id: ConnectionId,
+    ) -> LinkRx<'a, D, R, K> {
         LinkRx {
             keys: self.keys,
             infos: self.infos,
@@ -1037,7 +1041,10 @@ impl<D: IDict, R: PutRequest<D::Key>, const K: usize> LinkRx<'_, D, R, K> {
         self.keys
             .iter()
             .position(|key| {
-                let mut matches = Matches { rest: name, equal: true };
+                let mut matches = Matches {
+                    rest: name,
+                    equal: true,
+                };
                 D::write_name(key, &mut matches).is_ok() && matches.equal && matches.rest.is_empty()
             })
             .map(Some)

@@ -213,7 +213,9 @@ impl<'a> Writer<'a> {
     /// A value as postcard serializes it.
     pub fn postcard<T: serde::Serialize + ?Sized>(&mut self, value: &T) -> Result<(), WireError> {
         let rest = self.buf.get_mut(self.pos..).ok_or(WireError)?;
-        let used = postcard::to_slice(value, rest).map_err(|_| WireError)?.len();
+        let used = postcard::to_slice(value, rest)
+            .map_err(|_| WireError)?
+            .len();
         self.pos += used;
         Ok(())
     }
@@ -228,7 +230,9 @@ impl<'a> Writer<'a> {
         let start = self.pos;
         let body = start + 1;
         let rest = self.buf.get_mut(body..).ok_or(WireError)?;
-        let len = postcard::to_slice(value, rest).map_err(|_| WireError)?.len();
+        let len = postcard::to_slice(value, rest)
+            .map_err(|_| WireError)?
+            .len();
         let prefix = varint_len(len as u64);
         if prefix > 1 {
             let end = body + len + prefix - 1;

@@ -7,7 +7,7 @@ use queueserver::{Builder, ConnectionId, IDict, Publisher, QueueServer};
 use queueserver::{NoClock, NoNotify};
 use queueserver_link::device::{line_len, LinkTx, Parts, Received};
 use queueserver_link::host::{encode_describe, encode_get, encode_ping, Deframer, Message};
-use queueserver_link::host::{Schema, Shape, Value, KeyInfo};
+use queueserver_link::host::{KeyInfo, Schema, Shape, Value};
 use queueserver_link::wire::ErrorCode;
 use queueserver_link::{Link, LinkRx, SplitError, Storage};
 
@@ -34,9 +34,9 @@ impl Plant {
         Self {
             step,
             speed: step as f32 * 0.5,
-            motor_on: step % 2 == 0,
+            motor_on: step.is_multiple_of(2),
             label,
-            limit: (step % 3 != 0).then_some(-(step as i16 % 100)),
+            limit: (!step.is_multiple_of(3)).then_some(-(step as i16 % 100)),
             blob: Blob(step as u16, 7),
         }
     }
@@ -86,7 +86,9 @@ impl Bench {
             .capacity::<16, 2>()
             .build::<PlantLink>()
             .expect("a valid configuration");
-        let id = server.add_connection(link).ok().expect("a free slot");
+        let id = server
+            .add_connection(link)
+            .unwrap_or_else(|_| panic!("a free slot"));
         let rx = rx.attach(server.requester(), id);
         Self {
             publisher,
@@ -127,7 +129,12 @@ impl Bench {
         for payload in payloads {
             let message = Message::decode(&payload, self.schema.as_ref()).expect("decodes");
             match &message {
-                Message::Hello { version, keys, max_frame, .. } => {
+                Message::Hello {
+                    version,
+                    keys,
+                    max_frame,
+                    ..
+                } => {
                     self.pending_keys = vec![None; *keys];
                     self.schema = None;
                     assert_eq!(*version, 1);
@@ -176,7 +183,17 @@ fn get(tag: u32, name: &str) -> Vec<u8> {
 fn the_schema_comes_first_with_every_name_and_type() {
     let mut bench = Bench::new();
     let messages = bench.drain_all();
-    assert!(matches!(messages[0], Message::Hello { keys: 6, seq: 0, .. }), "{messages:?}");
+    assert!(
+        matches!(
+            messages[0],
+            Message::Hello {
+                keys: 6,
+                seq: 0,
+                ..
+            }
+        ),
+        "{messages:?}"
+    );
     let schema = bench.schema.clone().expect("complete");
     let expected = [
         ("step", Shape::U32),
@@ -186,7 +203,11 @@ fn the_schema_comes_first_with_every_name_and_type() {
         ("limit", Shape::Option(Box::new(Shape::I16))),
         ("blob", Shape::Other),
     ];
-    let got: Vec<(&str, &Shape)> = schema.keys.iter().map(|k| (k.name.as_str(), &k.shape)).collect();
+    let got: Vec<(&str, &Shape)> = schema
+        .keys
+        .iter()
+        .map(|k| (k.name.as_str(), &k.shape))
+        .collect();
     let want: Vec<(&str, &Shape)> = expected.iter().map(|(n, s)| (*n, s)).collect();
     assert_eq!(got, want);
     assert_eq!(bench.link().stats().schemas_sent, 1);
@@ -207,7 +228,12 @@ fn each_update_carries_the_snapshot_of_its_seq() {
         bench.server.poll();
         let messages = bench.drain_all();
         assert_eq!(messages.len(), 1, "{messages:?}");
-        let Message::Snapshot { seq, values, answer: false } = &messages[0] else {
+        let Message::Snapshot {
+            seq,
+            values,
+            answer: false,
+        } = &messages[0]
+        else {
             panic!("a snapshot: {messages:?}");
         };
         assert_eq!(*seq, u64::from(step));
@@ -223,7 +249,10 @@ fn each_update_carries_the_snapshot_of_its_seq() {
 fn a_get_is_answered_with_the_value_at_the_seq_it_names() {
     let mut bench = Bench::new();
     bench.drain_all();
-    for (tag, name) in ["speed", "label", "limit", "blob", "motor/on"].iter().enumerate() {
+    for (tag, name) in ["speed", "label", "limit", "blob", "motor/on"]
+        .iter()
+        .enumerate()
+    {
         let step = bench.publish();
         bench.send(&get(tag as u32, name));
         bench.server.poll();
@@ -247,7 +276,11 @@ fn a_get_is_answered_with_the_value_at_the_seq_it_names() {
     let snapshot = messages
         .iter()
         .find_map(|m| match m {
-            Message::Snapshot { seq, values, answer: true } => Some((*seq, values.clone())),
+            Message::Snapshot {
+                seq,
+                values,
+                answer: true,
+            } => Some((*seq, values.clone())),
             _ => None,
         })
         .expect("a snapshot answer");
@@ -262,9 +295,15 @@ fn an_unknown_or_invalid_name_is_refused_with_an_error_frame() {
     let mut bench = Bench::new();
     bench.drain_all();
     for (tag, name) in [(5, "torque"), (6, "a b"), (7, "")] {
-        assert_eq!(bench.rx.receive_all(&get(tag, name)), true);
+        assert!(bench.rx.receive_all(&get(tag, name)));
         let messages = bench.drain_all();
-        assert_eq!(messages, [Message::Error { tag, code: ErrorCode::UnknownName }]);
+        assert_eq!(
+            messages,
+            [Message::Error {
+                tag,
+                code: ErrorCode::UnknownName
+            }]
+        );
     }
     let stats = bench.link().stats();
     assert_eq!((stats.gets_refused, stats.gets_accepted), (3, 0));
@@ -314,7 +353,11 @@ fn a_stalled_line_drops_old_updates_never_an_answer() {
     assert!(stats.updates_dropped > 0, "{stats:?}");
     // Every update the link received was sent, dropped, or is the one waiting.
     let received = bench.server.stats().updates_delivered as u32;
-    assert_eq!(stats.updates_sent + stats.updates_dropped + 1, received, "{stats:?}");
+    assert_eq!(
+        stats.updates_sent + stats.updates_dropped + 1,
+        received,
+        "{stats:?}"
+    );
     // Now the line drains: every accepted get has exactly one answer or one refusal.
     let messages = bench.drain_all();
     let mut answered = std::collections::HashMap::new();
@@ -322,29 +365,48 @@ fn a_stalled_line_drops_old_updates_never_an_answer() {
         match m {
             Message::Value { index, seq, value } => {
                 let name = bench.name(*index);
-                assert_eq!(*value, Plant::value_of(*seq as u32, &name), "{name} at #{seq}");
+                assert_eq!(
+                    *value,
+                    Plant::value_of(*seq as u32, &name),
+                    "{name} at #{seq}"
+                );
                 *answered.entry(name).or_insert(0) += 1;
             }
-            Message::Error { code: ErrorCode::Busy, .. } => refused += 1,
+            Message::Error {
+                code: ErrorCode::Busy,
+                ..
+            } => refused += 1,
             Message::Error { .. } => panic!("{m:?}"),
             _ => {}
         }
     }
     let stats = bench.link().stats();
-    assert_eq!(stats.answers_sent as usize, answered.values().sum::<usize>());
+    assert_eq!(
+        stats.answers_sent as usize,
+        answered.values().sum::<usize>()
+    );
     // A refusal is an error frame, or, when 7 notices already waited for the stalled
     // line, a counted drop (the host's get then times out).
-    assert_eq!(stats.gets_refused, refused + stats.notices_dropped, "{stats:?}");
+    assert_eq!(
+        stats.gets_refused,
+        refused + stats.notices_dropped,
+        "{stats:?}"
+    );
     assert!(refused > 0);
     assert_eq!(
         (stats.gets_accepted + stats.gets_joined + stats.gets_refused) as usize,
         accepted.len(),
         "every get accounted for: {stats:?}"
     );
-    assert_eq!(stats.gets_accepted, stats.answers_sent, "one answer per accepted get");
+    assert_eq!(
+        stats.gets_accepted, stats.answers_sent,
+        "one answer per accepted get"
+    );
     // The newest update went last.
     let last = messages.iter().rev().find_map(|m| match m {
-        Message::Snapshot { seq, answer: false, .. } => Some(*seq),
+        Message::Snapshot {
+            seq, answer: false, ..
+        } => Some(*seq),
         _ => None,
     });
     assert_eq!(last, Some(u64::from(published)));
@@ -363,12 +425,23 @@ fn answers_beyond_the_answer_buffer_are_refused_busy() {
         bench.send(&get(10 + tag as u32, name));
     }
     let stats = bench.rx.stats();
-    assert!(stats.gets_refused > 0, "room for {room_left} bytes only: {stats:?}");
+    assert!(
+        stats.gets_refused > 0,
+        "room for {room_left} bytes only: {stats:?}"
+    );
     bench.server.poll();
     let messages = bench.drain_all();
     let busy = messages
         .iter()
-        .filter(|m| matches!(m, Message::Error { code: ErrorCode::Busy, .. }))
+        .filter(|m| {
+            matches!(
+                m,
+                Message::Error {
+                    code: ErrorCode::Busy,
+                    ..
+                }
+            )
+        })
         .count();
     assert_eq!(busy as u32, stats.gets_refused);
     let stats = bench.link().stats();
@@ -437,12 +510,24 @@ fn a_ping_is_answered_with_the_counters() {
 fn split_refuses_what_does_not_fit() {
     let plant = Plant::at(1);
     let mut few = Storage::<Plant, 3, TX>::new();
-    assert!(matches!(few.split::<F, A>(&plant), Err(SplitError::TooManyKeys)));
+    assert!(matches!(
+        few.split::<F, A>(&plant),
+        Err(SplitError::TooManyKeys)
+    ));
     let mut storage = Storage::<Plant, K, TX>::new();
-    assert!(matches!(storage.split::<F, 64>(&plant), Err(SplitError::AnswerBufferTooSmall)));
-    assert!(matches!(storage.split::<16, A>(&plant), Err(SplitError::FrameTooSmall)));
+    assert!(matches!(
+        storage.split::<F, 64>(&plant),
+        Err(SplitError::AnswerBufferTooSmall)
+    ));
+    assert!(matches!(
+        storage.split::<16, A>(&plant),
+        Err(SplitError::FrameTooSmall)
+    ));
     let mut small_ring = Storage::<Plant, K, 64>::new();
-    assert!(matches!(small_ring.split::<F, A>(&plant), Err(SplitError::RingTooSmall)));
+    assert!(matches!(
+        small_ring.split::<F, A>(&plant),
+        Err(SplitError::RingTooSmall)
+    ));
     assert!(storage.split::<F, A>(&plant).is_ok());
     // A value type the schema cannot describe is allowed (it travels as bytes).
     assert_eq!(Plant::value_type(&PlantKey::Blob), Some(ValueType::Other));

@@ -48,7 +48,7 @@ fn cobs_matches_the_cobs_crate_both_ways() {
             (0..len)
                 .map(|_| {
                     let r = rng.next();
-                    if zeros > 0 && r % (8 * zeros) == 0 {
+                    if zeros > 0 && r.is_multiple_of(8 * zeros) {
                         0
                     } else {
                         (r >> 8) as u8 | 1
@@ -72,8 +72,14 @@ fn cobs_matches_the_cobs_crate_both_ways() {
 
 #[test]
 fn cobs_decoding_refuses_what_is_not_cobs() {
-    assert!(wire::cobs_decode_in_place(&mut [3, 1]).is_err(), "runs past the end");
-    assert!(wire::cobs_decode_in_place(&mut [2, 0]).is_err(), "a zero inside");
+    assert!(
+        wire::cobs_decode_in_place(&mut [3, 1]).is_err(),
+        "runs past the end"
+    );
+    assert!(
+        wire::cobs_decode_in_place(&mut [2, 0]).is_err(),
+        "a zero inside"
+    );
     assert!(wire::cobs_decode_in_place(&mut [0]).is_err(), "a zero code");
 }
 
@@ -93,7 +99,17 @@ fn crc_is_crc16_ibm_3740() {
 
 #[test]
 fn varints_and_values_are_postcards() {
-    for value in [0u64, 1, 127, 128, 300, 16_383, 16_384, u32::MAX.into(), u64::MAX] {
+    for value in [
+        0u64,
+        1,
+        127,
+        128,
+        300,
+        16_383,
+        16_384,
+        u32::MAX.into(),
+        u64::MAX,
+    ] {
         let mut buf = [0u8; 16];
         let mut w = Writer::new(&mut buf);
         w.varint(value).unwrap();
@@ -109,7 +125,11 @@ fn varints_and_values_are_postcards() {
     assert_eq!(&buf[..n], &postcard::to_stdvec("motor/speed").unwrap()[..]);
     // Too long a varint, and a varint past 64 bits, are refused.
     assert!(Reader::new(&[0x80; 11]).varint().is_err());
-    assert!(Reader::new(&[0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x02]).varint().is_err());
+    assert!(
+        Reader::new(&[0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x02])
+            .varint()
+            .is_err()
+    );
 }
 
 #[test]
@@ -136,25 +156,107 @@ fn a_sized_value_carries_its_postcard_length_even_past_one_byte() {
 fn every_value_type_survives_the_schema_and_the_values_round_trip() {
     static STRUCT: [(&str, ValueType); 2] = [("x", ValueType::F32), ("n", ValueType::I16)];
     let cases: Vec<(ValueType, Vec<u8>, Value)> = vec![
-        (ValueType::Bool, postcard::to_stdvec(&true).unwrap(), Value::Bool(true)),
-        (ValueType::U8, postcard::to_stdvec(&200u8).unwrap(), Value::U64(200)),
-        (ValueType::U16, postcard::to_stdvec(&60_000u16).unwrap(), Value::U64(60_000)),
-        (ValueType::U32, postcard::to_stdvec(&u32::MAX).unwrap(), Value::U64(u32::MAX.into())),
-        (ValueType::U64, postcard::to_stdvec(&u64::MAX).unwrap(), Value::U64(u64::MAX)),
-        (ValueType::U128, postcard::to_stdvec(&u128::MAX).unwrap(), Value::U128(u128::MAX)),
-        (ValueType::I8, postcard::to_stdvec(&-100i8).unwrap(), Value::I64(-100)),
-        (ValueType::I16, postcard::to_stdvec(&-30_000i16).unwrap(), Value::I64(-30_000)),
-        (ValueType::I32, postcard::to_stdvec(&i32::MIN).unwrap(), Value::I64(i32::MIN.into())),
-        (ValueType::I64, postcard::to_stdvec(&i64::MIN).unwrap(), Value::I64(i64::MIN)),
-        (ValueType::I128, postcard::to_stdvec(&i128::MIN).unwrap(), Value::I128(i128::MIN)),
-        (ValueType::F32, postcard::to_stdvec(&1.5f32).unwrap(), Value::F32(1.5)),
-        (ValueType::F64, postcard::to_stdvec(&-2.25f64).unwrap(), Value::F64(-2.25)),
-        (ValueType::Char, postcard::to_stdvec(&'é').unwrap(), Value::Char('é')),
-        (ValueType::Str { capacity: 8 }, postcard::to_stdvec("abc").unwrap(), Value::Str("abc".into())),
-        (ValueType::Option(&ValueType::U8), postcard::to_stdvec(&Some(3u8)).unwrap(), Value::Option(Some(Box::new(Value::U64(3))))),
-        (ValueType::Option(&ValueType::U8), postcard::to_stdvec(&None::<u8>).unwrap(), Value::Option(None)),
-        (ValueType::Array { item: &ValueType::I16, len: 3 }, postcard::to_stdvec(&[1i16, -2, 3]).unwrap(), Value::Array(vec![Value::I64(1), Value::I64(-2), Value::I64(3)])),
-        (ValueType::Struct(&STRUCT), postcard::to_stdvec(&(0.5f32, -7i16)).unwrap(), Value::Struct(vec![("x".into(), Value::F32(0.5)), ("n".into(), Value::I64(-7))])),
+        (
+            ValueType::Bool,
+            postcard::to_stdvec(&true).unwrap(),
+            Value::Bool(true),
+        ),
+        (
+            ValueType::U8,
+            postcard::to_stdvec(&200u8).unwrap(),
+            Value::U64(200),
+        ),
+        (
+            ValueType::U16,
+            postcard::to_stdvec(&60_000u16).unwrap(),
+            Value::U64(60_000),
+        ),
+        (
+            ValueType::U32,
+            postcard::to_stdvec(&u32::MAX).unwrap(),
+            Value::U64(u32::MAX.into()),
+        ),
+        (
+            ValueType::U64,
+            postcard::to_stdvec(&u64::MAX).unwrap(),
+            Value::U64(u64::MAX),
+        ),
+        (
+            ValueType::U128,
+            postcard::to_stdvec(&u128::MAX).unwrap(),
+            Value::U128(u128::MAX),
+        ),
+        (
+            ValueType::I8,
+            postcard::to_stdvec(&-100i8).unwrap(),
+            Value::I64(-100),
+        ),
+        (
+            ValueType::I16,
+            postcard::to_stdvec(&-30_000i16).unwrap(),
+            Value::I64(-30_000),
+        ),
+        (
+            ValueType::I32,
+            postcard::to_stdvec(&i32::MIN).unwrap(),
+            Value::I64(i32::MIN.into()),
+        ),
+        (
+            ValueType::I64,
+            postcard::to_stdvec(&i64::MIN).unwrap(),
+            Value::I64(i64::MIN),
+        ),
+        (
+            ValueType::I128,
+            postcard::to_stdvec(&i128::MIN).unwrap(),
+            Value::I128(i128::MIN),
+        ),
+        (
+            ValueType::F32,
+            postcard::to_stdvec(&1.5f32).unwrap(),
+            Value::F32(1.5),
+        ),
+        (
+            ValueType::F64,
+            postcard::to_stdvec(&-2.25f64).unwrap(),
+            Value::F64(-2.25),
+        ),
+        (
+            ValueType::Char,
+            postcard::to_stdvec(&'é').unwrap(),
+            Value::Char('é'),
+        ),
+        (
+            ValueType::Str { capacity: 8 },
+            postcard::to_stdvec("abc").unwrap(),
+            Value::Str("abc".into()),
+        ),
+        (
+            ValueType::Option(&ValueType::U8),
+            postcard::to_stdvec(&Some(3u8)).unwrap(),
+            Value::Option(Some(Box::new(Value::U64(3)))),
+        ),
+        (
+            ValueType::Option(&ValueType::U8),
+            postcard::to_stdvec(&None::<u8>).unwrap(),
+            Value::Option(None),
+        ),
+        (
+            ValueType::Array {
+                item: &ValueType::I16,
+                len: 3,
+            },
+            postcard::to_stdvec(&[1i16, -2, 3]).unwrap(),
+            Value::Array(vec![Value::I64(1), Value::I64(-2), Value::I64(3)]),
+        ),
+        (
+            ValueType::Struct(&STRUCT),
+            postcard::to_stdvec(&(0.5f32, -7i16)).unwrap(),
+            Value::Struct(vec![
+                ("x".into(), Value::F32(0.5)),
+                ("n".into(), Value::I64(-7)),
+            ]),
+        ),
     ];
     for (shape, bytes, expected) in cases {
         let mut buf = [0u8; 64];
@@ -172,7 +274,10 @@ fn every_value_type_survives_the_schema_and_the_values_round_trip() {
         }
     }
     // The JSON a reader sees.
-    let v = Value::Struct(vec![("x".into(), Value::F32(0.1)), ("o".into(), Value::Option(None))]);
+    let v = Value::Struct(vec![
+        ("x".into(), Value::F32(0.1)),
+        ("o".into(), Value::Option(None)),
+    ]);
     assert_eq!(serde_json::to_string(&v).unwrap(), r#"{"x":0.1,"o":null}"#);
 }
 

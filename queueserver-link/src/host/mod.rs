@@ -27,7 +27,7 @@ mod frame;
 mod value;
 
 pub use frame::{
-    encode_describe, encode_get, encode_ping, Deframer, DecodeError, KeyInfo, Message, Schema,
+    encode_describe, encode_get, encode_ping, DecodeError, Deframer, KeyInfo, Message, Schema,
 };
 pub use value::{Shape, Value};
 
@@ -202,7 +202,10 @@ pub enum OpenError {
 impl fmt::Display for OpenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::BadAddress(a) => write!(f, "not a device address: {a:?} (a serial port path, or tcp:HOST:PORT)"),
+            Self::BadAddress(a) => write!(
+                f,
+                "not a device address: {a:?} (a serial port path, or tcp:HOST:PORT)"
+            ),
             Self::Io(e) => write!(f, "cannot open the device: {e}"),
         }
     }
@@ -255,7 +258,10 @@ enum Address {
 impl Address {
     fn parse(address: &str) -> Result<Self, OpenError> {
         if let Some(rest) = address.strip_prefix("tcp:") {
-            if rest.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok()) {
+            if rest
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+            {
                 return Ok(Self::Tcp(rest.to_owned()));
             }
             return Err(OpenError::BadAddress(address.to_owned()));
@@ -317,11 +323,15 @@ struct Inner {
 
 impl Inner {
     fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn counters(&self) -> MutexGuard<'_, Counters> {
-        self.counters.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.counters
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn emit(&self, event: Event) {
@@ -338,7 +348,8 @@ impl Inner {
         line.write_all(bytes)
             .and_then(|()| line.flush())
             .map_err(|e| GetError::Io(e.to_string()))?;
-        self.bytes_out.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        self.bytes_out
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         Ok(())
     }
 }
@@ -475,7 +486,12 @@ impl Device {
         let index = schema
             .index_of(name)
             .ok_or_else(|| GetError::UnknownName(name.to_owned()))?;
-        let before = self.inner.state().answers.get(&index).map_or(0, |(n, _)| *n);
+        let before = self
+            .inner
+            .state()
+            .answers
+            .get(&index)
+            .map_or(0, |(n, _)| *n);
         let tag = self.get(name)?;
         self.wait(timeout, |state| {
             if let Some(code) = state.refused.get(&tag) {
@@ -508,7 +524,10 @@ impl Device {
     pub fn device_stats(&self, timeout: Duration) -> Result<LinkStats, GetError> {
         let nonce = self.ping()?;
         self.wait(timeout, |state| {
-            state.status.filter(|(n, _)| *n == nonce).map(|(_, stats)| stats)
+            state
+                .status
+                .filter(|(n, _)| *n == nonce)
+                .map(|(_, stats)| stats)
         })
     }
 
@@ -523,7 +542,9 @@ impl Device {
 
     /// The events: answers, refusals, connections. One receiver, shared: lock it to read.
     pub fn events(&self) -> MutexGuard<'_, Receiver<Event>> {
-        self.events.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.events
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// What the host has counted so far.
@@ -655,7 +676,8 @@ impl Session {
                 Ok(n) => {
                     let before = self.deframer.frames;
                     let mut messages = Vec::new();
-                    self.deframer.feed(&buf[..n], |payload| messages.push(payload.to_vec()));
+                    self.deframer
+                        .feed(&buf[..n], |payload| messages.push(payload.to_vec()));
                     for payload in messages {
                         self.handle(inner, &payload);
                     }
@@ -669,14 +691,21 @@ impl Session {
                         last_frame = Instant::now();
                     }
                 }
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                            | io::ErrorKind::Interrupted
+                    ) => {}
                 Err(e) => return format!("reading the line failed: {e}"),
             }
             let quiet = last_frame.elapsed();
             if quiet >= inner.options.dead_after {
                 return format!("no frame for {quiet:?}: the line is dead");
             }
-            if quiet >= inner.options.ping_after && last_ping.elapsed() >= inner.options.ping_after {
+            if quiet >= inner.options.ping_after && last_ping.elapsed() >= inner.options.ping_after
+            {
                 last_ping = Instant::now();
                 let nonce = inner.next_tag.fetch_add(1, Ordering::Relaxed);
                 if let Err(e) = inner.write(&encode_ping(nonce)) {
@@ -688,7 +717,11 @@ impl Session {
     }
 
     fn handle(&mut self, inner: &Inner, payload: &[u8]) {
-        let schema = inner.state().schema.clone().filter(|_| self.pending.is_none());
+        let schema = inner
+            .state()
+            .schema
+            .clone()
+            .filter(|_| self.pending.is_none());
         let message = match Message::decode(payload, schema.as_deref()) {
             Ok(message) => message,
             Err(DecodeError::NoSchema) => {
@@ -701,7 +734,12 @@ impl Session {
             }
         };
         match message {
-            Message::Hello { version, keys, seq, max_frame } => {
+            Message::Hello {
+                version,
+                keys,
+                seq,
+                max_frame,
+            } => {
                 if keys > 1 << 16 {
                     inner.counters().unusable_frames += 1;
                     return;
@@ -721,16 +759,31 @@ impl Session {
                 }
                 self.try_complete(inner);
             }
-            Message::Snapshot { seq, values, answer } => {
+            Message::Snapshot {
+                seq,
+                values,
+                answer,
+            } => {
                 let Some(schema) = schema else { return };
-                let snapshot = Arc::new(DeviceSnapshot { seq, values, schema });
+                let snapshot = Arc::new(DeviceSnapshot {
+                    seq,
+                    values,
+                    schema,
+                });
                 if answer {
                     let index = snapshot.schema.keys.len();
                     let mut state = inner.state();
                     let n = state.answers.get(&index).map_or(0, |(n, _)| *n);
                     state.answers.insert(
                         index,
-                        (n + 1, Ok(Answer { name: wire::SNAPSHOT_NAME.into(), seq, value: None })),
+                        (
+                            n + 1,
+                            Ok(Answer {
+                                name: wire::SNAPSHOT_NAME.into(),
+                                seq,
+                                value: None,
+                            }),
+                        ),
                     );
                     drop(state);
                     inner.changed.notify_all();
@@ -760,10 +813,15 @@ impl Session {
                 inner.emit(Event::Refused { tag, code });
             }
             Message::Abandoned { index } => {
-                let name = schema.as_deref().and_then(|s| s.name(index)).map(str::to_owned);
+                let name = schema
+                    .as_deref()
+                    .and_then(|s| s.name(index))
+                    .map(str::to_owned);
                 let mut state = inner.state();
                 let n = state.answers.get(&index).map_or(0, |(n, _)| *n);
-                state.answers.insert(index, (n + 1, Err(GetError::Abandoned)));
+                state
+                    .answers
+                    .insert(index, (n + 1, Err(GetError::Abandoned)));
                 drop(state);
                 inner.changed.notify_all();
                 inner.emit(Event::Abandoned(name));
@@ -776,12 +834,23 @@ impl Session {
         }
     }
 
-    fn answer(&mut self, inner: &Inner, schema: Option<&Schema>, index: usize, seq: u64, value: Option<Value>) {
+    fn answer(
+        &mut self,
+        inner: &Inner,
+        schema: Option<&Schema>,
+        index: usize,
+        seq: u64,
+        value: Option<Value>,
+    ) {
         let Some(name) = schema.and_then(|s| s.name(index)) else {
             inner.counters().unusable_frames += 1;
             return;
         };
-        let answer = Answer { name: name.to_owned(), seq, value };
+        let answer = Answer {
+            name: name.to_owned(),
+            seq,
+            value,
+        };
         let mut state = inner.state();
         let n = state.answers.get(&index).map_or(0, |(n, _)| *n);
         state.answers.insert(index, (n + 1, Ok(answer.clone())));
@@ -799,7 +868,9 @@ impl Session {
         if !complete {
             return;
         }
-        let Some((version, _, max_frame, keys)) = self.pending.take() else { return };
+        let Some((version, _, max_frame, keys)) = self.pending.take() else {
+            return;
+        };
         let schema = Arc::new(Schema {
             version,
             keys: keys.into_iter().flatten().collect(),
