@@ -10,6 +10,9 @@
 
 use core::ptr;
 
+/// Whether the firmware was built for the board this UART belongs to (`mps2-an386`).
+pub const ON_THIS_BOARD: bool = cfg!(board = "mps2-an386");
+
 const BASE: usize = 0x4000_4000;
 const DATA: usize = BASE;
 const STATE: usize = BASE + 0x04;

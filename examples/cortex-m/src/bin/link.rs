@@ -72,7 +72,10 @@ const fn setting(text: Option<&str>, default: u32) -> u32 {
     let mut value = 0u32;
     let mut i = 0;
     while i < bytes.len() {
-        assert!(bytes[i].is_ascii_digit(), "a build setting is a decimal number");
+        assert!(
+            bytes[i].is_ascii_digit(),
+            "a build setting is a decimal number"
+        );
         value = value * 10 + (bytes[i] - b'0') as u32;
         i += 1;
     }
@@ -171,6 +174,10 @@ fn main() -> ! {
     unsafe { HEAP.init(HEAP_MEMORY.as_mut_ptr() as usize, HEAP_SIZE) };
 
     let mut core = cortex_m::Peripherals::take().expect("the core peripherals, taken once");
+    if !uart::ON_THIS_BOARD {
+        hprintln!("link: runs on mps2-an386 (thumbv7em-none-eabihf) only: its UART is there");
+        debug::exit(debug::EXIT_FAILURE);
+    }
 
     // Start-up: the only allocations of the program.
     let config = match UPDATE_MS {
@@ -267,7 +274,10 @@ fn main() -> ! {
 
 /// Measures the link's `on_update` on a link of its own (its frames go nowhere).
 fn measure_frames(storage: &'static mut Storage<State, K, TX>, server: &Server) {
-    let Ok(Parts { mut link, mut tx, .. }) = storage.split::<F, A>(&State::INITIAL) else {
+    let Ok(Parts {
+        mut link, mut tx, ..
+    }) = storage.split::<F, A>(&State::INITIAL)
+    else {
         panic!("the State fits the link");
     };
     // The schema goes first.
@@ -364,8 +374,14 @@ fn report(
     let series: [(&str, &Series<SAMPLES>); 6] = [
         ("put_update (64-byte State)", &costs::PUT_UPDATE),
         ("link on_update: one snapshot frame", &costs::FRAME_ENCODE),
-        ("process_updates, delivered to the link", &costs::UPDATE_DELIVERED),
-        ("LinkRx::receive, a get frame completed", &costs::GET_RECEIVED),
+        (
+            "process_updates, delivered to the link",
+            &costs::UPDATE_DELIVERED,
+        ),
+        (
+            "LinkRx::receive, a get frame completed",
+            &costs::GET_RECEIVED,
+        ),
         ("process_requests, answered by the link", &costs::ANSWERED),
         ("one byte from the TX ring to the UART", &costs::TX_BYTE),
     ];
@@ -375,6 +391,17 @@ fn report(
             None => hprintln!("  {:<42} no sample", name),
         }
     }
+    hprintln!(
+        "link: sizes (bytes): Storage {} (static: TX ring {}, keys, notices, counters), Link {} \
+         (in the server's connection slot: frame buffers 2 x {}, answer buffer {}), LinkRx {}, LinkTx {}",
+        core::mem::size_of::<Storage<State, K, TX>>(),
+        TX,
+        core::mem::size_of::<StateLink>(),
+        F,
+        A,
+        core::mem::size_of::<StateRx>(),
+        core::mem::size_of::<queueserver_link::LinkTx<'static, K>>()
+    );
     hprintln!("link: stats {:?}", link);
     hprintln!("link: server {:?}", server.stats());
     let after = HEAP.counts();
@@ -396,10 +423,16 @@ fn report(
         "no allocation or free after start",
         after.late == 0 && after.allocations == at_start.allocations,
     );
-    check("every control period published", costs::PUT_UPDATE.summary().is_some());
+    check(
+        "every control period published",
+        costs::PUT_UPDATE.summary().is_some(),
+    );
     check("snapshot frames encoded", link.updates_sent > 0);
     check("no frame failed to encode", link.frames_failed == 0);
-    check("no connection failed", server.stats().connections_failed == 0);
+    check(
+        "no connection failed",
+        server.stats().connections_failed == 0,
+    );
     if passed {
         hprintln!("link: checks passed");
     }
