@@ -26,7 +26,10 @@ fn value_of(step: u64, name: &str) -> Value {
     if name == "step" {
         return Value::U64(step.into());
     }
-    let k: u32 = name.strip_prefix("ch").and_then(|k| k.parse().ok()).expect("a channel");
+    let k: u32 = name
+        .strip_prefix("ch")
+        .and_then(|k| k.parse().ok())
+        .expect("a channel");
     Value::F32((step.wrapping_mul(7 * k - 6) % 1000) as f32 * 0.5)
 }
 
@@ -47,14 +50,20 @@ impl Qemu {
     fn start(variable: &str) -> Self {
         let elf = std::env::var(variable)
             .unwrap_or_else(|_| panic!("{variable} names the firmware (.ci/cortex-m sets it)"));
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let mut child = Command::new("qemu-system-arm")
             .args(["-cpu", "cortex-m4", "-machine", "mps2-an386"])
             .args(["-display", "none", "-monitor", "none"])
             .args(["-semihosting-config", "enable=on,target=native"])
             .args(icount())
             .arg("-chardev")
-            .arg(format!("socket,id=link,host=127.0.0.1,port={port},server=on,wait=off,nodelay=on"))
+            .arg(format!(
+                "socket,id=link,host=127.0.0.1,port={port},server=on,wait=off,nodelay=on"
+            ))
             .args(["-serial", "chardev:link", "-kernel", &elf])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -95,7 +104,10 @@ impl Qemu {
 
     fn assert_running(&self) {
         let lines = self.lines.lock().unwrap();
-        assert!(!lines.iter().any(|l| l.contains("FAIL")), "a firmware check failed");
+        assert!(
+            !lines.iter().any(|l| l.contains("FAIL")),
+            "a firmware check failed"
+        );
     }
 
     /// Waits for a line of the firmware's output that contains `text`.
@@ -167,18 +179,29 @@ impl Proxy {
         let garbage = Arc::new(Mutex::new(Vec::new()));
         let stalled = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
-        let (g, s, st) = (Arc::clone(&garbage), Arc::clone(&stalled), Arc::clone(&stop));
+        let (g, s, st) = (
+            Arc::clone(&garbage),
+            Arc::clone(&stalled),
+            Arc::clone(&stop),
+        );
         std::thread::spawn(move || {
             while !st.load(Ordering::Acquire) {
                 let Ok((host, _)) = listener.accept() else {
                     std::thread::sleep(Duration::from_millis(5));
                     continue;
                 };
-                let Ok(device) = TcpStream::connect(("127.0.0.1", target)) else { continue };
+                let Ok(device) = TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
                 forward(host, device, &g, &s, &st);
             }
         });
-        Self { port, garbage, stalled, stop }
+        Self {
+            port,
+            garbage,
+            stalled,
+            stop,
+        }
     }
 
     fn address(&self) -> String {
@@ -247,7 +270,11 @@ fn forward(
 
 fn summary(mut samples: Vec<f64>) -> (f64, f64, f64) {
     samples.sort_by(f64::total_cmp);
-    (samples[0], samples[samples.len() / 2], samples[samples.len() - 1])
+    (
+        samples[0],
+        samples[samples.len() / 2],
+        samples[samples.len() - 1],
+    )
 }
 
 #[test]
@@ -272,7 +299,12 @@ fn the_firmware_on_the_wire() {
     while started.elapsed() < Duration::from_secs(2) {
         let snapshot = device.wait_newer(seq, WAIT).unwrap();
         for (name, value) in snapshot.iter() {
-            assert_eq!(*value, value_of(snapshot.seq, name), "{name} at #{}", snapshot.seq);
+            assert_eq!(
+                *value,
+                value_of(snapshot.seq, name),
+                "{name} at #{}",
+                snapshot.seq
+            );
         }
         gaps.push(snapshot.seq - seq);
         seq = snapshot.seq;
@@ -301,13 +333,21 @@ fn the_firmware_on_the_wire() {
         let asked = Instant::now();
         let answer = device.ask(name, WAIT).unwrap();
         trips.push(asked.elapsed().as_secs_f64() * 1e6);
-        assert_eq!(answer.value, Some(value_of(answer.seq, name)), "{name} at #{}", answer.seq);
+        assert_eq!(
+            answer.value,
+            Some(value_of(answer.seq, name)),
+            "{name} at #{}",
+            answer.seq
+        );
     }
     let (lo, mid, hi) = summary(trips);
     println!("figure: get round trip (us): min {lo:.0} median {mid:.0} max {hi:.0}");
 
     // An unknown name: refused on the host, and by the device when sent anyway.
-    assert_eq!(device.ask("ch16", WAIT), Err(GetError::UnknownName("ch16".into())));
+    assert_eq!(
+        device.ask("ch16", WAIT),
+        Err(GetError::UnknownName("ch16".into()))
+    );
     let tag = device.get_unchecked("ch16").unwrap();
     let deadline = Instant::now() + WAIT;
     let refused = loop {
@@ -326,7 +366,11 @@ fn the_firmware_on_the_wire() {
     let answer = device.ask("ch3", WAIT).unwrap();
     assert_eq!(answer.value, Some(value_of(answer.seq, "ch3")));
     let after = device.device_stats(WAIT).unwrap();
-    assert_eq!(after.rx_garbage_bytes - stats.rx_garbage_bytes, 25, "{after:?}");
+    assert_eq!(
+        after.rx_garbage_bytes - stats.rx_garbage_bytes,
+        25,
+        "{after:?}"
+    );
     assert_eq!(after.rx_bad_frames - stats.rx_bad_frames, 1);
 
     // The host side closed and opened again: the firmware went on (seq, counters).
@@ -336,7 +380,11 @@ fn the_firmware_on_the_wire() {
     let device = qemu.open(&qemu.address());
     device.wait_ready(WAIT).unwrap();
     let snapshot = device.wait_newer(0, WAIT).unwrap();
-    assert!(snapshot.seq > last, "seq went on: #{} after #{last}", snapshot.seq);
+    assert!(
+        snapshot.seq > last,
+        "seq went on: #{} after #{last}",
+        snapshot.seq
+    );
     let stats = device.device_stats(WAIT).unwrap();
     assert!(stats.tx_bytes > tx_bytes, "the counters went on: {stats:?}");
     assert!(stats.schemas_sent >= 2);
@@ -357,7 +405,11 @@ fn the_firmware_on_the_wire() {
     let counters: Counters = device.counters();
     assert!(counters.garbage_bytes >= 40, "{counters:?}");
     let later = device.wait_newer(seq + 20, WAIT).unwrap();
-    assert_eq!(later.get("ch7"), Some(&value_of(later.seq, "ch7")), "resynchronised");
+    assert_eq!(
+        later.get("ch7"),
+        Some(&value_of(later.seq, "ch7")),
+        "resynchronised"
+    );
     proxy.stalled.store(true, Ordering::Release);
     let deadline = Instant::now() + WAIT;
     while device.is_connected() {
