@@ -474,8 +474,10 @@ impl Device {
         Ok(tag)
     }
 
-    /// Gets the value of `name` and waits for its answer: one read on the device, at
-    /// least as new as this call. Allocates; blocks up to `timeout`.
+    /// Gets the value of `name` and waits for the first answer of that key to arrive
+    /// after the get was sent. The device reads the value when it serves the get; a get
+    /// of a key already in flight there joins that read, which may have been made just
+    /// before this get arrived. Allocates; blocks up to `timeout`.
     ///
     /// # Errors
     ///
