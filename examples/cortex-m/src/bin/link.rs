@@ -14,7 +14,8 @@
 //! chardev:...`): the host side connects there, as it would to a USB-serial adapter.
 //! The firmware runs until QEMU is stopped. After [`REPORT_AT`] periods it prints the
 //! costs it measured and its checks over semihosting, then `link: checks passed` or
-//! exits QEMU with failure.
+//! exits QEMU with failure; an allocation or free after start fails it at once, whenever
+//! it happens.
 //!
 //! Build-time settings (environment variables read by `cargo build`):
 //! `LINK_UPDATE_MS` (default 10: at most 100 updates a second; 0: no limit) and
@@ -261,6 +262,11 @@ fn main() -> ! {
                 break;
             }
             keep(&costs::TX_BYTE, instructions, runs);
+        }
+        // Checked on every pass, not only in the report: the host may ask at any time.
+        if HEAP.counts().late != 0 {
+            hprintln!("  FAIL  an allocation or free after start");
+            debug::exit(debug::EXIT_FAILURE);
         }
         if !reported && TICK.load(Ordering::Acquire) >= REPORT_AT {
             reported = true;
