@@ -532,3 +532,87 @@ fn split_refuses_what_does_not_fit() {
     // A value type the schema cannot describe is allowed (it travels as bytes).
     assert_eq!(Plant::value_type(&PlantKey::Blob), Some(ValueType::Other));
 }
+
+/// The Cortex-M example's state: a step and 15 `f32` channels, each a key.
+#[derive(Clone, Copy, Debug, PartialEq, IDict)]
+struct Channels {
+    step: u32,
+    ch1: f32,
+    ch2: f32,
+    ch3: f32,
+    ch4: f32,
+    ch5: f32,
+    ch6: f32,
+    ch7: f32,
+    ch8: f32,
+    ch9: f32,
+    ch10: f32,
+    ch11: f32,
+    ch12: f32,
+    ch13: f32,
+    ch14: f32,
+    ch15: f32,
+}
+
+impl Channels {
+    fn at(step: u32) -> Self {
+        let ch = |k: u32| (step.wrapping_mul(7 * k - 6) % 1000) as f32 * 0.5;
+        Self {
+            step,
+            ch1: ch(1),
+            ch2: ch(2),
+            ch3: ch(3),
+            ch4: ch(4),
+            ch5: ch(5),
+            ch6: ch(6),
+            ch7: ch(7),
+            ch8: ch(8),
+            ch9: ch(9),
+            ch10: ch(10),
+            ch11: ch(11),
+            ch12: ch(12),
+            ch13: ch(13),
+            ch14: ch(14),
+            ch15: ch(15),
+        }
+    }
+}
+
+#[test]
+fn frame_sizes_on_the_line_are_the_readmes() {
+    type ChannelsLink = Link<'static, Channels, 16, 96, 256>;
+    let storage = Box::leak(Box::new(Storage::<Channels, 16, 512>::new()));
+    let Parts { link, mut tx, rx } = storage.split::<96, 256>(&Channels::at(0)).unwrap();
+    let (mut publisher, mut server) = Builder::new(Channels::at(0))
+        .capacity::<16, 1>()
+        .build::<ChannelsLink>()
+        .unwrap();
+    let id = server
+        .add_connection(link)
+        .unwrap_or_else(|_| panic!("a free slot"));
+    let mut rx = rx.attach(server.requester(), id);
+    let drain = |tx: &mut LinkTx<'static, 16>| {
+        let mut bytes = [0u8; 2048];
+        let n = tx.fill(&mut bytes);
+        bytes[..n].to_vec()
+    };
+    server.connection_mut(id).unwrap().flush();
+    drain(&mut tx);
+    // Sequence numbers (and steps) 128 to 16 383 take two bytes.
+    for step in 1..=200 {
+        publisher.put_update(&Channels::at(step));
+    }
+    server.poll();
+    let update = drain(&mut tx);
+    // kind 1 + seq 2 + step 2 + 15 x 4 + CRC 2 = 67; COBS 1; delimiter 1.
+    assert_eq!(update.len(), 69);
+    assert_eq!(update.iter().filter(|&&b| b == 0).count(), 1);
+    let get = encode_get(1, "ch12").unwrap();
+    // 0x00, then kind 1 + tag 1 + name 1 + 4 + CRC 2 = 9, COBS 1, delimiter 1.
+    assert_eq!(get.len(), 12);
+    rx.receive_all(&get);
+    server.poll();
+    let answer = drain(&mut tx);
+    // kind 1 + seq 2 + index 1 + 4 + CRC 2 = 10; COBS 1; delimiter 1.
+    assert_eq!(answer.len(), 12);
+}
