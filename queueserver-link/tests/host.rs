@@ -388,3 +388,27 @@ fn opening_a_bad_address_is_a_typed_error() {
     assert!(Device::open(&format!("tcp:127.0.0.1:{port}"), Options::default()).is_err());
     assert!(Device::open("/dev/no-such-serial-port", Options::default()).is_err());
 }
+
+#[test]
+fn a_device_handle_is_shared_across_threads() {
+    fn shared<T: Send + Sync>() {}
+    shared::<Device>();
+    let sim = Sim::start();
+    let device = Arc::new(Device::open(&sim.address(), options()).unwrap());
+    device.wait_ready(WAIT).unwrap();
+    let askers: Vec<_> = ["step", "ch1", "ch2", "ch1"]
+        .into_iter()
+        .map(|name| {
+            let device = Arc::clone(&device);
+            std::thread::spawn(move || {
+                for _ in 0..20 {
+                    let answer = device.ask(name, WAIT).unwrap();
+                    assert_eq!(answer.value, Some(State::value_of(answer.seq as u32, name)));
+                }
+            })
+        })
+        .collect();
+    for asker in askers {
+        asker.join().unwrap();
+    }
+}
