@@ -490,7 +490,7 @@ where
             moved += 1;
         }
         if moved > 0 {
-            self.shared.reserved.fetch_sub(moved, Ordering::AcqRel);
+            self.release(moved);
         }
         if !self.staging.is_empty() {
             // The ring is in the middle of an answer: nothing else may start.
@@ -646,22 +646,33 @@ where
     fn stage_answer(&mut self, encoded: Result<usize, WireError>, room: usize) {
         let mut used = 0;
         match encoded {
-            Ok(len) if line_len(len) <= room => {
+            // The room was reserved when the get was accepted; the check on the buffer
+            // keeps a request the receiver did not put (the firmware asking with the
+            // link's id itself) from ever writing half a frame.
+            Ok(len) if line_len(len) <= room && line_len(len) <= A - self.staging.len() => {
                 let staging = &mut self.staging;
-                let mut full = false;
                 wire::cobs_encode(&self.scratch[..len], |byte| {
-                    full |= staging.push_back(byte).is_err();
+                    // Cannot fail: checked above.
+                    let _ = staging.push_back(byte);
                     used += 1;
                 });
-                debug_assert!(!full, "an answer has its room reserved");
                 self.count(at::ANSWERS_SENT);
                 self.count(at::FRAMES_SENT);
             }
             _ => self.count(at::FRAMES_FAILED),
         }
-        self.shared
+        self.release(room.saturating_sub(used));
+    }
+
+    /// Gives back `bytes` of the answer buffer's reservations; never below zero (an
+    /// answer to a request the receiver did not put had none).
+    fn release(&self, bytes: usize) {
+        let _ = self
+            .shared
             .reserved
-            .fetch_sub(room.saturating_sub(used), Ordering::AcqRel);
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |now| {
+                Some(now.saturating_sub(bytes))
+            });
     }
 
     /// The room [`LinkRx`] reserved for an answer of key `index` (the whole snapshot for

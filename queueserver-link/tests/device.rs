@@ -616,3 +616,43 @@ fn frame_sizes_on_the_line_are_the_readmes() {
     // kind 1 + seq 2 + index 1 + 4 + CRC 2 = 10; COBS 1; delimiter 1.
     assert_eq!(answer.len(), 12);
 }
+
+#[test]
+fn a_request_the_receiver_did_not_put_breaks_nothing() {
+    let mut bench = Bench::new();
+    bench.drain_all();
+    let step = bench.publish();
+    // The firmware asks with the link's id itself: no room was reserved for the answer.
+    for key in PlantKey::ALL {
+        bench
+            .server
+            .put_request(queueserver::Request::key(bench.id, key))
+            .unwrap();
+    }
+    bench.server.poll();
+    let answers = bench
+        .drain_all()
+        .into_iter()
+        .filter(|m| matches!(m, Message::Value { seq, .. } if *seq == u64::from(step)))
+        .count();
+    assert_eq!(answers, PlantKey::ALL.len(), "answered, whole frames");
+    // The receiver's own gets still pass: the reservations did not go below zero.
+    for (tag, name) in ["speed", "label", "@snapshot"].iter().enumerate() {
+        bench.send(&get(tag as u32, name));
+        bench.server.poll();
+        let messages = bench.drain_all();
+        assert!(
+            messages.iter().any(|m| matches!(
+                m,
+                Message::Value { .. } | Message::Snapshot { answer: true, .. }
+            )),
+            "{name}: {messages:?}"
+        );
+    }
+    let stats = bench.link().stats();
+    assert_eq!(
+        (stats.gets_refused, stats.frames_failed),
+        (0, 0),
+        "{stats:?}"
+    );
+}
