@@ -430,6 +430,8 @@ fn the_firmware_on_the_wire() {
     for name in [
         "put_update (64-byte State)",
         "link on_update: one snapshot frame",
+        "of which CRC-16 of 67 bytes",
+        "of which COBS of 67 bytes (no ring)",
         "process_updates, delivered to the link",
         "LinkRx::receive, a get frame completed",
         "process_requests, answered by the link",

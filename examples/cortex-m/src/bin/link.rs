@@ -141,6 +141,10 @@ mod costs {
     /// The link's `on_update`: one snapshot frame encoded (postcard, CRC, COBS) into the
     /// TX ring, measured at start on a link of its own.
     pub static FRAME_ENCODE: Series<SAMPLES> = Series::new();
+    /// Of a snapshot frame's cost: the CRC-16 of its 67 bytes.
+    pub static FRAME_CRC: Series<SAMPLES> = Series::new();
+    /// Of a snapshot frame's cost: COBS of its 67 bytes (without the TX ring).
+    pub static FRAME_COBS: Series<SAMPLES> = Series::new();
     /// `process_updates` delivering a snapshot to the link (the frame included).
     pub static UPDATE_DELIVERED: Series<SAMPLES> = Series::new();
     /// `LinkRx::receive` of the byte that completes a get frame: COBS, CRC, the name's
@@ -295,6 +299,34 @@ fn measure_frames(storage: &'static mut Storage<State, K, TX>, server: &Server) 
         costs::FRAME_ENCODE.record(instructions);
         while tx.next_byte().is_some() {}
     }
+    // Two of its parts, on a frame of the same length.
+    let frame = core::hint::black_box([0x5Au8; 67]);
+    for _ in 0..256 {
+        let (_, instructions) = measure!(
+            MAIN_WATCH,
+            core::hint::black_box(crc(core::hint::black_box(&frame)))
+        );
+        costs::FRAME_CRC.record(instructions);
+        let (_, instructions) = measure!(
+            MAIN_WATCH,
+            core::hint::black_box(cobs(core::hint::black_box(&frame)))
+        );
+        costs::FRAME_COBS.record(instructions);
+    }
+}
+
+#[inline(never)]
+fn crc(frame: &[u8]) -> u16 {
+    queueserver_link::wire::crc16(frame)
+}
+
+/// COBS-encodes `frame` into nothing but a checksum of its bytes: the encoding alone,
+/// without the TX ring.
+#[inline(never)]
+fn cobs(frame: &[u8]) -> u32 {
+    let mut sum = 0u32;
+    queueserver_link::wire::cobs_encode(frame, |byte| sum = sum.wrapping_add(u32::from(byte)));
+    sum
 }
 
 #[inline(never)]
@@ -377,9 +409,11 @@ fn report(
         "\nlink: costs in instructions (1 SysTick count = {} instructions); each includes the call",
         INSTRUCTIONS_PER_COUNT
     );
-    let series: [(&str, &Series<SAMPLES>); 6] = [
+    let series: [(&str, &Series<SAMPLES>); 8] = [
         ("put_update (64-byte State)", &costs::PUT_UPDATE),
         ("link on_update: one snapshot frame", &costs::FRAME_ENCODE),
+        ("  of which CRC-16 of 67 bytes", &costs::FRAME_CRC),
+        ("  of which COBS of 67 bytes (no ring)", &costs::FRAME_COBS),
         (
             "process_updates, delivered to the link",
             &costs::UPDATE_DELIVERED,
