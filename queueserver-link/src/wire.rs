@@ -429,14 +429,11 @@ pub fn cobs_encode(frame: &[u8], mut out: impl FnMut(u8)) {
     let mut start = 0;
     loop {
         // The next block: up to 254 bytes that are not zero.
-        let rest = &frame[start..];
-        let run = rest
-            .iter()
-            .take(254)
-            .position(|&b| b == 0)
-            .unwrap_or(rest.len().min(254));
+        let limit = frame.len().min(start + 254);
+        let block = &frame[start..limit];
+        let run = block.iter().position(|&b| b == 0).unwrap_or(block.len());
         out(run as u8 + 1);
-        for &byte in &rest[..run] {
+        for &byte in &block[..run] {
             out(byte);
         }
         start += run;
