@@ -47,7 +47,6 @@ pub trait FieldValue: Clone + PartialEq + fmt::Debug + Send {
 /// `usize` and `isize` serialize as `u64` and `i64` and are described so. `Copy`, built in
 /// constants: a nested shape is a `&'static` reference.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum ValueType {
     /// `bool`.
@@ -96,6 +95,43 @@ pub enum ValueType {
     Struct(&'static [(&'static str, ValueType)]),
     /// A shape not described: the value travels, but its reader cannot decode it.
     Other,
+}
+
+/// Written by hand: the derive cannot see through the `&'static` nesting.
+#[cfg(feature = "defmt")]
+impl defmt::Format for ValueType {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        let name = match self {
+            Self::Bool => "bool",
+            Self::U8 => "u8",
+            Self::U16 => "u16",
+            Self::U32 => "u32",
+            Self::U64 => "u64",
+            Self::U128 => "u128",
+            Self::I8 => "i8",
+            Self::I16 => "i16",
+            Self::I32 => "i32",
+            Self::I64 => "i64",
+            Self::I128 => "i128",
+            Self::F32 => "f32",
+            Self::F64 => "f64",
+            Self::Char => "char",
+            Self::Other => "Other",
+            Self::Str { capacity } => return defmt::write!(f, "Str({=usize})", capacity),
+            Self::Option(inner) => return defmt::write!(f, "Option({})", inner),
+            Self::Array { item, len } => {
+                return defmt::write!(f, "[{}; {=usize}]", item, len);
+            }
+            Self::Struct(fields) => {
+                defmt::write!(f, "Struct {{");
+                for (name, shape) in fields.iter() {
+                    defmt::write!(f, " {=str}: {}", name, shape);
+                }
+                return defmt::write!(f, " }}");
+            }
+        };
+        defmt::write!(f, "{=str}", name);
+    }
 }
 
 macro_rules! field_values {
