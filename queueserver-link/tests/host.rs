@@ -54,6 +54,8 @@ struct Control {
     garbage: Mutex<Vec<u8>>,
     /// Connections accepted.
     accepted: AtomicU64,
+    /// Drop the next bytes received (the host's describe frame is lost).
+    deaf: AtomicBool,
     stats: Mutex<LinkStats>,
 }
 
@@ -142,6 +144,7 @@ fn run(listener: TcpListener, control: &Control) {
                         closed = true;
                         break;
                     }
+                    Ok(_) if control.deaf.swap(false, Ordering::AcqRel) => {}
                     Ok(n) => {
                         if rx.receive_all(&buf[..n]) {
                             server.poll();
@@ -411,4 +414,28 @@ fn a_device_handle_is_shared_across_threads() {
     for asker in askers {
         asker.join().unwrap();
     }
+}
+
+#[test]
+fn a_lost_describe_is_sent_again() {
+    let sim = Sim::start();
+    // Settle: the device's own schema at start goes out to nobody.
+    std::thread::sleep(Duration::from_millis(50));
+    sim.control.deaf.store(true, Ordering::Release);
+    let device = Device::open(&sim.address(), options()).unwrap();
+    let schema = device.wait_ready(WAIT).unwrap();
+    assert_eq!(schema.keys.len(), 3);
+    assert!(
+        !sim.control.deaf.load(Ordering::Acquire),
+        "the first describe was dropped"
+    );
+    assert!(
+        device.counters().unusable_frames > 0,
+        "snapshots came before the schema"
+    );
+    let snapshot = device.wait_newer(0, WAIT).unwrap();
+    assert_eq!(
+        snapshot.get("ch2"),
+        Some(&State::value_of(snapshot.seq as u32, "ch2"))
+    );
 }

@@ -650,6 +650,8 @@ struct Session {
     /// The schema being received: its hello, and the keys so far.
     pending: Option<(u8, usize, usize, Vec<Option<KeyInfo>>)>,
     last_seq: Option<u64>,
+    /// When the last describe frame was sent.
+    last_describe: Instant,
 }
 
 impl Session {
@@ -658,6 +660,7 @@ impl Session {
             deframer: Deframer::new(max_frame),
             pending: None,
             last_seq: None,
+            last_describe: Instant::now(),
         }
     }
 
@@ -666,6 +669,7 @@ impl Session {
     fn serve(&mut self, inner: &Inner, mut reader: Box<dyn Read + Send>) -> String {
         self.deframer.reset();
         self.pending = None;
+        self.last_describe = Instant::now();
         if let Err(e) = inner.write(&encode_describe()) {
             return format!("cannot write the handshake: {e}");
         }
@@ -728,6 +732,12 @@ impl Session {
             Ok(message) => message,
             Err(DecodeError::NoSchema) => {
                 inner.counters().unusable_frames += 1;
+                // The describe frame, or a frame of the schema, may have been lost
+                // (garbage, a busy device): ask again, not more often than pings.
+                if self.last_describe.elapsed() >= inner.options.ping_after {
+                    self.last_describe = Instant::now();
+                    let _ = inner.write(&encode_describe());
+                }
                 return;
             }
             Err(_) => {
