@@ -6,7 +6,8 @@
 //! look up a key, and copy a whole snapshot in place. Three more, with defaults, let
 //! whatever talks to the outside work with any IDict by name: write a key's name
 //! ([`IDict::write_name`]), parse a name back ([`IDict::parse_key`]), and visit every
-//! key and value ([`IDict::visit`]); none of them allocates. The [`name`] module has the
+//! key and value ([`IDict::visit`]); none of them allocates. A fourth,
+//! [`IDict::value_type`], describes each key's values for binary wires. The [`name`] module has the
 //! rules a name follows.
 //!
 //! `#[derive(IDict)]` (feature `derive`) writes all of it for a struct with named fields:
@@ -122,7 +123,7 @@ mod value;
 #[cfg(feature = "serde")]
 pub use by_name::ByName;
 pub use name::{check_name, DisplayFromStr, KeyError, KeyName, NameError, MAX_NAME_LEN};
-pub use value::FieldValue;
+pub use value::{FieldValue, ValueType};
 
 use core::fmt;
 use core::hash::{BuildHasher, Hash};
@@ -188,6 +189,18 @@ pub trait IDict: Clone + Send {
     /// in the map's order; derived ones in field order. The default visits nothing.
     fn visit<F: FnMut(&Self::Key, &Self::Value)>(&self, f: F) {
         let _ = f;
+    }
+
+    /// The shape of the values `key` holds, as `serde` serializes them: what a
+    /// self-describing binary wire (a serial link sending `postcard`) tells its reader.
+    ///
+    /// Runs anywhere; a constant per key, allocates nothing. `None`, the default, for an
+    /// impl that does not describe its values (the provided map impls: their value type
+    /// need not be a [`FieldValue`]); `#[derive(IDict)]` gives each field's
+    /// [`FieldValue::VALUE_TYPE`].
+    fn value_type(key: &Self::Key) -> Option<ValueType> {
+        let _ = key;
+        None
     }
 }
 

@@ -327,6 +327,7 @@ pub mod __private {
     pub use serde;
 
     pub use crate::idict::generated::{CopyFields, CopyProbe, CopyWhole};
+    pub use crate::idict::generated::{NoShape, ShapeOf, ShapeProbe};
 }
 #[doc(inline)]
 pub use notify::{Event, FlagNotify, NoNotify, Notify, WakerNotify};

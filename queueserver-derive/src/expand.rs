@@ -6,7 +6,8 @@
 //! - `enum PlantValue { Position(f64), Mode(u8) }` with `key()`, unless every keyed field
 //!   has the same type, which is then the value type itself;
 //! - `impl IDict for Plant`: `get`, `copy_from` (whole for a `Copy` struct, else field by
-//!   field), `write_name`, `parse_key`, `visit`;
+//!   field), `write_name`, `parse_key`, `visit`, `value_type` (each field type's
+//!   `FieldValue::VALUE_TYPE`);
 //! - a constant that checks every field type is a `FieldValue` and every name passes the
 //!   core's `check_name`;
 //! - the `serde` impls, through the core's `__idict_serde!`, which expands to nothing
@@ -213,6 +214,14 @@ pub(crate) fn derive(input: &Input<'_>) -> TokenStream {
 
             fn visit<F: ::core::ops::FnMut(&#key, &#value_ty)>(&self, mut f: F) {
                 #visit_calls
+            }
+
+            fn value_type(key: &#key) -> ::core::option::Option<#krate::idict::ValueType> {
+                #[allow(unused_imports)]
+                use #krate::__private::{NoShape as _, ShapeOf as _};
+                ::core::option::Option::Some(match *key {
+                    #( #key::#variants => (&#krate::__private::ShapeProbe::<#types>::new()).shape(), )*
+                })
             }
         }
 

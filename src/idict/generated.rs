@@ -12,10 +12,17 @@
 //! `&CopyProbe<T>` (it does nothing, and says so). The type is concrete where the call is
 //! made, so the choice is made at compile time and costs nothing at run time.
 //!
+//! **The value types.** A derived `value_type` gives each field type's
+//! [`FieldValue::VALUE_TYPE`](crate::idict::FieldValue::VALUE_TYPE) through the same kind of
+//! probe, [`ShapeProbe`]: a field type that is no `FieldValue` is already a compile error
+//! of its own (the derive checks every field), and the probe's fallback keeps it from
+//! being reported a second time.
+//!
 //! **serde.** The generated code lives in the user's crate, where the core's features
 //! cannot be seen, so it calls `__idict_serde!`, which this module defines once with the
 //! `serde` feature (the impls) and once without (nothing).
 
+use crate::idict::{FieldValue, ValueType};
 use core::marker::PhantomData;
 
 /// Resolves `copy_whole` to [`CopyWhole`] for a `Copy` type, else to [`CopyFields`].
@@ -59,6 +66,49 @@ impl<T> CopyFields<T> for &CopyProbe<T> {
     #[inline(always)]
     fn copy_whole(&self, _: &mut T, _: &T) -> bool {
         false
+    }
+}
+
+/// Resolves `shape` to [`ShapeOf`] for a [`FieldValue`], else to [`NoShape`].
+pub struct ShapeProbe<T>(PhantomData<fn() -> T>);
+
+impl<T> ShapeProbe<T> {
+    /// A probe for `T`.
+    #[inline(always)]
+    pub const fn new() -> Self {
+        Self(PhantomData)
+    }
+}
+
+impl<T> Default for ShapeProbe<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The shape of a [`FieldValue`]: its `VALUE_TYPE`.
+pub trait ShapeOf<T> {
+    /// `T::VALUE_TYPE`.
+    fn shape(&self) -> ValueType;
+}
+
+impl<T: FieldValue> ShapeOf<T> for ShapeProbe<T> {
+    #[inline(always)]
+    fn shape(&self) -> ValueType {
+        T::VALUE_TYPE
+    }
+}
+
+/// The fallback for a type that is no `FieldValue` (a compile error reported elsewhere).
+pub trait NoShape<T> {
+    /// [`ValueType::Other`].
+    fn shape(&self) -> ValueType;
+}
+
+impl<T> NoShape<T> for &ShapeProbe<T> {
+    #[inline(always)]
+    fn shape(&self) -> ValueType {
+        ValueType::Other
     }
 }
 
