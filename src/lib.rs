@@ -350,7 +350,7 @@ pub use clock::StdClock;
 #[doc(inline)]
 pub use notify::ThreadNotify;
 #[cfg(feature = "std")]
-pub use reader::{Changed, ReadGuard, Reader, WaitError};
+pub use reader::{Changed, ReadGuard, Reader, Store, WaitError};
 #[cfg(feature = "std")]
 #[doc(inline)]
 pub use runtime::client::{Answer, AskError, Client, ClientConnection};

@@ -189,15 +189,28 @@ impl<D> Shelf<D> {
 }
 
 /// The poller's end of the read path: stores the snapshots it takes and wakes the waiting
-/// readers. Owned by the server; dropping it tells every reader that no newer snapshot
-/// will come.
-pub(crate) struct Store<D> {
+/// readers. A server keeps one (see [`QueueServer::reader`](crate::QueueServer::reader));
+/// one of your own serves [`Reader`]s of snapshots that come from elsewhere (a device's
+/// line). Dropping it tells every reader that no newer snapshot will come.
+///
+/// ```
+/// use queueserver::{Snapshot, Store};
+/// use std::sync::Arc;
+///
+/// let store = Store::new(Snapshot::new(0, 1.5_f64));
+/// let reader = store.reader();
+/// store.store(Arc::new(Snapshot::new(7, 2.5)));
+/// assert_eq!((reader.load().seq(), **reader.load()), (7, 2.5));
+/// ```
+pub struct Store<D> {
     shared: Arc<Shelf<D>>,
 }
 
 impl<D> Store<D> {
     /// A store holding `snapshot`.
-    pub(crate) fn new(snapshot: Snapshot<D>) -> Self {
+    ///
+    /// **Allocates** (the shared state).
+    pub fn new(snapshot: Snapshot<D>) -> Self {
         Self {
             shared: Arc::new(Shelf {
                 swap: ArcSwap::from_pointee(snapshot),
@@ -211,9 +224,11 @@ impl<D> Store<D> {
 
     /// Stores a new snapshot and wakes the waiting readers.
     ///
-    /// **Poller.** One `ArcSwap` store; with waiters registered, a short lock of the waiter
-    /// list and one `Waker::wake` per waiter (never blocks).
-    pub(crate) fn store(&self, snapshot: Arc<Snapshot<D>>) {
+    /// **The one thread that stores** (a server's poller). One `ArcSwap` store; with
+    /// waiters registered, a short lock of the waiter list and one `Waker::wake` per waiter
+    /// (never blocks). Its cost grows a little with each thread that has loaded from a
+    /// reader of it (see [`Reader::load`]).
+    pub fn store(&self, snapshot: Arc<Snapshot<D>>) {
         self.shared.swap.store(snapshot);
         self.shared.unserved.store(false, Ordering::Relaxed);
         self.shared.wake_all();
@@ -228,8 +243,8 @@ impl<D> Store<D> {
         self.shared.wake_all_always();
     }
 
-    /// A reader of this shelf that has seen the snapshot stored now.
-    pub(crate) fn reader(&self) -> Reader<D> {
+    /// A reader of this store that has seen the snapshot stored now.
+    pub fn reader(&self) -> Reader<D> {
         let seen = self.shared.swap.load().seq();
         Reader {
             shared: Arc::clone(&self.shared),

@@ -14,7 +14,10 @@ pub struct Snapshot<D> {
 }
 
 impl<D> Snapshot<D> {
-    pub(crate) const fn new(seq: u64, data: D) -> Self {
+    /// A snapshot of `data` numbered `seq`. A server numbers its own; this is for
+    /// snapshots that come from elsewhere (a device's line, a replay) and are handed to a
+    /// [relay](crate::runtime::relay) or a [`Store`](crate::Store) outside a server.
+    pub const fn new(seq: u64, data: D) -> Self {
         Self { seq, data }
     }
 
