@@ -183,9 +183,10 @@ fn open(args: &ZenohArgs) -> Result<Opened, String> {
         }
     })?;
     if !client {
-        // A peer connects in the background: give it a moment to reach the endpoint.
+        // A peer connects in the background: give it a moment to reach its endpoints.
+        let wanted = connect.len().max(1);
         let deadline = Instant::now() + Duration::from_secs(2);
-        while session.info().peers_zid().wait().next().is_none() && Instant::now() < deadline {
+        while session.info().peers_zid().wait().count() < wanted && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
