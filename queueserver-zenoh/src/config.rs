@@ -151,9 +151,13 @@ pub fn apply(
     }
     for (key, endpoints) in [("listen/endpoints", listen), ("connect/endpoints", connect)] {
         if !endpoints.is_empty() {
-            config
-                .insert_json5(key, &json_list(endpoints))
-                .map_err(|e| format!("{}: {}", endpoints.join(", "), message(&e)))?;
+            config.insert_json5(key, &json_list(endpoints)).map_err(|_| {
+                format!(
+                    "not a Zenoh endpoint: {} (write PROTOCOL/ADDRESS, e.g. \
+                     tcp/127.0.0.1:7449, tcp/[::1]:7447, unixsock-stream/PATH)",
+                    endpoints.join(", ")
+                )
+            })?;
         }
     }
     Ok(())
@@ -169,7 +173,9 @@ pub fn message(error: &dyn std::fmt::Display) -> String {
         out.push_str(&rest[..at]);
         let after = &rest[at + 4..];
         // A location: a path ending in `.rs:LINE`, then a full stop.
-        let end = after.find(char::is_whitespace).unwrap_or(after.len());
+        let end = after
+            .find(|c: char| c.is_whitespace() || "\"',;)}]".contains(c))
+            .unwrap_or(after.len());
         let word = after[..end].trim_end_matches('.');
         let is_location = word
             .rsplit_once(".rs:")
@@ -201,6 +207,10 @@ mod tests {
             "Unable to connect to any of [tcp/127.0.0.1:1]!: refused"
         );
         assert_eq!(message(&"look at me"), "look at me");
+        assert_eq!(
+            message(&r#"Json5Err(Message { msg: "bad: x at /a/endpoint.rs:615.", location: None })"#),
+            r#"Json5Err(Message { msg: "bad: x", location: None })"#
+        );
     }
 
     #[test]
