@@ -151,13 +151,15 @@ pub fn apply(
     }
     for (key, endpoints) in [("listen/endpoints", listen), ("connect/endpoints", connect)] {
         if !endpoints.is_empty() {
-            config.insert_json5(key, &json_list(endpoints)).map_err(|_| {
-                format!(
-                    "not a Zenoh endpoint: {} (write PROTOCOL/ADDRESS, e.g. \
+            config
+                .insert_json5(key, &json_list(endpoints))
+                .map_err(|_| {
+                    format!(
+                        "not a Zenoh endpoint: {} (write PROTOCOL/ADDRESS, e.g. \
                      tcp/127.0.0.1:7449, tcp/[::1]:7447, unixsock-stream/PATH)",
-                    endpoints.join(", ")
-                )
-            })?;
+                        endpoints.join(", ")
+                    )
+                })?;
         }
     }
     Ok(())
@@ -208,7 +210,9 @@ mod tests {
         );
         assert_eq!(message(&"look at me"), "look at me");
         assert_eq!(
-            message(&r#"Json5Err(Message { msg: "bad: x at /a/endpoint.rs:615.", location: None })"#),
+            message(
+                &r#"Json5Err(Message { msg: "bad: x at /a/endpoint.rs:615.", location: None })"#
+            ),
             r#"Json5Err(Message { msg: "bad: x", location: None })"#
         );
     }

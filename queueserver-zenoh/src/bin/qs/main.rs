@@ -458,7 +458,7 @@ fn watch(
             let out = table.render(prefix, seconds);
             (
                 out,
-                table.since_snapshot(now).is_none_or(|quiet| quiet > RESYNC),
+                !matches!(table.since_snapshot(now), Some(quiet) if quiet <= RESYNC),
             )
         };
         let mut out = out;
