@@ -1,6 +1,6 @@
 //! The demo's page in a real browser: the test starts the demo's example binary, as a user
-//! would (`demo --seconds 8 --web 127.0.0.1:0`), reads the URL it prints, loads the page in
-//! headless Chromium (the web view's driver, `queueserver-web/tests/common/browser.rs`),
+//! would (`demo --seconds 8 --web 127.0.0.1:0 --no-zenoh`), reads the URL it prints, loads
+//! the page in headless Chromium (the web view's driver, `queueserver-web/tests/common/browser.rs`),
 //! and checks what the page shows while the control loop runs and after it stops, against
 //! the final snapshot the demo prints.
 //!

@@ -10,7 +10,7 @@
 //! behind anyone's back.
 //!
 //! **Python**: `QS_PYTHON`, else a venv in `target/tools/venv`, made on first use (a
-//! minute or less, about 40 MB, said on the terminal as it happens) under a lock file, so
+//! minute or less, about 60 MB, said on the terminal as it happens) under a lock file, so
 //! that tests running in parallel do not race.
 
 use super::{wait_until, Guard};
@@ -226,7 +226,7 @@ pub fn python() -> PathBuf {
             say(&format!(
                 "queueserver-zenoh tests: installing the Python client eclipse-zenoh \
                  {ZENOH_VERSION} from PyPI into {} (python3 -m venv, then pip), for the tests \
-                 that check a client no one here wrote: about a minute or less, about 40 MB. \
+                 that check a client no one here wrote: about a minute or less, about 60 MB. \
                  To skip it, set QS_PYTHON to a Python that has eclipse-zenoh {ZENOH_VERSION}.",
                 venv.display()
             ));
