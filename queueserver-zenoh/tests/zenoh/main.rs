@@ -10,7 +10,7 @@
 //!   the computation restarts;
 //! - `security`: a router with user/password authentication and access control (the
 //!   example configuration files of `config/`) keeps forged samples away from `qs` and
-//!   from Python;
+//!   from Python; a short `accept_timeout` lets sessions in past idle connections;
 //! - `python`: a client no one here wrote, `eclipse-zenoh` in Python;
 //! - `runtime`: `ZENOH_RUNTIME` on `qs`'s threads (Linux).
 //!

@@ -3,6 +3,8 @@
 //! (user `plant`) put and declare under `demo/plant`. Viewers (user `viewer`: `qs`, a
 //! subscriber here, a subscriber in Python) see the computation's values; what another
 //! client forges, logged in as a viewer or not logged in at all, reaches none of them.
+//! And the README's advice on idle connections: a short `accept_timeout` in a
+//! configuration file lets new sessions in sooner.
 
 use crate::common::{qs, tools, wait_until, AnyConnection, Guard, Rig};
 use queueserver::{QueueServer, Runner};
@@ -194,4 +196,61 @@ fn only_the_computation_publishes_through_the_closed_router() {
         "{python_text}"
     );
     assert!(!shown.contains(FORGED), "qs showed a forged value");
+}
+
+/// Idle TCP connections fill Zenoh's `accept_pending` places until `accept_timeout` drops
+/// them (10 s by default); a computation configured (`-c FILE`) with a short
+/// `accept_timeout` lets a new session in again that much sooner.
+#[test]
+fn a_short_accept_timeout_lets_sessions_in_past_idle_connections() {
+    const P: &str = "idle/rig";
+    let port = crate::common::free_port();
+    let file = tmp("accept.json5");
+    std::fs::write(
+        &file,
+        format!(
+            r#"{{ mode: "peer", listen: {{ endpoints: ["tcp/127.0.0.1:{port}"] }},
+                  scouting: {{ multicast: {{ enabled: false }} }},
+                  transport: {{ unicast: {{ accept_timeout: 1000 }} }} }}"#
+        ),
+    )
+    .unwrap();
+    let (mut publisher, mut server) = QueueServer::<Rig, AnyConnection>::new(Rig::default());
+    let zenoh = Zenoh::open(
+        &mut server,
+        config::from_file(&file).unwrap(),
+        P,
+        Options::new(),
+    )
+    .unwrap();
+    publisher.put_update(&Rig::at(1));
+    let runner = Runner::every(server, Duration::from_millis(1)).unwrap();
+
+    // Twice Zenoh's default `accept_pending` (100) connections that never say a word.
+    let idle: Vec<std::net::TcpStream> = (0..200)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    let started = Instant::now();
+    let endpoint = format!("tcp/127.0.0.1:{port}");
+    loop {
+        let out = qs()
+            .args(["-e", &endpoint, "--mode", "peer", "list"])
+            .stderr(Stdio::null())
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&out.stdout).contains(P) {
+            break;
+        }
+        assert!(started.elapsed() < LIMIT, "qs never got in");
+    }
+    let waited = started.elapsed();
+    println!(
+        "qs got in {:.1} s after 200 idle connections",
+        waited.as_secs_f64()
+    );
+    drop(idle);
+    runner.shutdown().unwrap();
+    zenoh.close();
+    // Zenoh's default (10 s) would keep it out longer than this.
+    assert!(waited < Duration::from_secs(8), "{waited:?}");
 }
