@@ -96,7 +96,7 @@ enum Command {
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
         frames: Option<u64>,
     },
-    /// Get values: P/<name>, a wildcard (P/**, P/motor/*) or P/@snapshot.
+    /// Get values: P/NAME, a wildcard (P/**, P/motor/*) or P/@snapshot.
     ///
     /// Prints `key = json  (seq N)` for each reply and `error: text` on stderr for each
     /// error reply. Exits 0 when values came, 1 on an error reply, 2 when no reply came.
