@@ -1,6 +1,7 @@
 //! The integration tests of `queueserver-zenoh`, in one test binary: it links Zenoh once,
 //! and its tests run in parallel.
 //!
+//! - `cli`: `qs`'s help, usage errors and error messages;
 //! - `contract`: every point of the wire contract, on loopback;
 //! - `select`: from key expressions to requests, against a reference matcher (proptest);
 //! - `processes`: a getter killed mid-get, a stopped subscriber;
@@ -17,6 +18,7 @@
 //! `common::tools` finds the router and the Python client, and says on the terminal what it
 //! does when it must install or stand in for one.
 
+mod cli;
 mod common;
 mod contract;
 mod processes;
