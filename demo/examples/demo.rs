@@ -24,16 +24,23 @@
 //! `--no-web` to go without) that shows the plant's values, plots them, asks for them, and
 //! shows the server's counters as the runner last saw them.
 //!
-//! A fifth, Zenoh (`queueserver-zenoh`), publishes the plant under `demo/plant` as a peer
-//! listening on `tcp/127.0.0.1:7449` (`--no-zenoh` to go without), so that
-//! `qs watch demo/plant` in another terminal shows it live and `qs get demo/plant/position`
-//! asks for a value; the demo prints the command. Zenoh's runtimes run on two worker threads
+//! A fifth, Zenoh (`queueserver-zenoh`), publishes the plant under `demo/plant` (`--prefix`
+//! to choose) as a peer listening on `tcp/127.0.0.1:7449` (`--zenoh-listen` to choose,
+//! `--zenoh-router` to join a `zenohd` router as its client instead, `-c FILE` for a Zenoh
+//! configuration file, `--no-zenoh` to go without), so that `qs watch demo/plant` in another
+//! terminal shows it live and `qs get demo/plant/position` asks for a value; the demo prints
+//! the command. When its endpoint is taken (by another demo, say) it says so, and what `qs`
+//! will then show, and runs on without Zenoh. Zenoh's runtimes run on two worker threads
 //! (`ZENOH_RUNTIME`, unless set, is `queueserver_zenoh::config::SMALL_RUNTIME`).
 //!
-//! Progress is printed once per second on stderr. At the end the demo prints the loop's
-//! period jitter, the latency of `put_update`, the server's counters and each connection's
-//! own counts, and checks the server's accounting identities; it exits with status 1 if
-//! one does not hold.
+//! The demo runs until Ctrl-C (SIGINT) or SIGTERM, or for `--seconds N`. Progress is
+//! printed once per second on stderr. At the end the demo stops the loop, tells its
+//! connections (the web view's pages and Zenoh's watchers see the computation stop), prints
+//! the loop's period jitter, the latency of `put_update`, the server's counters, where
+//! requests were consolidated and each connection's own counts, checks the server's
+//! accounting identities, and exits with status 0, or 1 if one does not hold. A second
+//! Ctrl-C ends it at once (status 1). Its memory stays flat however long it runs: the loop's
+//! timings go into fixed-size histograms (`hdrhistogram`, three significant digits).
 //!
 //! Every thread runs at ordinary priority, so the jitter figures are what a general-purpose
 //! scheduler gives; a real-time priority and a dedicated core for the control thread would
@@ -41,8 +48,11 @@
 //!
 //! ```text
 //! cargo run --release --example demo [-- --seconds N] [--no-web | --web ADDR] [--no-zenoh]
+//!     [--prefix P] [--zenoh-listen ENDPOINT | --zenoh-router ENDPOINT] [-c FILE]
 //! ```
 
+use clap::Parser;
+use hdrhistogram::Histogram;
 use queueserver::client::DEFAULT_MAX_ASKS;
 use queueserver::{
     Answer, Builder, Client, Config, Connection, ConnectionError, IDict, NoNotify, Publisher,
@@ -50,6 +60,8 @@ use queueserver::{
 };
 use queueserver_web::{Options as WebOptions, WebView};
 use queueserver_zenoh::{config as zenoh_config, Options as ZenohOptions, Zenoh};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -74,10 +86,11 @@ const SLOW_UPDATE: Duration = Duration::from_millis(2);
 const PROBE_NAMES: [&str; 6] = [
     "position", "velocity", "position", "force", "position", "torque",
 ];
-/// Default run time.
-const DEFAULT_SECONDS: u64 = 10;
-/// The prefix the plant is published under on Zenoh.
+/// The prefix the plant is published under on Zenoh, by default.
 const ZENOH_PREFIX: &str = "demo/plant";
+/// The longest time the loop's histograms hold, ns: one minute. Longer samples count as
+/// one minute.
+const HISTOGRAM_MAX: u64 = 60_000_000_000;
 
 /// Request queue capacity and connection slots; each connection may queue `Q / MAXC`.
 /// Five connections (ui, slow, probe, the web view, Zenoh), and room to spare.
@@ -199,11 +212,13 @@ struct LoopCounts {
 struct LoopResult {
     publisher: Publisher<State>,
     /// Time between the starts of consecutive steps, ns.
-    periods: Vec<u32>,
+    periods: Histogram<u64>,
+    /// `|period - PERIOD|`, ns.
+    jitter: Histogram<u64>,
     /// Time spent in each `put_update`, ns, timer overhead included.
-    put_latency: Vec<u32>,
+    put_latency: Histogram<u64>,
     /// Median cost of the two `Instant::now` calls around a `put_update`, ns.
-    timer_overhead: u32,
+    timer_overhead: u64,
     steps: u64,
     overruns: u64,
 }
@@ -219,36 +234,40 @@ fn wait_until(deadline: Instant) {
     }
 }
 
-fn nanos(d: Duration) -> u32 {
-    u32::try_from(d.as_nanos()).unwrap_or(u32::MAX)
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// A histogram of nanoseconds up to [`HISTOGRAM_MAX`], three significant digits: about
+/// 30 KiB, allocated once.
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, HISTOGRAM_MAX, 3).expect("valid histogram bounds")
 }
 
 /// Steps the plant every [`PERIOD`] and publishes every step, until `stop`.
 ///
-/// The sample vectors are allocated before the loop starts and never grow: once full,
-/// further samples are dropped, so the loop itself does not allocate.
+/// The histograms are allocated before the loop starts and never grow (a sample past
+/// their range counts as their largest value), so the loop itself does not allocate and
+/// the demo's memory stays flat however long it runs.
 fn control_loop(
     mut publisher: Publisher<State>,
     stop: &AtomicBool,
     counts: &LoopCounts,
-    capacity: usize,
 ) -> LoopResult {
-    let mut periods: Vec<u32> = Vec::with_capacity(capacity);
-    let mut put_latency: Vec<u32> = Vec::with_capacity(capacity);
+    let (mut periods, mut jitter, mut put_latency) = (histogram(), histogram(), histogram());
     let mut plant = Plant::default();
     let dt = PERIOD.as_secs_f64();
     let (mut steps, mut overruns) = (0u64, 0u64);
     let mut previous: Option<Instant> = None;
 
     // What the latency measurement costs by itself, measured around nothing.
-    let mut empty: Vec<u32> = (0..1000)
-        .map(|_| {
-            let before = Instant::now();
-            nanos(before.elapsed())
-        })
-        .collect();
-    empty.sort_unstable();
+    let mut empty = histogram();
+    for _ in 0..1000 {
+        let before = Instant::now();
+        empty.saturating_record(nanos(before.elapsed()));
+    }
     let timer_overhead = quantile(&empty, 0.5);
+    let target = nanos(PERIOD);
 
     let mut deadline = Instant::now() + PERIOD;
 
@@ -256,9 +275,9 @@ fn control_loop(
         wait_until(deadline);
         let start = Instant::now();
         if let Some(previous) = previous {
-            if periods.len() < periods.capacity() {
-                periods.push(nanos(start - previous));
-            }
+            let period = nanos(start - previous);
+            periods.saturating_record(period);
+            jitter.saturating_record(period.abs_diff(target));
         }
         previous = Some(start);
         // A step that starts a whole period late has missed its slot: count it and
@@ -272,10 +291,7 @@ fn control_loop(
         plant.step(dt);
         let before = Instant::now();
         publisher.put_update(&plant);
-        let took = before.elapsed();
-        if put_latency.len() < put_latency.capacity() {
-            put_latency.push(nanos(took));
-        }
+        put_latency.saturating_record(nanos(before.elapsed()));
 
         steps += 1;
         counts.steps.store(steps, Ordering::Relaxed);
@@ -285,6 +301,7 @@ fn control_loop(
     LoopResult {
         publisher,
         periods,
+        jitter,
         put_latency,
         timer_overhead,
         steps,
@@ -339,69 +356,64 @@ fn ask_in_turn(client: &Client<State>, first: usize, stop: &AtomicBool, counts: 
 
 // ----- statistics ------------------------------------------------------------------------
 
-/// The `p`-th quantile (0..=1) of sorted samples, by the nearest-rank method.
-fn quantile(sorted: &[u32], p: f64) -> u32 {
-    if sorted.is_empty() {
-        return 0;
+/// The `p`-th quantile (0..=1) of a histogram's samples (0 when it has none): within
+/// 0.1% of the sample of that rank.
+fn quantile(histogram: &Histogram<u64>, p: f64) -> u64 {
+    if histogram.is_empty() {
+        0
+    } else {
+        histogram.value_at_quantile(p)
     }
-    let rank = (p * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-fn us(ns: u32) -> f64 {
-    f64::from(ns) / 1000.0
+fn us(ns: u64) -> f64 {
+    ns as f64 / 1000.0
 }
 
-fn parse_seconds() -> Result<u64, String> {
-    let mut seconds = DEFAULT_SECONDS;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--seconds" => {
-                let value = args.next().ok_or("--seconds needs a value")?;
-                seconds = value
-                    .parse()
-                    .ok()
-                    .filter(|&s| s > 0)
-                    .ok_or_else(|| format!("--seconds: not a positive integer: {value}"))?;
-            }
-            // Read by `web_address`.
-            "--no-web" => {}
-            "--web" => drop(args.next()),
-            // Read by `main`.
-            "--no-zenoh" => {}
-            "-h" | "--help" => {
-                return Err(format!(
-                    "usage: demo [--seconds N] [--no-web | --web ADDR] [--no-zenoh]   \
-                     (default {DEFAULT_SECONDS} s, the view on {WEB_ADDR}, published on \
-                     Zenoh under {ZENOH_PREFIX})"
-                ))
-            }
-            other => return Err(format!("unknown argument: {other} (try --help)")),
-        }
-    }
-    Ok(seconds)
+// ----- the command line ------------------------------------------------------------
+
+/// A 10 kHz control loop publishing its state through a QueueServer, served to its
+/// connections: in-process clients, a web view and Zenoh.
+///
+/// Runs until Ctrl-C or SIGTERM (or --seconds N), then prints the summary and checks its
+/// accounting.
+#[derive(Debug, Parser)]
+#[command(name = "demo", max_term_width = 100)]
+struct Args {
+    /// Run N seconds, then stop [default: until Ctrl-C or SIGTERM].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    seconds: Option<u64>,
+    /// Serve the web view on ADDR (port 0: any free port; on the default address, a free
+    /// port if it is taken).
+    #[arg(long, value_name = "ADDR", default_value = WEB_ADDR)]
+    web: SocketAddr,
+    /// No web view.
+    #[arg(long, conflicts_with = "web")]
+    no_web: bool,
+    /// Not on Zenoh.
+    #[arg(long)]
+    no_zenoh: bool,
+    /// The prefix the plant is published under on Zenoh.
+    #[arg(long, value_name = "P", default_value = ZENOH_PREFIX, conflicts_with = "no_zenoh")]
+    prefix: String,
+    /// Listen for Zenoh peers (`qs`, other programs) on ENDPOINT [default:
+    /// tcp/127.0.0.1:7449, where `qs` looks by default].
+    #[arg(long, value_name = "ENDPOINT", conflicts_with_all = ["no_zenoh", "zenoh_router"])]
+    zenoh_listen: Option<String>,
+    /// Join the zenohd router at ENDPOINT as its client instead of listening, e.g.
+    /// tcp/127.0.0.1:7447.
+    #[arg(long, value_name = "ENDPOINT", conflicts_with = "no_zenoh")]
+    zenoh_router: Option<String>,
+    /// A Zenoh configuration file (JSON5 or YAML, as Zenoh's own tools read it: TLS, user
+    /// and password...); --zenoh-listen and --zenoh-router override its endpoints.
+    #[arg(short = 'c', long, value_name = "FILE", conflicts_with = "no_zenoh")]
+    zenoh_config: Option<PathBuf>,
 }
 
 // ----- the web view ------------------------------------------------------------------
 
 /// Where the web view listens unless told otherwise.
 const WEB_ADDR: &str = "127.0.0.1:7878";
-
-/// The web view's address from the command line: `None` with `--no-web`.
-fn web_address() -> Result<Option<std::net::SocketAddr>, String> {
-    let args: Vec<String> = std::env::args().collect();
-    if args.iter().any(|a| a == "--no-web") {
-        return Ok(None);
-    }
-    let addr = match args.iter().position(|a| a == "--web") {
-        Some(at) => args.get(at + 1).ok_or("--web needs an address")?.as_str(),
-        None => WEB_ADDR,
-    };
-    addr.parse()
-        .map(Some)
-        .map_err(|_| format!("--web: not an address: {addr}"))
-}
 
 /// Serves the live web view; on the default address, a free port if it is taken.
 fn serve_web<C, const Q: usize, const MAXC: usize>(
@@ -429,27 +441,123 @@ where
 
 // ----- zenoh -----------------------------------------------------------------------------
 
-/// Publishes the plant on Zenoh under [`ZENOH_PREFIX`], as a peer listening on
-/// [`zenoh_config::DEFAULT_ENDPOINT`], and says how to watch it. Without Zenoh (the port is
-/// taken, say) the demo runs on.
+/// The Zenoh configuration the command line asks for, and the options `qs` needs to reach
+/// the demo with it (empty: `qs`'s defaults).
+fn zenoh_setup(args: &Args) -> Result<(zenoh::Config, String), String> {
+    let listen = args.zenoh_listen.as_deref();
+    let router = args.zenoh_router.as_deref();
+    let config = match &args.zenoh_config {
+        None => match (router, listen) {
+            (Some(router), _) => zenoh_config::client(&[router]),
+            (None, Some(listen)) => zenoh_config::peer(&[listen], &[]),
+            (None, None) => Ok(zenoh_config::default()),
+        }
+        .map_err(|e| format!("bad endpoint: {}", zenoh_config::message(&e)))?,
+        Some(file) => {
+            let mut config = zenoh_config::from_file(file).map_err(|e| e.to_string())?;
+            let (mode, listen, connect): (_, Vec<&str>, Vec<&str>) = match (router, listen) {
+                (Some(router), _) => (Some("client"), vec![], vec![router]),
+                (None, Some(listen)) => (Some("peer"), vec![listen], vec![]),
+                (None, None) => (None, vec![], vec![]),
+            };
+            zenoh_config::apply(&mut config, mode, &listen, &connect)
+                .map_err(|e| format!("bad endpoint: {e}"))?;
+            config
+        }
+    };
+    let qs = match (router, listen, &args.zenoh_config) {
+        (Some(router), _, _) => format!("-e {router} "),
+        (None, Some(listen), _) => {
+            format!("-e {} --mode peer ", listen.replace("0.0.0.0", "127.0.0.1"))
+        }
+        (None, None, Some(_)) => "-c <a configuration that reaches it> ".to_owned(),
+        (None, None, None) => String::new(),
+    };
+    Ok((config, qs))
+}
+
+/// The address of a `tcp/` endpoint on this machine, if `endpoint` is one.
+fn tcp_address(endpoint: &str) -> Option<SocketAddr> {
+    endpoint
+        .strip_prefix("tcp/")?
+        .split('#')
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Why Zenoh could not open, for a person: a listening endpoint that is taken is named,
+/// with what `qs` shows meanwhile and how to run beside it.
+fn explain_zenoh_error(error: &dyn std::fmt::Display, args: &Args) -> String {
+    let listen = args
+        .zenoh_listen
+        .as_deref()
+        .unwrap_or(zenoh_config::DEFAULT_ENDPOINT);
+    let taken = args.zenoh_router.is_none()
+        && tcp_address(listen).is_some_and(|addr| {
+            std::net::TcpListener::bind(addr)
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::AddrInUse)
+        });
+    if !taken {
+        return format!(
+            "zenoh: not published ({}); the demo runs without it",
+            zenoh_config::message(error)
+        );
+    }
+    let by_default = listen == zenoh_config::DEFAULT_ENDPOINT;
+    format!(
+        "zenoh: NOT PUBLISHED: {listen} is taken, most likely by another computation (another \
+         demo?). {}The demo runs on without Zenoh. To run beside the other one, give this one an \
+         endpoint and a prefix of its own:\n  cargo run --release --example demo -- \
+         --zenoh-listen tcp/127.0.0.1:7450 --prefix demo/plant2\nand watch it with\n  cargo \
+         run --release --example qs -- -e tcp/127.0.0.1:7450 --mode peer watch demo/plant2",
+        if by_default {
+            format!(
+                "`qs` looks there by default, so `qs list` and `qs watch {}` show THAT \
+                 computation's values, not this demo's. ",
+                args.prefix
+            )
+        } else {
+            String::new()
+        }
+    )
+}
+
+/// Publishes the plant on Zenoh as the command line says (by default under
+/// [`ZENOH_PREFIX`], as a peer listening on [`zenoh_config::DEFAULT_ENDPOINT`]), and says
+/// how to watch it. Without Zenoh (the port is taken, say) the demo runs on.
 fn publish_on_zenoh<C, const Q: usize, const MAXC: usize>(
     server: &mut queueserver::QueueServer<State, C, NoNotify, StdClock, Q, MAXC>,
+    args: &Args,
 ) -> Option<Zenoh<State>>
 where
     C: Connection<State> + From<queueserver_zenoh::ZenohConnection<State>>,
 {
-    let config = zenoh_config::default();
-    match Zenoh::open(server, config, ZENOH_PREFIX, ZenohOptions::new()) {
+    let (config, qs) = match zenoh_setup(args) {
+        Ok(setup) => setup,
+        Err(error) => {
+            eprintln!("zenoh: not published: {error}; the demo runs without it");
+            return None;
+        }
+    };
+    let prefix = &args.prefix;
+    match Zenoh::open(server, config, prefix, ZenohOptions::new()) {
         Ok(zenoh) => {
+            let place = match (&args.zenoh_router, &args.zenoh_listen) {
+                (Some(router), _) => format!("through the router at {router}"),
+                (None, Some(listen)) => format!("on {listen}"),
+                (None, None) if args.zenoh_config.is_some() => "as its file says".to_owned(),
+                (None, None) => format!("on {}", zenoh_config::DEFAULT_ENDPOINT),
+            };
             println!(
-                "zenoh: published under {ZENOH_PREFIX} on {}; watch it from another terminal:\n  \
-                 cargo run --release -p queueserver-zenoh --bin qs -- watch {ZENOH_PREFIX}",
-                zenoh_config::DEFAULT_ENDPOINT,
+                "zenoh: published under {prefix} {place}; watch it from another terminal (the \
+                 same build, nothing to compile but qs itself):\n  \
+                 cargo run --release --example qs -- {qs}watch {prefix}",
             );
             Some(zenoh)
         }
         Err(error) => {
-            eprintln!("zenoh: not published ({error}); the demo runs without it");
+            eprintln!("{}", explain_zenoh_error(&error, args));
             None
         }
     }
@@ -460,14 +568,23 @@ fn main() -> ExitCode {
         // No other thread runs yet: Zenoh reads the variable when the first session opens.
         std::env::set_var("ZENOH_RUNTIME", zenoh_config::SMALL_RUNTIME);
     }
-    let with_zenoh = !std::env::args().any(|a| a == "--no-zenoh");
-    let (seconds, web_addr) = match parse_seconds().and_then(|s| Ok((s, web_address()?))) {
-        Ok(parsed) => parsed,
-        Err(message) => {
-            eprintln!("{message}");
-            return ExitCode::from(2);
+    // --help exits 0, a usage error 2, each with clap's message.
+    let args = Args::try_parse().unwrap_or_else(|error| error.exit());
+
+    // SIGINT (Ctrl-C) and SIGTERM end the run cleanly: the flag stops the progress loop,
+    // then everything shuts down in order and the summary is printed. A second one ends
+    // the process at once (status 1), should the clean stop hang. The handlers only set
+    // flags (signal-hook), on whatever thread the signal lands.
+    let interrupted = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let registered =
+            signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&interrupted))
+                .and_then(|_| signal_hook::flag::register(signal, Arc::clone(&interrupted)));
+        if let Err(error) = registered {
+            eprintln!("cannot handle signal {signal}: {error}");
+            return ExitCode::FAILURE;
         }
-    };
+    }
 
     // ----- build the server and its connections (everything allocates here) -----
     let ui_counts = Arc::new(UpdateCounts::default());
@@ -507,17 +624,25 @@ fn main() -> ExitCode {
     })
     .expect("MAXC slots hold the demo's five connections");
     let probe = client.id();
-    let web = web_addr.and_then(|addr| serve_web(&mut server, addr));
-    let zenoh = if with_zenoh {
-        publish_on_zenoh(&mut server)
-    } else {
+    let web = if args.no_web {
         None
+    } else {
+        serve_web(&mut server, args.web)
+    };
+    let zenoh = if args.no_zenoh {
+        None
+    } else {
+        publish_on_zenoh(&mut server, &args)
     };
     let reader = server.reader();
     let share = server.share();
 
+    let run = match args.seconds {
+        Some(seconds) => format!("for {seconds} s"),
+        None => "until Ctrl-C".to_owned(),
+    };
     println!(
-        "plant at {:.0} Hz for {seconds} s; poller every {:?}; updates every {:?} at most; \
+        "plant at {:.0} Hz {run}; poller every {:?}; updates every {:?} at most; \
          queue {Q}, {share} per connection",
         1.0 / PERIOD.as_secs_f64(),
         POLL_PERIOD,
@@ -550,15 +675,11 @@ fn main() -> ExitCode {
     let stop_probe = Arc::new(AtomicBool::new(false));
     let loop_counts = Arc::new(LoopCounts::default());
 
-    let capacity = usize::try_from(seconds)
-        .unwrap_or(usize::MAX / 2)
-        .saturating_add(1)
-        .saturating_mul(10_000);
     let control = {
         let (stop, counts) = (Arc::clone(&stop_loop), Arc::clone(&loop_counts));
         thread::Builder::new()
             .name("control".into())
-            .spawn(move || control_loop(publisher, &stop, &counts, capacity))
+            .spawn(move || control_loop(publisher, &stop, &counts))
             .expect("spawn the control thread")
     };
     let probers: Vec<_> = (0..PROBERS)
@@ -572,12 +693,23 @@ fn main() -> ExitCode {
         })
         .collect();
 
-    // ----- progress, once per second -----
+    // ----- progress, once per second, until the end of the run or a signal -----
     let started = Instant::now();
-    for second in 1..=seconds {
-        thread::sleep(
-            (started + Duration::from_secs(second)).saturating_duration_since(Instant::now()),
-        );
+    let end = args.seconds.map(|s| started + Duration::from_secs(s));
+    for second in 1.. {
+        let next = started + Duration::from_secs(second);
+        let next = end.map_or(next, |end| next.min(end));
+        while !interrupted.load(Ordering::Relaxed) && Instant::now() < next {
+            thread::sleep(Duration::from_millis(20).min(next - Instant::now()));
+        }
+        if interrupted.load(Ordering::Relaxed) {
+            eprintln!(
+                "[{:>5.1} s] interrupted: stopping the loop, then the summary (interrupt again \
+                 to quit at once)",
+                started.elapsed().as_secs_f64()
+            );
+            break;
+        }
         let latest = reader.load();
         eprintln!(
             "[{:>5.1} s] published {:>7}  overruns {:>3}  latest seq {:>7} position {:+.4}  \
@@ -593,6 +725,9 @@ fn main() -> ExitCode {
                 + probe_counts.not_found.load(Ordering::Relaxed),
             client.stats().requests_sent,
         );
+        if end.is_some_and(|end| Instant::now() >= end) {
+            break;
+        }
     }
 
     // ----- shut down: requests first, then the loop, then the poller -----
@@ -603,8 +738,9 @@ fn main() -> ExitCode {
     stop_loop.store(true, Ordering::Relaxed);
     let LoopResult {
         publisher,
-        mut periods,
-        mut put_latency,
+        periods,
+        jitter,
+        put_latency,
         timer_overhead,
         steps,
         overruns,
@@ -633,11 +769,7 @@ fn main() -> ExitCode {
     }
 
     // ----- summary -----
-    periods.sort_unstable();
-    put_latency.sort_unstable();
     let target = nanos(PERIOD);
-    let mut deviation: Vec<u32> = periods.iter().map(|&p| p.abs_diff(target)).collect();
-    deviation.sort_unstable();
 
     println!();
     println!("== summary after {:.2} s ==", elapsed.as_secs_f64());
@@ -651,14 +783,14 @@ fn main() -> ExitCode {
         us(target),
         periods.len(),
         us(quantile(&periods, 0.5)),
-        us(periods.first().copied().unwrap_or(0)),
-        us(periods.last().copied().unwrap_or(0)),
+        us(quantile(&periods, 0.0)),
+        us(quantile(&periods, 1.0)),
     );
     println!(
         "  jitter |period - target|: p50 {:.2} µs, p99 {:.2} µs, max {:.2} µs",
-        us(quantile(&deviation, 0.5)),
-        us(quantile(&deviation, 0.99)),
-        us(quantile(&deviation, 1.0)),
+        us(quantile(&jitter, 0.5)),
+        us(quantile(&jitter, 0.99)),
+        us(quantile(&jitter, 1.0)),
     );
     println!(
         "put_update latency ({} samples, {timer_overhead} ns of timer overhead included): \
@@ -753,6 +885,24 @@ fn main() -> ExitCode {
             z.replies,
         );
     }
+
+    // Asks of one key share one request where they meet: in a client first, then in the
+    // server's batch.
+    println!(
+        "consolidation: in the clients (one request per key in flight, its answer shared by \
+         every ask of that key): probe {} asks in {} requests, web {} in {}, zenoh {} in {}; \
+         in the server: {} requests consolidated (a connection's repeat of a request still \
+         queued), {} answers from {} reads",
+        asks.asked,
+        asks.requests_sent,
+        web_asks.asked,
+        web_asks.requests_sent,
+        remote.asked,
+        remote.requests_sent,
+        stats.requests_consolidated,
+        stats.requests_answered,
+        stats.reads,
+    );
 
     // ----- accounting -----
     let checks = [

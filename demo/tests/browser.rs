@@ -1,6 +1,6 @@
 //! The demo's page in a real browser: the test starts the demo's example binary, as a user
-//! would (`demo --seconds 8 --web 127.0.0.1:0`), reads the URL it prints, loads the page in
-//! headless Chromium (the web view's driver, `queueserver-web/tests/common/browser.rs`),
+//! would (`demo --seconds 8 --web 127.0.0.1:0 --no-zenoh`), reads the URL it prints, loads
+//! the page in headless Chromium (the web view's driver, `queueserver-web/tests/common/browser.rs`),
 //! and checks what the page shows while the control loop runs and after it stops, against
 //! the final snapshot the demo prints.
 //!
@@ -11,204 +11,21 @@
 
 #[path = "../../queueserver-web/tests/common/browser.rs"]
 mod browser;
+mod common;
 
 use browser::{number, Browser, Shown};
+use common::{example, Demo};
 use serde_json::json;
-use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
 
 /// How long the demo runs, s.
 const SECONDS: u64 = 8;
-/// The longest the test waits for the demo: to print its URL, to end after its run, to
-/// close its output.
-const PATIENCE: Duration = Duration::from_secs(30);
 /// The plant's values, in the order of the demo's `Plant`.
 const NAMES: [&str; 6] = [
     "time", "position", "velocity", "force", "setpoint", "energy",
 ];
 /// The plant's step (the control loop's period), s: snapshot `n` is the plant at `n` steps.
 const STEP: f64 = 1e-4;
-
-/// Whether `binary` is newer than every file its Cargo dep-info (`<binary>.d`, a Makefile
-/// rule: `binary: source source …`, spaces in names escaped) lists.
-fn is_fresh(binary: &Path) -> bool {
-    let (Ok(built), Ok(rule)) = (
-        binary.metadata().and_then(|m| m.modified()),
-        std::fs::read_to_string(binary.with_extension("d")),
-    ) else {
-        return false;
-    };
-    let Some((_, sources)) = rule.lines().next().and_then(|line| line.split_once(": ")) else {
-        return false;
-    };
-    let sources = sources.replace("\\ ", "\0");
-    sources.split(' ').filter(|s| !s.is_empty()).all(|source| {
-        let source = PathBuf::from(source.replace('\0', " "));
-        // A source that is gone no longer counts: Cargo decides what the build needs.
-        source
-            .metadata()
-            .and_then(|m| m.modified())
-            .map_or(true, |modified| modified <= built)
-    })
-}
-
-/// The demo's example binary, next to this test's (`target/<profile>/deps/browser-…`), built
-/// with Cargo if it is not there or older than its sources (`cargo test --test browser`
-/// builds no example).
-fn demo_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test's own path");
-    let profile = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("the test runs from target/<profile>/deps");
-    let demo = profile
-        .join("examples")
-        .join(format!("demo{}", std::env::consts::EXE_SUFFIX));
-    if is_fresh(&demo) {
-        return demo;
-    }
-    let mut cargo = Command::new(env!("CARGO"));
-    cargo.args(["build", "--example", "demo", "-p", "queueserver-demo"]);
-    match profile.file_name().and_then(|name| name.to_str()) {
-        Some("debug") => {}
-        Some("release") => drop(cargo.arg("--release")),
-        Some(other) => drop(cargo.args(["--profile", other])),
-        None => {}
-    }
-    if let Some(target) = profile.parent() {
-        cargo.arg("--target-dir").arg(target);
-    }
-    eprintln!("browser test: building the demo: {cargo:?}");
-    let mut build = cargo.spawn().expect("run cargo");
-    // Only the example is left to compile: the test links the demo's dependencies already.
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let status = loop {
-        if let Some(status) = build.try_wait().expect("wait for cargo") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = build.kill();
-            let _ = build.wait();
-            panic!("building the demo took more than 300 s");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert!(status.success(), "building the demo failed: {status}");
-    assert!(demo.is_file(), "cargo built no {}", demo.display());
-    demo
-}
-
-/// The demo, running; killed (by its PID, through `Child`) if the test ends before it does.
-/// On a failure its output is shown.
-struct Demo {
-    child: Child,
-    /// Its stdout, a line at a time, as a thread reads it.
-    lines: Receiver<String>,
-    /// The lines of stdout received so far.
-    stdout: Vec<String>,
-    /// Its stderr (progress once per second), as a thread reads it.
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Demo {
-    fn start(binary: &Path, seconds: u64) -> Self {
-        let mut child = Command::new(binary)
-            .args(["--seconds", &seconds.to_string(), "--web", "127.0.0.1:0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {}: {e}", binary.display()));
-        let stdout = child.stdout.take().unwrap();
-        let (send, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if send.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut stderr_pipe = child.stderr.take().unwrap();
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let into = Arc::clone(&stderr);
-        std::thread::spawn(move || {
-            let mut chunk = [0; 4096];
-            while let Ok(n @ 1..) = stderr_pipe.read(&mut chunk) {
-                into.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&chunk[..n]));
-            }
-        });
-        Self {
-            child,
-            lines,
-            stdout: Vec::new(),
-            stderr,
-        }
-    }
-
-    /// The next line of stdout, if one comes before `deadline`; `None` at its end.
-    fn next_line(&mut self, deadline: Instant, what: &str) -> Option<String> {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match self.lines.recv_timeout(left) {
-            Ok(line) => {
-                self.stdout.push(line.clone());
-                Some(line)
-            }
-            Err(RecvTimeoutError::Disconnected) => None,
-            Err(RecvTimeoutError::Timeout) => panic!("timed out waiting for {what}"),
-        }
-    }
-
-    /// What follows `prefix` on the first line of stdout that starts with it.
-    fn line_after(&mut self, prefix: &str) -> String {
-        let deadline = Instant::now() + PATIENCE;
-        let what = format!("the demo to print {prefix:?}");
-        while let Some(line) = self.next_line(deadline, &what) {
-            if let Some(rest) = line.strip_prefix(prefix) {
-                return rest.to_owned();
-            }
-        }
-        panic!("the demo's output ended without {prefix:?}");
-    }
-
-    /// Waits for the demo to end, and for the end of its output.
-    fn wait(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + PATIENCE;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("wait for the demo") {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "the demo did not end in time");
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        while self
-            .next_line(deadline, "the end of the demo's output")
-            .is_some()
-        {}
-        status
-    }
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        if !matches!(self.child.try_wait(), Ok(Some(_))) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        if std::thread::panicking() {
-            eprintln!(
-                "the demo's stdout:\n{}\nits stderr:\n{}",
-                self.stdout.join("\n"),
-                self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
-            );
-        }
-    }
-}
 
 /// The final snapshot the demo prints: `final snapshot #SEQ: name value, …`, values with
 /// four decimals.
@@ -265,10 +82,14 @@ fn check_coherent(shown: &Shown) {
 #[test]
 fn the_demo_page_shows_the_plant_live_and_its_final_snapshot() {
     let scratch = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    let binary = demo_binary();
+    let binary = example("demo");
     // The browser first, so that the demo's seconds are spent on the page.
     let mut browser = Browser::launch(&scratch);
-    let mut demo = Demo::start(&binary, SECONDS);
+    let seconds = SECONDS.to_string();
+    let mut demo = Demo::start(
+        &binary,
+        &["--seconds", &seconds, "--web", "127.0.0.1:0", "--no-zenoh"],
+    );
     let url = demo.line_after("web view: open ");
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
     browser.call("Page.navigate", json!({ "url": url }));

@@ -1,7 +1,7 @@
 """A client no one here wrote: eclipse-zenoh (Python) against the wire contract.
 
-Run by tests/python.rs as `python interop.py ENDPOINT PREFIX` while a computation
-publishes under PREFIX the rig of tests/common/mod.rs, whose every value is a function of
+Run by tests/zenoh/python.rs as `python interop.py ENDPOINT PREFIX` while a computation
+publishes under PREFIX the rig of tests/zenoh/common/mod.rs, whose every value is a function of
 the snapshot's seq:
 
     count = seq, half = seq / 2, motor/speed = seq * 0.25, motor/on = (seq % 2 == 0)

@@ -1,12 +1,10 @@
-//! Through a `zenohd` router on loopback: two computations under different prefixes (one
+//! Through a router (`zenohd`, see `common::tools`) on loopback: two computations under different prefixes (one
 //! in this process, one in a child process) and several `qs` clients in processes of their
 //! own, all clients of the router. Then the router is killed and started again: the
 //! computations and the clients carry on once it is back, and the computation's
 //! `put_update` never waited meanwhile.
 
-mod common;
-
-use common::{qs, quantile, tools, wait_until, AnyConnection, Guard, Rig};
+use crate::common::{qs, quantile, tools, wait_until, AnyConnection, Guard, Rig};
 use queueserver::{QueueServer, Runner};
 use queueserver_zenoh::{config, Options, Zenoh};
 use std::path::PathBuf;
@@ -19,26 +17,13 @@ use zenoh::Wait;
 const RIG1: &str = "lab/rig1/plant";
 const RIG2: &str = "lab/rig2/plant";
 
-/// The router, listening on `endpoint`, once it accepts connections.
+/// The router, listening on `port`, once it accepts connections.
 fn router(port: u16) -> Guard {
-    let log = File::create(tmp(&format!("zenohd-{port}.log"))).unwrap();
-    let guard = Guard::spawn(
-        "zenohd",
-        Command::new(tools::zenohd())
-            .args([
-                "-l",
-                &format!("tcp/127.0.0.1:{port}"),
-                "--no-multicast-scouting",
-            ])
-            // No plugin, no REST interface, nothing but routing.
-            .args(["--cfg", "plugins_loading/enabled:false"])
-            .stdout(log.try_clone().unwrap())
-            .stderr(log),
-    );
-    wait_until(Duration::from_secs(10), "zenohd to listen", || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    guard
+    tools::start_router(
+        port,
+        &tools::RouterSetup::default(),
+        &tmp(&format!("router-{port}.log")),
+    )
 }
 
 use std::fs::File;
@@ -119,7 +104,7 @@ enum Phase {
 
 #[test]
 fn through_a_router() {
-    let port = common::free_port();
+    let port = crate::common::free_port();
     let endpoint = format!("tcp/127.0.0.1:{port}");
     let mut zenohd = router(port);
 
@@ -157,7 +142,7 @@ fn through_a_router() {
             .args([
                 "--ignored",
                 "--exact",
-                "child_computation",
+                "router::child_computation",
                 "--test-threads",
                 "1",
             ])

@@ -2,9 +2,7 @@
 //! subscribes, gets by name, by wildcard and the snapshot, and checks every value against
 //! the `seq` it came with, while a computation in this process publishes `Rig::at(seq)`.
 
-mod common;
-
-use common::{peer, tools, AnyConnection, Guard, Rig};
+use crate::common::{peer, tools, AnyConnection, Guard, Rig};
 use queueserver::{QueueServer, Runner};
 use queueserver_zenoh::{Options, Zenoh};
 use std::process::{Command, Stdio};
@@ -16,7 +14,7 @@ use std::time::Duration;
 fn the_python_client_reads_what_the_computation_published() {
     const P: &str = "interop/rig";
     let python = tools::python();
-    let endpoint = format!("tcp/127.0.0.1:{}", common::free_port());
+    let endpoint = format!("tcp/127.0.0.1:{}", crate::common::free_port());
     let session = peer(&[&endpoint], &[]);
     let (mut publisher, mut server) = QueueServer::<Rig, AnyConnection>::new(Rig::default());
     let zenoh = Zenoh::attach(&mut server, &session, P, Options::new()).unwrap();

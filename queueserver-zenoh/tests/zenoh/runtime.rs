@@ -2,11 +2,7 @@
 //! from `/proc` while it runs, with Zenoh's default runtimes and with
 //! [`config::SMALL_RUNTIME`] (which `qs` sets itself when the variable is unset).
 
-#![cfg(target_os = "linux")]
-
-mod common;
-
-use common::{peer, qs, AnyConnection, Guard, Rig};
+use crate::common::{peer, qs, AnyConnection, Guard, Rig};
 use queueserver::{QueueServer, Runner};
 use queueserver_zenoh::{config, Options, Zenoh};
 use std::collections::BTreeSet;
@@ -71,7 +67,7 @@ fn qs_threads(endpoint: &str, runtime: Option<&str>) -> (BTreeSet<String>, bool)
 
 #[test]
 fn zenoh_runtime_sets_the_threads_of_a_process() {
-    let endpoint = format!("tcp/127.0.0.1:{}", common::free_port());
+    let endpoint = format!("tcp/127.0.0.1:{}", crate::common::free_port());
     let session = peer(&[&endpoint], &[]);
     let (mut publisher, mut server) = QueueServer::<Rig, AnyConnection>::new(Rig::default());
     let zenoh = Zenoh::attach(&mut server, &session, P, Options::new()).unwrap();

@@ -3,9 +3,9 @@
 //! must not slow the poller. Every child is a `qs` process this test starts, and stops by
 //! its PID.
 
-mod common;
-
-use common::{peer, peer_of, qs, quantile, unix_endpoint, wait_until, AnyConnection, Guard, Rig};
+use crate::common::{
+    peer, peer_of, qs, quantile, unix_endpoint, wait_until, AnyConnection, Guard, Rig,
+};
 use queueserver::{Connection, QueueServer};
 use queueserver_zenoh::{Options, Zenoh};
 use std::collections::BTreeMap;

@@ -1,9 +1,9 @@
 //! Every point of the wire contract, on loopback: a computation published in this process
 //! and another Zenoh session (a peer over a unix socket) that watches and asks.
 
-mod common;
-
-use common::{peer, peer_of, unix_endpoint, wait_until, AnyConnection, Rig, SocketFile, NAMES};
+use crate::common::{
+    peer, peer_of, unix_endpoint, wait_until, AnyConnection, Rig, SocketFile, NAMES,
+};
 use queueserver::{Builder, Config, NoNotify, Publisher, QueueServer, Runner, StdClock};
 use queueserver_zenoh::{wire, Options, Zenoh};
 use std::collections::BTreeMap;
