@@ -90,6 +90,7 @@
 #![warn(missing_docs)]
 
 mod browser;
+mod foxglove;
 mod http;
 mod options;
 mod view;
@@ -97,5 +98,6 @@ mod wire;
 
 pub use options::Options;
 pub use queueserver::runtime::outbox::OutboxStats;
-pub use view::{BrowserStats, PageAsker, StartError, ViewStats, WebConnection, WebView};
+pub use foxglove::wire::SUBPROTOCOL as FOXGLOVE_SUBPROTOCOL;
+pub use view::{BrowserStats, Reply, StartError, ViewAsker, ViewStats, WebConnection, WebView};
 pub use wire::FORMAT_VERSION;
