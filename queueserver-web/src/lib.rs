@@ -96,8 +96,8 @@ mod options;
 mod view;
 mod wire;
 
+pub use foxglove::wire::SUBPROTOCOL as FOXGLOVE_SUBPROTOCOL;
 pub use options::Options;
 pub use queueserver::runtime::outbox::OutboxStats;
-pub use foxglove::wire::SUBPROTOCOL as FOXGLOVE_SUBPROTOCOL;
 pub use view::{BrowserStats, Reply, StartError, ViewAsker, ViewStats, WebConnection, WebView};
 pub use wire::FORMAT_VERSION;

@@ -348,7 +348,9 @@ pub struct Reply {
 
 impl fmt::Debug for Reply {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Reply").field("page", &self.page).finish_non_exhaustive()
+        f.debug_struct("Reply")
+            .field("page", &self.page)
+            .finish_non_exhaustive()
     }
 }
 

@@ -76,7 +76,10 @@ fn check_message(event: &Value, seen: &mut BTreeMap<u64, Seen>) -> u64 {
     let subscription = event["subscription"].as_u64().unwrap();
     let seq = check_wave(topic, &event["data"]);
     let time: u64 = event["timestamp"].as_str().unwrap().parse().unwrap();
-    assert!(time > 1_600_000_000_000_000_000 && time <= now_ns(), "{event}");
+    assert!(
+        time > 1_600_000_000_000_000_000 && time <= now_ns(),
+        "{event}"
+    );
     let seen = seen.entry(subscription).or_default();
     assert!(
         seen.last_seq.map_or(true, |last| seq > last),
@@ -96,7 +99,11 @@ fn greeting(client: &Foxglove) -> BTreeMap<String, Value> {
     let (open, _) = client.until("open");
     assert_eq!(open["protocol"], FOXGLOVE_SUBPROTOCOL);
     let (info, _) = client.until("serverInfo");
-    assert_eq!(info["info"]["capabilities"], json!(["parameters"]), "{info}");
+    assert_eq!(
+        info["info"]["capabilities"],
+        json!(["parameters"]),
+        "{info}"
+    );
     assert_eq!(info["info"]["name"], "queueserver-web");
     let (advertise, _) = client.until("advertise");
     advertise["channels"]
@@ -136,7 +143,10 @@ fn the_client_library_reads_three_values_and_the_snapshot_each_as_its_seq_says()
     let ids = client.subscribe(&["step", "sine", "enabled", "@snapshot"]);
     let (sine, snapshot) = (ids[1], ids[3]);
     let mut seen = BTreeMap::new();
-    while ids.iter().any(|id| seen.get(id).map_or(0, |s: &Seen| s.count) < 30) {
+    while ids
+        .iter()
+        .any(|id| seen.get(id).map_or(0, |s: &Seen| s.count) < 30)
+    {
         let event = client.next();
         match event["event"].as_str() {
             Some("message") => {
@@ -170,8 +180,7 @@ fn the_client_library_reads_three_values_and_the_snapshot_each_as_its_seq_says()
     }
     let before: BTreeMap<u64, usize> = seen.iter().map(|(id, s)| (*id, s.count)).collect();
     let (step, enabled) = (ids[0], ids[2]);
-    while seen[&step].count < before[&step] + 30 || seen[&enabled].count < before[&enabled] + 30
-    {
+    while seen[&step].count < before[&step] + 30 || seen[&enabled].count < before[&enabled] + 30 {
         let event = client.next();
         if event["event"] == "message" {
             let subscription = event["subscription"].as_u64().unwrap();
@@ -227,7 +236,10 @@ fn get_parameters_reads_known_names_through_the_server_and_refuses_the_rest() {
         message.contains("p1") && message.contains("\"torque\": no such value"),
         "{message}"
     );
-    assert!(message.contains("\"no spaces\" is no valid name"), "{message}");
+    assert!(
+        message.contains("\"no spaces\" is no valid name"),
+        "{message}"
+    );
     // Three names, three reads through the server's request path.
     assert_eq!(
         rig.view().ask_stats().unwrap().answered,
@@ -254,7 +266,10 @@ fn get_parameters_reads_known_names_through_the_server_and_refuses_the_rest() {
     // Writes are refused; so is what the view does not understand; the client stays.
     let refusals = [
         (json!({ "cmd": "set", "id": "s1" }), "read-only"),
-        (json!({ "cmd": "raw", "text": "not json" }), "malformed message"),
+        (
+            json!({ "cmd": "raw", "text": "not json" }),
+            "malformed message",
+        ),
         (
             json!({ "cmd": "raw", "text": "{\"op\":\"launch\"}" }),
             "unknown op \"launch\"",
@@ -283,7 +298,10 @@ fn get_parameters_reads_known_names_through_the_server_and_refuses_the_rest() {
     }
     client.send(json!({ "cmd": "get", "names": ["ramp"], "id": "p2" }));
     let (values, _) = client.until("parameterValues");
-    assert_eq!(values["values"]["parameters"][0]["value"].as_f64(), Some(expected.ramp));
+    assert_eq!(
+        values["values"]["parameters"][0]["value"].as_f64(),
+        Some(expected.ramp)
+    );
     // Not JSON, an unknown op, a malformed subscribe: the rest were well formed.
     assert_eq!(rig.view().stats().malformed, 3);
 }
@@ -570,14 +588,21 @@ fn each_channel_is_encoded_once_per_snapshot_whatever_the_clients_subscribed() {
         // Every client reads the frames of both its channels for this snapshot: so the
         // view encoded this one.
         for (socket, n) in &mut clients {
-            read_frames(socket, &[(10 * *n, "sine"), (10 * *n + 1, "@snapshot")], step);
+            read_frames(
+                socket,
+                &[(10 * *n, "sine"), (10 * *n + 1, "@snapshot")],
+                step,
+            );
         }
     }
     let after = view.stats();
     let updates = after.foxglove_updates - before.foxglove_updates;
     assert_eq!(updates, 40, "{after:?}");
     // Two channels a snapshot, whatever the number of clients subscribed to them.
-    assert_eq!(after.foxglove_payloads - before.foxglove_payloads, 2 * updates);
+    assert_eq!(
+        after.foxglove_payloads - before.foxglove_payloads,
+        2 * updates
+    );
     assert_eq!(view.foxglove_clients().len(), 3);
     view.shutdown();
 }

@@ -664,7 +664,6 @@ impl ParameterAsker {
         self.gather
             .done(self.at, Outcome::Failed(format!("{what}: {error}")));
     }
-
 }
 
 impl Drop for ParameterAsker {
