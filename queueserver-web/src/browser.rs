@@ -294,3 +294,42 @@ fn write_frames(
     }
     context.flush(stream)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+    use tungstenite::WebSocket;
+
+    #[test]
+    fn a_frame_of_a_subscription_ended_while_it_was_queued_is_not_sent() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut server = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (client, _) = listener.accept().unwrap();
+        let mut client = WebSocket::from_raw_socket(client, Role::Client, None);
+        let frame = |subscription, live| Frame {
+            subscription,
+            live: Arc::new(AtomicBool::new(live)),
+            payload: Bytes::from_static(b"{\"seq\":7}"),
+        };
+        let frames = [frame(1, true), frame(2, false), frame(3, true)];
+        let mut context = WebSocketContext::new(Role::Server, None);
+        write_frames(&mut context, &mut server, 42, &frames).unwrap();
+        context
+            .write(&mut server, Message::text("end"))
+            .and_then(|()| context.flush(&mut server))
+            .unwrap();
+        let mut sent = Vec::new();
+        loop {
+            match client.read().unwrap() {
+                Message::Binary(data) => sent.push(data[1]),
+                Message::Text(text) => {
+                    assert_eq!(text.as_str(), "end");
+                    break;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(sent, [1, 3]);
+    }
+}
