@@ -13,7 +13,6 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use queueserver::QueueServer;
 use queueserver_web::{Options, WebConnection, WebView};
-use std::thread;
 use std::time::Duration;
 
 #[path = "common/plant.rs"]
@@ -57,18 +56,7 @@ fn poller_cost(c: &mut Criterion) {
                     None => Vec::new(),
                 };
                 if let Some(view) = &view {
-                    // Every receiver connected, and every Foxglove client subscribed to
-                    // the six values and the snapshot.
-                    while view.browsers().len()
-                        + view
-                            .foxglove_clients()
-                            .iter()
-                            .filter(|c| c.subscriptions == 7)
-                            .count()
-                        < readers.len()
-                    {
-                        thread::sleep(Duration::from_millis(1));
-                    }
+                    readers::wait_connected(view, readers.len());
                 }
                 let mut step = 0;
                 b.iter(|| {

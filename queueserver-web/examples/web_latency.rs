@@ -18,7 +18,6 @@
 use hdrhistogram::Histogram;
 use queueserver::{QueueServer, Runner};
 use queueserver_web::{Options, WebConnection, WebView};
-use std::thread;
 use std::time::{Duration, Instant};
 
 #[path = "../benches/common/plant.rs"]
@@ -45,17 +44,7 @@ fn run(receivers: usize, kind: Kind, publishes: u64) -> (Histogram<u64>, u64) {
         .map(|_| readers::connect(view.as_ref().unwrap().local_addr(), kind))
         .collect();
     if let Some(view) = &view {
-        // Every receiver connected, every Foxglove client subscribed to the seven channels.
-        while view.browsers().len()
-            + view
-                .foxglove_clients()
-                .iter()
-                .filter(|c| c.subscriptions == 7)
-                .count()
-            < receivers
-        {
-            thread::sleep(Duration::from_millis(1));
-        }
+        readers::wait_connected(view, receivers);
     }
 
     let mut histogram = Histogram::<u64>::new(3).unwrap();

@@ -14,7 +14,6 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::TcpStream;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tungstenite::client::IntoClientRequest;
 use tungstenite::{Message, WebSocket};
 
 const FOXGLOVE_APP: &str = "https://app.foxglove.dev";
@@ -425,32 +424,7 @@ fn raw(
     subprotocol: Option<&str>,
     origin: Option<&str>,
 ) -> Result<(WebSocket<TcpStream>, Option<String>), tungstenite::Error> {
-    let mut request = format!("ws://{addr}{path}").into_client_request().unwrap();
-    if let Some(subprotocol) = subprotocol {
-        request
-            .headers_mut()
-            .insert("Sec-WebSocket-Protocol", subprotocol.parse().unwrap());
-    }
-    if let Some(origin) = origin {
-        request
-            .headers_mut()
-            .insert("Origin", origin.parse().unwrap());
-    }
-    let stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    match tungstenite::client::client(request, stream) {
-        Ok((socket, response)) => {
-            let chosen = response
-                .headers()
-                .get("Sec-WebSocket-Protocol")
-                .map(|v| v.to_str().unwrap().to_owned());
-            Ok((socket, chosen))
-        }
-        Err(tungstenite::HandshakeError::Failure(e)) => Err(e),
-        Err(tungstenite::HandshakeError::Interrupted(_)) => unreachable!("blocking socket"),
-    }
+    common::handshake(addr, path, subprotocol, origin)
 }
 
 fn status_of(result: Result<(WebSocket<TcpStream>, Option<String>), tungstenite::Error>) -> u16 {

@@ -61,3 +61,18 @@ pub fn connect(addr: SocketAddr, kind: Kind) -> JoinHandle<u64> {
         messages
     })
 }
+
+/// Waits until `receivers` receivers are connected to `view`, each Foxglove client
+/// subscribed to the demo plant's seven channels (six values and the snapshot).
+pub fn wait_connected<D: queueserver::IDict>(view: &queueserver_web::WebView<D>, receivers: usize) {
+    while view.browsers().len()
+        + view
+            .foxglove_clients()
+            .iter()
+            .filter(|c| c.subscriptions == 7)
+            .count()
+        < receivers
+    {
+        thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
