@@ -580,3 +580,70 @@ fn each_channel_is_encoded_once_per_snapshot_whatever_the_clients_subscribed() {
     assert_eq!(view.foxglove_clients().len(), 3);
     view.shutdown();
 }
+
+/// The next text message, skipping binary frames.
+fn next_op(socket: &mut WebSocket<TcpStream>) -> Value {
+    let message = next_text(socket);
+    assert!(message["op"].is_string(), "{message}");
+    message
+}
+
+#[test]
+fn names_that_appear_are_advertised_and_names_that_go_are_unadvertised() {
+    type Map = BTreeMap<String, f64>;
+    let map = |pairs: &[(&str, f64)]| -> Map {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
+    };
+    let (mut publisher, mut server) =
+        QueueServer::<Map, WebConnection<Map>>::new(map(&[("a", 1.0), ("b", 2.0)]));
+    let view = WebView::serve(&mut server, Options::new()).unwrap();
+    let (mut socket, _) = raw(view.local_addr(), "/", Some(FOXGLOVE_SUBPROTOCOL), None).unwrap();
+    assert_eq!(next_op(&mut socket)["op"], "serverInfo");
+    let advertise = next_op(&mut socket);
+    let id_of = |advertise: &Value, topic: &str| {
+        advertise["channels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["topic"] == topic)
+            .map(|c| c["id"].as_u64().unwrap())
+    };
+    let b = id_of(&advertise, "b").expect("b is advertised");
+    assert!(id_of(&advertise, "a").is_some() && id_of(&advertise, "@snapshot").is_some());
+    let subscribe = json!({"op": "subscribe", "subscriptions": [{"id": 5, "channelId": b}]});
+    socket.send(Message::text(subscribe.to_string())).unwrap();
+    wait_for("the subscription", || {
+        view.foxglove_clients()[0].subscriptions == 1
+    });
+
+    // `b` goes and `c` comes: `b` is unadvertised (its subscription ends), `c` advertised
+    // under a new id.
+    publisher.put_update(&map(&[("a", 1.5), ("c", 3.0)]));
+    server.process_updates();
+    let unadvertise = next_op(&mut socket);
+    assert_eq!(unadvertise, json!({"op": "unadvertise", "channelIds": [b]}));
+    let advertise = next_op(&mut socket);
+    assert_eq!(advertise["op"], "advertise");
+    assert_eq!(
+        advertise["channels"].as_array().unwrap().len(),
+        1,
+        "{advertise}"
+    );
+    let c = id_of(&advertise, "c").expect("c is advertised");
+    assert!(c > b);
+    assert_eq!(view.foxglove_clients()[0].subscriptions, 0);
+
+    // Subscribed, `c` comes at once with the newest value.
+    let subscribe = json!({"op": "subscribe", "subscriptions": [{"id": 5, "channelId": c}]});
+    socket.send(Message::text(subscribe.to_string())).unwrap();
+    let frame = loop {
+        match socket.read().expect("a frame") {
+            Message::Binary(frame) => break frame,
+            Message::Text(text) => panic!("{text}"),
+            _ => {}
+        }
+    };
+    assert_eq!(u32::from_le_bytes(frame[1..5].try_into().unwrap()), 5);
+    let data: Value = serde_json::from_slice(&frame[13..]).unwrap();
+    assert_eq!(data, json!({"seq": 1, "value": 3.0}));
+}

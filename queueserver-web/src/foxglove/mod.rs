@@ -280,13 +280,20 @@ impl Fanout {
             if D::write_name(key, name).is_err() {
                 return;
             }
-            let Some((_, channel)) = channels.values.get(at) else {
-                return;
+            // The table's order is this snapshot's, unless the table was brought up to a
+            // newer snapshot with other names (a map's): then look the name up.
+            let channel = match channels.values.get(at) {
+                Some((known, channel)) if known == name.as_str() => Some(channel),
+                _ => channels
+                    .values
+                    .iter()
+                    .find(|(known, _)| known == name.as_str())
+                    .map(|(_, channel)| channel),
             };
             at += 1;
-            if !wanted.contains(&channel.id) {
+            let Some(channel) = channel.filter(|c| wanted.contains(&c.id)) else {
                 return;
-            }
+            };
             match wire::value_payload(seq, value) {
                 Ok(payload) => {
                     payloads.insert(channel.id, Bytes::from(payload));
@@ -648,7 +655,7 @@ impl ParameterAsker {
                 Outcome::Unknown(format!("{:?}: no such value", self.name))
             }
             Ok(found) => Outcome::Found(found.clone()),
-            Err(why) => Outcome::Failed(format!("{:?}: {why}", self.name)),
+            Err(why) => Outcome::Failed(format!("{}: {why}", self.what())),
         };
         self.gather.done(self.at, outcome);
     }
@@ -656,13 +663,18 @@ impl ParameterAsker {
     /// Ends the ask without an answer.
     pub(crate) fn fail(mut self, error: AskError) {
         self.told = true;
-        let what = if self.all {
+        let what = self.what();
+        self.gather
+            .done(self.at, Outcome::Failed(format!("{what}: {error}")));
+    }
+
+    /// What it reads, as the reply names it.
+    fn what(&self) -> String {
+        if self.all {
             "every value".to_owned()
         } else {
             format!("{:?}", self.name)
-        };
-        self.gather
-            .done(self.at, Outcome::Failed(format!("{what}: {error}")));
+        }
     }
 }
 
@@ -671,9 +683,10 @@ impl Drop for ParameterAsker {
     fn drop(&mut self) {
         if !self.told {
             self.told = true;
+            let what = self.what();
             self.gather.done(
                 self.at,
-                Outcome::Failed(format!("{:?}: no answer will come", self.name)),
+                Outcome::Failed(format!("{what}: no answer will come")),
             );
         }
         if let Some(browser) = self.gather.browser.upgrade() {
