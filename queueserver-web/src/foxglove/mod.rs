@@ -18,20 +18,22 @@
 //!   `getParameters` (through the relay's asks, as a page's ask), `setParameters`
 //!   (refused), anything else (a `status` error).
 
+mod parameters;
 pub(crate) mod wire;
 
-use self::wire::{Channel, Level, Parameter, SNAPSHOT_CHANNEL, SNAPSHOT_TOPIC};
+pub(crate) use self::parameters::ParameterAsker;
+use self::parameters::{Gather, Outcome};
+use self::wire::{Channel, Level, SNAPSHOT_CHANNEL, SNAPSHOT_TOPIC};
 use crate::browser::{Browser, Frame, Handler, Out};
 use crate::view::{lock, View, ViewAsker};
 use queueserver::idict::{check_name, ByName, KeyError};
-use queueserver::runtime::asks::AskError;
 use queueserver::runtime::relay::Update;
 use queueserver::{IDict, Query, Snapshot};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tungstenite::Bytes;
 
@@ -494,14 +496,7 @@ where
             return;
         };
         let all = names.is_empty();
-        let gather = Arc::new(Gather {
-            browser: Arc::downgrade(&self.client.browser),
-            id,
-            state: Mutex::new(Gathered {
-                results: vec![None; names.len().max(1)],
-                remaining: names.len().max(1),
-            }),
-        });
+        let gather = Gather::new(&self.client.browser, id, names.len().max(1));
         let mut asks = Vec::new();
         if all {
             asks.push((Query::All, 0));
@@ -543,13 +538,7 @@ where
             .into_iter()
             .map(|(query, at)| {
                 let name = names.get(at).cloned().unwrap_or_default();
-                let asker = ViewAsker::parameter(ParameterAsker {
-                    gather: Arc::clone(&gather),
-                    at,
-                    name,
-                    all,
-                    told: false,
-                });
+                let asker = ViewAsker::parameter(ParameterAsker::new(&gather, at, name, all));
                 (query, asker)
             })
             .collect();
@@ -561,136 +550,6 @@ where
             for (_, asker) in refused {
                 queueserver::runtime::asks::Asker::fail(asker, error);
             }
-        }
-    }
-}
-
-/// How one name of a `getParameters` ended.
-#[derive(Clone, Debug)]
-pub(crate) enum Outcome {
-    /// Read: the values (one, or every value for a read of all).
-    Found(Vec<Parameter>),
-    /// No such value, or no valid name.
-    Unknown(String),
-    /// The read failed (timed out, refused, the server went away).
-    Failed(String),
-}
-
-struct Gathered {
-    results: Vec<Option<Outcome>>,
-    remaining: usize,
-}
-
-/// One `getParameters` request: its names' outcomes, gathered until the last one, then
-/// the reply.
-pub(crate) struct Gather {
-    browser: Weak<Browser>,
-    id: Option<String>,
-    state: Mutex<Gathered>,
-}
-
-impl Gather {
-    /// Records the outcome of the name at `at`; the last one sends the reply: a
-    /// `parameterValues` with the values read (always, with the request's id), then a
-    /// `status` error naming the others, if any.
-    fn done(&self, at: usize, outcome: Outcome) {
-        let mut state = lock(&self.state);
-        let Some(slot) = state.results.get_mut(at) else {
-            return;
-        };
-        if slot.is_some() {
-            return;
-        }
-        *slot = Some(outcome);
-        state.remaining -= 1;
-        if state.remaining > 0 {
-            return;
-        }
-        let results = std::mem::take(&mut state.results);
-        drop(state);
-        let Some(browser) = self.browser.upgrade() else {
-            return;
-        };
-        let mut found = Vec::new();
-        let mut errors = Vec::new();
-        for outcome in results.into_iter().flatten() {
-            match outcome {
-                Outcome::Found(values) => found.extend(values),
-                Outcome::Unknown(why) | Outcome::Failed(why) => errors.push(why),
-            }
-        }
-        browser.outbox.push(Out::text(wire::parameter_values(
-            &found,
-            self.id.as_deref(),
-        )));
-        if !errors.is_empty() {
-            let id = self
-                .id
-                .as_ref()
-                .map_or(String::new(), |id| format!(" (id {id:?})"));
-            browser.outbox.push(Out::text(wire::status(
-                Level::Error,
-                &format!("getParameters{id}: {}", errors.join("; ")),
-            )));
-        }
-    }
-}
-
-/// One name of a client's `getParameters`, waiting for its answer.
-pub(crate) struct ParameterAsker {
-    gather: Arc<Gather>,
-    at: usize,
-    name: String,
-    /// A read of every value.
-    all: bool,
-    told: bool,
-}
-
-impl ParameterAsker {
-    /// Delivers the answer: the values the reply prepared.
-    pub(crate) fn answer(mut self, parameters: &Result<Vec<Parameter>, String>) {
-        self.told = true;
-        let outcome = match parameters {
-            Ok(found) if found.is_empty() && !self.all => {
-                Outcome::Unknown(format!("{:?}: no such value", self.name))
-            }
-            Ok(found) => Outcome::Found(found.clone()),
-            Err(why) => Outcome::Failed(format!("{}: {why}", self.what())),
-        };
-        self.gather.done(self.at, outcome);
-    }
-
-    /// Ends the ask without an answer.
-    pub(crate) fn fail(mut self, error: AskError) {
-        self.told = true;
-        let what = self.what();
-        self.gather
-            .done(self.at, Outcome::Failed(format!("{what}: {error}")));
-    }
-
-    /// What it reads, as the reply names it.
-    fn what(&self) -> String {
-        if self.all {
-            "every value".to_owned()
-        } else {
-            format!("{:?}", self.name)
-        }
-    }
-}
-
-impl Drop for ParameterAsker {
-    /// Gives back the count the asker held; an asker dropped unanswered tells its request.
-    fn drop(&mut self) {
-        if !self.told {
-            self.told = true;
-            let what = self.what();
-            self.gather.done(
-                self.at,
-                Outcome::Failed(format!("{what}: no answer will come")),
-            );
-        }
-        if let Some(browser) = self.gather.browser.upgrade() {
-            browser.asks.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
