@@ -157,6 +157,14 @@ pub(crate) struct View<D: IDict> {
     pub(crate) channels: Mutex<foxglove::Channels>,
     /// The `sessionId` Foxglove clients are told: when the view started, in ms.
     session: String,
+    /// The newest snapshot the view's threads know, for the receivers' threads: taken from
+    /// the server's `Reader` by one thread only (the listener, before each connection; the
+    /// thread that attaches the view), and from each update the worker takes. A receiver's
+    /// thread never loads from the `Reader` itself: each thread that has loaded from its
+    /// `ArcSwap` adds to every store the poller makes there (arc-swap walks every such
+    /// thread's debt slots), which would make the poller's cost per update grow with the
+    /// number of receivers.
+    newest: Mutex<Option<Arc<queueserver::Snapshot<D>>>>,
     /// Places taken by pages, connected or being connected.
     places: AtomicUsize,
     next_id: AtomicU64,
@@ -217,9 +225,29 @@ impl<D: IDict> View<D> {
         }
     }
 
-    /// The newest snapshot the server's poller has taken.
+    /// The newest snapshot the view's threads know (see `newest`): the server's newest as
+    /// of the receiver's connection, or later.
     pub(crate) fn latest(&self) -> Option<Arc<queueserver::Snapshot<D>>> {
-        self.relay.get().and_then(Relay::latest)
+        lock(&self.newest).clone()
+    }
+
+    /// Keeps `snapshot` as the newest known, unless a newer one is kept.
+    fn note(&self, snapshot: &Arc<queueserver::Snapshot<D>>) {
+        let mut newest = lock(&self.newest);
+        if newest
+            .as_ref()
+            .map_or(true, |kept| kept.seq() < snapshot.seq())
+        {
+            *newest = Some(Arc::clone(snapshot));
+        }
+    }
+
+    /// Takes the newest snapshot from the server's `Reader`: on the listener's thread (or
+    /// the one attaching the view) only.
+    fn refresh(&self) {
+        if let Some(latest) = self.relay.get().and_then(Relay::latest) {
+            self.note(&latest);
+        }
     }
 }
 
@@ -543,6 +571,7 @@ where
     fn update(&mut self, update: &Update<D>) {
         let now = Instant::now();
         self.last_update = Some(now);
+        self.view.note(update.snapshot());
         if !lock(&self.view.foxglove).is_empty() {
             self.foxglove.update(&self.view, update, now);
         }
@@ -694,6 +723,7 @@ where
             foxglove: Mutex::new(Vec::new()),
             channels: Mutex::new(foxglove::Channels::default()),
             session: wire::now_ms().to_string(),
+            newest: Mutex::new(None),
             places: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
             stats_source: Mutex::new(None),
@@ -707,6 +737,7 @@ where
             Relay::attach(requester, Some(reader), max_asks, attach).map_err(StartError::Attach)?;
         view.attached.store(true, Ordering::Relaxed);
         let _ = view.relay.set(relay.clone());
+        view.refresh();
         let mut started = Self {
             view: Arc::clone(&view),
             worker: None,
@@ -941,6 +972,8 @@ where
             let _ = stream.write_all(http::BUSY);
             continue;
         }
+        // The newest snapshot for the receiver this may be, read here, on this one thread.
+        view.refresh();
         let connection = Arc::clone(view);
         *lock(&view.live) += 1;
         let started = thread::Builder::new()
