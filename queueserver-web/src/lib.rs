@@ -26,6 +26,11 @@
 //!   update when full, counted and told to it (a page's `{"type":"dropped",..}`, a
 //!   Foxglove `status`). A receiver not heard from for [`Options::stall_timeout`] (it
 //!   answers no ping) is disconnected, whatever the kernel's socket buffers still take.
+//! - **The receivers' threads never load from the server's
+//!   [`Reader`](queueserver::Reader)**: each thread that has loaded from it adds to every
+//!   store the poller makes there (arc-swap pays the debts of every such thread), so the
+//!   view keeps the newest snapshot for them, taken from the `Reader` by its listener
+//!   alone and from each update by its worker.
 //! - **Each page has its own rate limit**, [`Options::max_rate_hz`] at most; a page may
 //!   ask for less. An update that comes sooner is superseded by the next, and the newest is
 //!   always sent.
