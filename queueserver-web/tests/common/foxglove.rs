@@ -32,6 +32,12 @@ fn on_path(name: &str) -> Option<PathBuf> {
     })
 }
 
+/// Writes a line to stderr past the test harness's capture: what the test installs is
+/// said even when it passes.
+fn say(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
@@ -70,7 +76,7 @@ fn node() -> PathBuf {
         is_root(),
         "{advice} (Not running as root: not installing them.)"
     );
-    eprintln!("foxglove test: Node not found; installing Debian's `nodejs` and `npm`");
+    say("foxglove test: Node not found; installing Debian's `nodejs` and `npm`");
     let apt = PathBuf::from("apt-get");
     run(&apt, &["update", "-qq"], advice);
     run(&apt, &["install", "-y", "-qq", "nodejs", "npm"], advice);
@@ -102,11 +108,11 @@ fn package_dir() -> &'static Path {
         if !installed(&dir) {
             node();
             let npm = on_path("npm").unwrap_or_else(|| PathBuf::from("npm"));
-            eprintln!(
+            say(&format!(
                 "foxglove test: installing @foxglove/ws-protocol@{VERSION} and ws@{WS_VERSION} \
                  with npm into {}",
                 dir.display()
-            );
+            ));
             std::fs::create_dir_all(&dir).expect("make the package folder");
             let prefix = dir.to_str().expect("a UTF-8 path");
             run(
