@@ -33,12 +33,12 @@ use tungstenite::protocol::CloseFrame;
 use tungstenite::Utf8Bytes;
 
 /// The view's connection: the poller owns it. It is the view's relay's connection, and
-/// subscribes to updates while a page is connected.
+/// subscribes to updates while a page or a Foxglove client is connected.
 ///
 /// **On the poller** each update costs a lock-free load of the [`Reader`]'s `Arc` and one
-/// short lock, whatever the number of pages: the view's worker thread serializes and sends.
-/// Dropping it (the server dropped, or the connection removed) tells every page that the
-/// computation stopped, after the last snapshot, and ends their asks.
+/// short lock, whatever the number of receivers: the view's worker thread serializes and
+/// sends. Dropping it (the server dropped, or the connection removed) tells every receiver
+/// that the computation stopped, after the last snapshot, and ends their asks.
 pub type WebConnection<D> = RelayConnection<D>;
 
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -523,11 +523,12 @@ fn millis(time: std::time::SystemTime) -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// The view's sink, on the relay's worker thread: every page's update, answers and
-/// housekeeping. Serializes each snapshot once, whatever the number of pages, at most at
-/// the pages' highest rate ([`Options::max_rate_hz`]); sends the counters every stats
-/// interval; pings every page every ping interval and disconnects one not heard from for
-/// the stall timeout.
+/// The view's sink, on the relay's worker thread: every receiver's updates, answers and
+/// housekeeping. Serializes each snapshot once for every page, and each Foxglove channel
+/// some client subscribes to once for every client subscribed, at most at the receivers'
+/// rate ([`Options::max_rate_hz`]); sends the counters to the pages every stats interval;
+/// pings every receiver every ping interval and disconnects one not heard from for the
+/// stall timeout.
 struct Pages<D: IDict> {
     view: Arc<View<D>>,
     /// The Foxglove clients' part.
@@ -670,8 +671,9 @@ where
     }
 }
 
-/// A live web view of a server: listens, serves the page, streams to every page that
-/// connects, until it is [shut down](Self::shutdown) or dropped. See the [crate docs](crate).
+/// A live web view of a server: listens, serves the page, streams to every page and
+/// Foxglove client that connects, until it is [shut down](Self::shutdown) or dropped. See
+/// the [crate docs](crate).
 pub struct WebView<D: IDict> {
     view: Arc<View<D>>,
     worker: Option<Worker>,
@@ -689,9 +691,10 @@ where
     ///
     /// `requester` and `reader` must be the server's (`server.requester()`,
     /// `server.reader()`): the view shares the snapshots the poller stores in the reader,
-    /// and reads the newest one for a new page and for turning a name into a key. Starts
-    /// two threads (the listener, and the relay's worker, which serializes, answers, sends
-    /// the counters and pings), then two per connected page.
+    /// and its listener reads the newest one for a new receiver and for turning a name
+    /// into a key. Starts two threads (the listener, and the relay's worker, which
+    /// serializes, answers, sends the counters and pings), then two per connected page or
+    /// Foxglove client.
     ///
     /// # Errors
     ///
