@@ -1,12 +1,15 @@
-//! `put_update` latency with 16 pages watching through the web view, against none.
+//! `put_update` latency with 16 pages, or 16 Foxglove clients, watching through the web
+//! view, against none.
 //!
 //! The computation publishes the demo's plant (six `f64`s) every 100 µs on one thread (it
 //! spins between publishes), timing each `put_update` into an HdrHistogram. A runner
-//! polls every millisecond. With the view, 16 simulated browsers (threads with a
-//! WebSocket client, reading everything) are each sent up to 1000 updates/s: the poller
-//! serializes every snapshot it takes and the view's 33 socket threads write them, on the
-//! same two cores. The view never touches the computation's thread; what this measures is
-//! the interference of that work with it (caches, cores, the scheduler).
+//! polls every millisecond. With the view, 16 simulated receivers (threads with a
+//! WebSocket client, reading everything: `benches/common/readers.rs`) are each sent up to
+//! 1000 updates/s: 16 pages, or 16 Foxglove clients subscribed to every channel (the six
+//! values and the snapshot). The view's worker thread serializes every snapshot it takes
+//! (for Foxglove, each of the seven channels once) and its 33 socket threads write them,
+//! on the same cores. The view never touches the computation's thread; what this measures
+//! is the interference of that work with it (caches, cores, the scheduler).
 //!
 //! ```text
 //! cargo run --release -p queueserver-web --example web_latency [-- --publishes N]
@@ -15,46 +18,33 @@
 use hdrhistogram::Histogram;
 use queueserver::{QueueServer, Runner};
 use queueserver_web::{Options, WebConnection, WebView};
-use std::net::TcpStream;
-use std::thread;
 use std::time::{Duration, Instant};
-use tungstenite::client::IntoClientRequest;
 
 #[path = "../benches/common/plant.rs"]
 mod plant;
+#[path = "../benches/common/readers.rs"]
+mod readers;
 use plant::Plant;
+use readers::Kind;
 
 const PERIOD: Duration = Duration::from_micros(100);
-const PAGES: usize = 16;
+const RECEIVERS: usize = 16;
 
-/// Publishes `publishes` snapshots, one every `PERIOD`; returns the latency histogram (ns).
-fn run(pages: usize, publishes: u64) -> (Histogram<u64>, u64) {
+/// Publishes `publishes` snapshots, one every `PERIOD`, watched by `receivers` receivers of
+/// `kind`; returns the latency histogram (ns) and the messages the receivers read.
+fn run(receivers: usize, kind: Kind, publishes: u64) -> (Histogram<u64>, u64) {
     let (mut publisher, mut server) =
         QueueServer::<Plant, WebConnection<Plant>>::new(Plant::default());
-    let view = (pages > 0).then(|| {
-        let options = Options::new().max_rate_hz(1000.0).max_browsers(PAGES);
+    let view = (receivers > 0).then(|| {
+        let options = Options::new().max_rate_hz(1000.0).max_browsers(RECEIVERS);
         WebView::serve(&mut server, options).expect("the view starts")
     });
     let runner = Runner::every(server, Duration::from_millis(1)).expect("the poller starts");
-    let readers: Vec<_> = (0..pages)
-        .map(|_| {
-            let addr = view.as_ref().unwrap().local_addr();
-            let request = format!("ws://{addr}/ws").into_client_request().unwrap();
-            let (mut socket, _) =
-                tungstenite::client::client(request, TcpStream::connect(addr).unwrap()).unwrap();
-            thread::spawn(move || {
-                let mut messages = 0u64;
-                while socket.read().is_ok() {
-                    messages += 1;
-                }
-                messages
-            })
-        })
+    let readers: Vec<_> = (0..receivers)
+        .map(|_| readers::connect(view.as_ref().unwrap().local_addr(), kind))
         .collect();
     if let Some(view) = &view {
-        while view.browsers().len() < pages {
-            thread::sleep(Duration::from_millis(1));
-        }
+        readers::wait_connected(view, receivers);
     }
 
     let mut histogram = Histogram::<u64>::new(3).unwrap();
@@ -92,15 +82,19 @@ fn main() {
         "put_update latency (ns, timer included), {publishes} publishes every {PERIOD:?}, poller every 1 ms"
     );
     println!(
-        "{:<22} {:>7} {:>7} {:>7} {:>8} {:>9}  messages read by the pages",
+        "{:<22} {:>7} {:>7} {:>7} {:>8} {:>9}  messages read by the receivers",
         "", "p50", "p99", "p99.9", "p99.99", "max"
     );
-    for pages in [0, PAGES] {
-        let (h, received) = run(pages, publishes);
-        let label = if pages == 0 {
-            "no view".to_owned()
-        } else {
-            format!("view, {pages} pages")
+    for (receivers, kind) in [
+        (0, Kind::Page),
+        (RECEIVERS, Kind::Page),
+        (RECEIVERS, Kind::Foxglove),
+    ] {
+        let (h, received) = run(receivers, kind, publishes);
+        let label = match (receivers, kind) {
+            (0, _) => "no view".to_owned(),
+            (n, Kind::Page) => format!("view, {n} pages"),
+            (n, Kind::Foxglove) => format!("view, {n} foxglove"),
         };
         println!(
             "{label:<22} {:>7} {:>7} {:>7} {:>8} {:>9}  {received}",

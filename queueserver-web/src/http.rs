@@ -12,13 +12,20 @@
 //! | no `Host`, or a `Host` the view is not known by (DNS rebinding) | `400` / `403` |
 //! | a path other than the page's | `404` |
 //! | an upgrade that is not a WebSocket version 13 upgrade | `400` / `426` |
-//! | an upgrade whose `Origin` is not the page's own (`http://` + `Host`) | `403` |
-//! | an upgrade when `max_browsers` pages are connected | `503` |
+//! | an upgrade of `/` that does not offer the `foxglove.websocket.v1` subprotocol | `400` |
+//! | an upgrade whose `Origin` is neither the page's own (`http://` + `Host`) nor one allowed by `Options::allow_origin` | `403` |
+//! | an upgrade when `max_browsers` receivers are connected | `503` |
 //! | any connection while `2 × max_browsers + 32` requests are being read (a flood, or heads trickled byte by byte) | `503` with `Retry-After: 1`, at once |
+//!
+//! An upgrade of `/ws` or `/` that offers the subprotocol `foxglove.websocket.v1` (in
+//! `Sec-WebSocket-Protocol`) speaks Foxglove's protocol, and the answer names it; any other
+//! upgrade of `/ws` is the page's stream.
 //!
 //! Every page response carries a `Content-Security-Policy` that allows only the view's own
 //! scripts, styles and socket, and no framing.
 
+use crate::browser::Protocol;
+use crate::foxglove::wire::SUBPROTOCOL;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::Instant;
@@ -89,6 +96,8 @@ pub(crate) enum Routed {
         /// Bytes read past the head (a client must not send any before our answer; kept
         /// rather than lost).
         rest: Vec<u8>,
+        /// The protocol the client chose by its subprotocol.
+        protocol: Protocol,
     },
 }
 
@@ -103,15 +112,18 @@ pub(crate) enum Outcome {
     Dropped,
 }
 
-/// Who may be served: the names the view is known by.
+/// Who may be served: the names the view is known by, and the origins besides its own
+/// whose pages may open a WebSocket.
 pub(crate) struct HostCheck {
     names: Vec<String>,
     any: bool,
+    origins: Vec<String>,
 }
 
 impl HostCheck {
-    /// The loopback names and the bound address, at `addr`'s port, plus `extra`.
-    pub(crate) fn new(addr: SocketAddr, extra: &[String], any: bool) -> Self {
+    /// The loopback names and the bound address, at `addr`'s port, plus `extra`; the
+    /// origins `origins` besides the view's own.
+    pub(crate) fn new(addr: SocketAddr, extra: &[String], any: bool, origins: &[String]) -> Self {
         let port = addr.port();
         let mut names = vec![
             format!("localhost:{port}"),
@@ -125,7 +137,22 @@ impl HostCheck {
             });
         }
         names.extend(extra.iter().cloned());
-        Self { names, any }
+        Self {
+            names,
+            any,
+            origins: origins.to_vec(),
+        }
+    }
+
+    /// Whether a page of `origin` may open a WebSocket to the view known as `host`: its own
+    /// origin (`http://` + `host`), or one allowed by name.
+    fn allows_origin(&self, origin: &str, host: &str) -> bool {
+        let own = format!("http://{host}");
+        origin.eq_ignore_ascii_case(&own)
+            || self
+                .origins
+                .iter()
+                .any(|allowed| allowed.eq_ignore_ascii_case(origin))
     }
 
     fn allows(&self, host: &str) -> bool {
@@ -183,8 +210,9 @@ pub(crate) fn serve(
     }
     let path = request.path.unwrap_or("/");
     let path = path.split(['?', '#']).next().unwrap_or("/");
-    if path == "/ws" {
-        return upgrade(stream, host, &header, rest, room);
+    // Foxglove connects to the address as given (`ws://127.0.0.1:7878`): the root.
+    if path == "/ws" || (path == "/" && header("upgrade").is_some()) {
+        return upgrade(stream, hosts, host, path, &header, rest, room);
     }
     let path = if path == "/index.html" { "/" } else { path };
     match ASSETS.iter().find(|(p, _, _)| *p == path) {
@@ -211,7 +239,9 @@ pub(crate) fn serve(
 /// Checks a WebSocket upgrade request.
 fn upgrade<'h>(
     stream: &mut TcpStream,
+    hosts: &HostCheck,
     host: &str,
+    path: &str,
     header: &impl Fn(&str) -> Option<&'h str>,
     rest: Vec<u8>,
     room: impl FnOnce() -> bool,
@@ -228,29 +258,51 @@ fn upgrade<'h>(
     let Some(key) = header("sec-websocket-key").filter(|k| !k.is_empty()) else {
         return refuse(stream, 400, "no Sec-WebSocket-Key");
     };
+    let protocol = if has_token("sec-websocket-protocol", SUBPROTOCOL) {
+        Protocol::Foxglove
+    } else if path == "/ws" {
+        Protocol::Page
+    } else {
+        return refuse(
+            stream,
+            400,
+            "a WebSocket upgrade of / must offer the subprotocol foxglove.websocket.v1 \
+             (the page's stream is at /ws)",
+        );
+    };
     // Browsers always send `Origin` with a WebSocket upgrade; other programs may not, and
     // are not the ones a cross-origin check protects against.
     if let Some(origin) = header("origin") {
-        let own = format!("http://{host}");
-        if !origin.eq_ignore_ascii_case(&own) {
-            return refuse(stream, 403, "cross-origin WebSocket upgrade refused");
+        if !hosts.allows_origin(origin, host) {
+            let shown: String = origin.chars().take(200).collect();
+            let why = format!(
+                "cross-origin WebSocket upgrade refused: origin {shown} is not allowed \
+                 (Options::allow_origin names the origins allowed)"
+            );
+            return refuse(stream, 403, &why);
         }
     }
     if !room() {
-        return refuse(stream, 503, "too many pages connected");
+        return refuse(stream, 503, "too many receivers connected");
     }
     Routed::Upgrade {
         key: key.to_owned(),
         rest,
+        protocol,
     }
 }
 
-/// Answers an upgrade that may go ahead with `101 Switching Protocols`.
-pub(crate) fn accept(stream: &mut TcpStream, key: &str) -> io::Result<()> {
+/// Answers an upgrade that may go ahead with `101 Switching Protocols`, naming the
+/// subprotocol for a Foxglove client.
+pub(crate) fn accept(stream: &mut TcpStream, key: &str, protocol: Protocol) -> io::Result<()> {
     let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let subprotocol = match protocol {
+        Protocol::Page => String::new(),
+        Protocol::Foxglove => format!("Sec-WebSocket-Protocol: {SUBPROTOCOL}\r\n"),
+    };
     let head = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Accept: {accept}\r\n\r\n"
+         Sec-WebSocket-Accept: {accept}\r\n{subprotocol}\r\n"
     );
     stream.write_all(head.as_bytes())?;
     stream.flush()
@@ -336,7 +388,7 @@ mod tests {
 
     #[test]
     fn hosts_are_the_loopback_names_and_the_bound_address_at_its_port() {
-        let check = HostCheck::new("127.0.0.1:7878".parse().unwrap(), &[], false);
+        let check = HostCheck::new("127.0.0.1:7878".parse().unwrap(), &[], false, &[]);
         for ok in [
             "127.0.0.1:7878",
             "localhost:7878",
@@ -358,10 +410,25 @@ mod tests {
             "0.0.0.0:80".parse().unwrap(),
             &["plant-pc:80".into()],
             false,
+            &[],
         );
         assert!(lan.allows("plant-pc") && lan.allows("plant-pc:80") && lan.allows("localhost"));
         assert!(!lan.allows("0.0.0.0:80") && !lan.allows("other:80"));
-        assert!(HostCheck::new("0.0.0.0:80".parse().unwrap(), &[], true).allows("anything"));
+        assert!(HostCheck::new("0.0.0.0:80".parse().unwrap(), &[], true, &[]).allows("anything"));
+    }
+
+    #[test]
+    fn origins_are_the_views_own_and_those_allowed_by_name() {
+        let addr = "127.0.0.1:7878".parse().unwrap();
+        let strict = HostCheck::new(addr, &[], false, &[]);
+        assert!(strict.allows_origin("http://127.0.0.1:7878", "127.0.0.1:7878"));
+        assert!(!strict.allows_origin("https://app.foxglove.dev", "127.0.0.1:7878"));
+        assert!(!strict.allows_origin("http://localhost:7878", "127.0.0.1:7878"));
+        let allowed = ["https://app.foxglove.dev".to_owned()];
+        let open = HostCheck::new(addr, &[], false, &allowed);
+        assert!(open.allows_origin("https://APP.foxglove.dev", "127.0.0.1:7878"));
+        assert!(!open.allows_origin("https://app.foxglove.dev.evil.example", "127.0.0.1:7878"));
+        assert!(!open.allows_origin("http://app.foxglove.dev", "127.0.0.1:7878"));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! A live web view of a running computation: a connection of its
 //! [`QueueServer`](queueserver::QueueServer) that serves one page and streams the values
-//! to it over a WebSocket, so that watching costs the computation nothing.
+//! to it over a WebSocket, so that watching costs the computation nothing. The same port
+//! speaks [Foxglove](#foxglove)'s protocol, `foxglove.websocket.v1`.
 //!
 //! Open the page in any browser: every value by name, updating in place with its
 //! snapshot's `seq` and age; a live plot of the values you tick; the server's counters and
@@ -17,14 +18,19 @@
 //! |---|---|---|
 //! | computation | nothing | the view is a connection: `put_update` does not know it exists |
 //! | poller ([`WebConnection`], a [`RelayConnection`](queueserver::RelayConnection)) | puts the snapshot's `Arc` (the one the server's [`Reader`](queueserver::Reader) holds) in the relay's latest-wins slot; queues each answer | O(1) whatever the number of pages: never serializes, never touches a socket or a page, never waits |
-//! | the relay's worker thread | serializes a snapshot **once**, at most at the pages' highest rate, and offers the text to each page's outbox; prepares each answer once for the pages that asked (one request per key in flight, whatever the number of pages asking); sends the counters; pings every page and disconnects the silent ones | one thread, whatever the number of pages |
-//! | the pages' threads | listen, serve the page, read and write each page's socket | one listener, two threads per page; all end at [`WebView::shutdown`] |
+//! | the relay's worker thread | serializes a snapshot **once**, at most at the receivers' highest rate, and offers the text to each page's outbox; encodes each Foxglove channel some client subscribes to **once**, and offers each client its frames; prepares each answer once for the pages and clients that asked (one request per key in flight, whatever the number asking); sends the counters; pings every receiver and disconnects the silent ones | one thread, whatever the number of receivers |
+//! | the receivers' threads | listen, serve the page, read and write each receiver's socket | one listener, two threads per page or Foxglove client; all end at [`WebView::shutdown`] |
 //!
-//! - **A slow or stalled page** never grows memory and never slows the poller or the other
-//!   pages: its outbox holds at most [`Options::outbox`] messages and drops its oldest
-//!   update when full, counted and told to the page (`{"type":"dropped",..}`). A page
-//!   not heard from for [`Options::stall_timeout`] (it answers no ping) is disconnected,
-//!   whatever the kernel's socket buffers still take.
+//! - **A slow or stalled receiver** never grows memory and never slows the poller or the
+//!   others: its outbox holds at most [`Options::outbox`] messages and drops its oldest
+//!   update when full, counted and told to it (a page's `{"type":"dropped",..}`, a
+//!   Foxglove `status`). A receiver not heard from for [`Options::stall_timeout`] (it
+//!   answers no ping) is disconnected, whatever the kernel's socket buffers still take.
+//! - **The receivers' threads never load from the server's
+//!   [`Reader`](queueserver::Reader)**: each thread that has loaded from it adds to every
+//!   store the poller makes there (arc-swap pays the debts of every such thread), so the
+//!   view keeps the newest snapshot for them, taken from the `Reader` by its listener
+//!   alone and from each update by its worker.
 //! - **Each page has its own rate limit**, [`Options::max_rate_hz`] at most; a page may
 //!   ask for less. An update that comes sooner is superseded by the next, and the newest is
 //!   always sent.
@@ -37,7 +43,8 @@
 //!
 //! The view listens on `127.0.0.1` unless told otherwise ([`Options::bind`] says what
 //! binding elsewhere exposes). It refuses cross-origin WebSocket upgrades (an `Origin`
-//! other than `http://` + the request's `Host`), requests for a `Host` it is not known by
+//! other than `http://` + the request's `Host`, unless allowed by name with
+//! [`Options::allow_origin`]), requests for a `Host` it is not known by
 //! (DNS rebinding), methods other than `GET`, request heads over 8 KiB, and messages over
 //! [`Options::max_message`]; the crate README lists each refusal.
 //!
@@ -85,17 +92,47 @@
 //! (`{"type":"update","seq":42,"time":1732550000123,"values":{"position":0.5,..}}`, the
 //! values by name as [`ByName`](queueserver::idict::ByName) writes them), `stats`,
 //! `dropped`, `answer`, `error`, `rate` and `status`; a page sends `ask` and `rate`.
+//!
+//! # Foxglove
+//!
+//! A WebSocket upgrade that offers the subprotocol [`FOXGLOVE_SUBPROTOCOL`]
+//! (`foxglove.websocket.v1`), at `/` (as Foxglove connects to `ws://127.0.0.1:7878`) or at
+//! `/ws`, speaks Foxglove's protocol instead: one more kind of receiver of the same relay,
+//! with the same bounds. In Foxglove: *Open connection* → *Foxglove WebSocket* →
+//! `ws://127.0.0.1:7878`; its web app, served from `https://app.foxglove.dev`, needs
+//! `Options::new().allow_origin("https://app.foxglove.dev")`.
+//!
+//! - `serverInfo` (capability `parameters`), then `advertise`: one channel per value (its
+//!   name as the topic) and one for the whole snapshot (`@snapshot`), each `json` with a
+//!   JSON Schema. The IDict names its values but not their types, so each schema is that
+//!   of the JSON type the value had when its channel was first advertised (`number` for a
+//!   float, `integer`, `boolean`, `string`, arrays and objects of them). A value's
+//!   messages are `{"seq":N,"value":V}`, the snapshot's `{"seq":N,"values":{..}}`.
+//! - `subscribe` / `unsubscribe`: only channels some client subscribes to are encoded,
+//!   each once per snapshot for every client subscribed to it; a new subscription gets the
+//!   newest value at once. Messages are binary `messageData` frames stamped with the
+//!   snapshot's **receive time**: the wall clock (ns since the Unix epoch) when the
+//!   server's poller handed it to the view. The computation offers no clock of its own, so
+//!   the view sends no `time` messages and does not claim the `time` capability.
+//! - `getParameters` reads named values through the server's request path, as a page's
+//!   ask (one request per key in flight for all pages and clients, the same bound and
+//!   deadline); an empty list reads every value with one request for the whole snapshot.
+//!   Unknown names get a `status` error. `setParameters` is refused with a `status` error:
+//!   the computation's values are read-only from outside. Malformed messages, unknown or
+//!   unsupported ops and binary messages get a `status` error too.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod browser;
+mod foxglove;
 mod http;
 mod options;
 mod view;
 mod wire;
 
+pub use foxglove::wire::SUBPROTOCOL as FOXGLOVE_SUBPROTOCOL;
 pub use options::Options;
 pub use queueserver::runtime::outbox::OutboxStats;
-pub use view::{BrowserStats, PageAsker, StartError, ViewStats, WebConnection, WebView};
+pub use view::{BrowserStats, Reply, StartError, ViewAsker, ViewStats, WebConnection, WebView};
 pub use wire::FORMAT_VERSION;

@@ -9,9 +9,10 @@ use std::time::Duration;
 /// | setting | default | what it bounds |
 /// |---|---|---|
 /// | [`bind`](Self::bind) | `127.0.0.1:0` | where the view listens (see [below](#binding-elsewhere-than-loopback)) |
-/// | [`max_browsers`](Self::max_browsers) | 16 | pages connected at once; more get `503` |
-/// | [`outbox`](Self::outbox) | 64 | messages queued for one page; past it the oldest update is dropped (counted) |
-/// | [`max_rate_hz`](Self::max_rate_hz) | 60 | updates per second sent to one page (each page may ask for fewer) |
+/// | [`allow_origin`](Self::allow_origin) | none | origins besides the view's own whose pages may open a WebSocket (Foxglove's web app's, say) |
+/// | [`max_browsers`](Self::max_browsers) | 16 | receivers (pages and Foxglove clients) connected at once; more get `503` |
+/// | [`outbox`](Self::outbox) | 64 | messages queued for one receiver; past it the oldest update is dropped (counted) |
+/// | [`max_rate_hz`](Self::max_rate_hz) | 60 | updates per second sent to one receiver (each page may ask for fewer) |
 /// | [`max_message`](Self::max_message) | 4096 | bytes of one message or frame from a page; longer closes it (`1009`) |
 /// | [`stall_timeout`](Self::stall_timeout) | 10 s | how long a page may go unheard (no pong to the view's pings, no message) before it is disconnected; also how long one write may make no progress |
 /// | [`ping_interval`](Self::ping_interval) | 5 s | how often each page is pinged (and checked): a page that reads nothing is disconnected within `stall_timeout` plus one ping interval |
@@ -43,6 +44,7 @@ pub struct Options {
     pub(crate) bind: SocketAddr,
     pub(crate) allowed_hosts: Vec<String>,
     pub(crate) any_host: bool,
+    pub(crate) allowed_origins: Vec<String>,
     pub(crate) max_browsers: usize,
     pub(crate) outbox: usize,
     pub(crate) max_rate_hz: f64,
@@ -68,6 +70,7 @@ impl Options {
             bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             allowed_hosts: Vec::new(),
             any_host: false,
+            allowed_origins: Vec::new(),
             max_browsers: 16,
             outbox: 64,
             max_rate_hz: 60.0,
@@ -107,7 +110,24 @@ impl Options {
         self
     }
 
-    /// How many pages may be connected at once (at least 1).
+    /// Lets pages of `origin` open a WebSocket to the view, besides its own page: a
+    /// scheme, a host and a port if not the scheme's default, exactly as a browser sends it
+    /// in `Origin` (`"https://app.foxglove.dev"`, compared without regard to case; a
+    /// trailing `/` is ignored). Foxglove's web app needs this to connect. By default every
+    /// other origin is refused (`403`): a page of another site, open in the user's browser,
+    /// could otherwise read every value and ask for more. Allow only origins you trust with
+    /// that. Programs that send no `Origin` (WebSocket clients outside a browser usually
+    /// send none) need no allowance.
+    #[must_use]
+    pub fn allow_origin(mut self, origin: impl Into<String>) -> Self {
+        let origin = origin.into();
+        self.allowed_origins
+            .push(origin.trim().trim_end_matches('/').to_ascii_lowercase());
+        self
+    }
+
+    /// How many receivers (pages and Foxglove clients) may be connected at once (at least
+    /// 1).
     #[must_use]
     pub fn max_browsers(mut self, max: usize) -> Self {
         self.max_browsers = max.max(1);

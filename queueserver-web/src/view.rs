@@ -1,11 +1,14 @@
-//! [`WebView`]: the listener, the pages' threads, and the sink of the view's relay.
+//! [`WebView`]: the listener, the receivers' threads, and the sink of the view's relay.
 //!
 //! The view is a [relay](queueserver::runtime::relay): its connection is a
 //! [`RelayConnection`] the poller owns, and its worker thread runs [`Pages`], the sink that
-//! serializes each snapshot once and offers it to every page's outbox, hands answers to the
-//! pages that asked, sends the counters, pings every page and disconnects the silent ones.
+//! serializes each snapshot once and offers it to every page's outbox, encodes the channels
+//! Foxglove clients subscribe to once each and offers each client its frames
+//! ([`foxglove::Fanout`]), hands answers to the pages and clients that asked, sends the
+//! counters, pings every receiver and disconnects the silent ones.
 
-use crate::browser::{self, Browser, Handler, Out};
+use crate::browser::{self, Browser, Handler, Out, Protocol};
+use crate::foxglove::{self, wire::Parameter};
 use crate::http::{self, HostCheck, Outcome, Routed};
 use crate::options::Options;
 use crate::wire;
@@ -15,7 +18,7 @@ use queueserver::runtime::outbox::{Outbox, OutboxStats};
 use queueserver::runtime::relay::{Answered, End, Pace, Relay, RelayStats, Sink, Update, Worker};
 use queueserver::{
     Clock, Connection, ConnectionId, ConnectionsFull, IDict, Notify, Query, QueueServer, Reader,
-    RelayConnection, Requester, Response, Snapshot, Stats,
+    RelayConnection, Requester, Response, Stats,
 };
 use serde::Serialize;
 use std::fmt;
@@ -30,15 +33,15 @@ use tungstenite::protocol::CloseFrame;
 use tungstenite::Utf8Bytes;
 
 /// The view's connection: the poller owns it. It is the view's relay's connection, and
-/// subscribes to updates while a page is connected.
+/// subscribes to updates while a page or a Foxglove client is connected.
 ///
 /// **On the poller** each update costs a lock-free load of the [`Reader`]'s `Arc` and one
-/// short lock, whatever the number of pages: the view's worker thread serializes and sends.
-/// Dropping it (the server dropped, or the connection removed) tells every page that the
-/// computation stopped, after the last snapshot, and ends their asks.
+/// short lock, whatever the number of receivers: the view's worker thread serializes and
+/// sends. Dropping it (the server dropped, or the connection removed) tells every receiver
+/// that the computation stopped, after the last snapshot, and ends their asks.
 pub type WebConnection<D> = RelayConnection<D>;
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every critical section here leaves its data whole: a panic cannot tear it.
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -50,11 +53,14 @@ pub struct ViewStats {
     pub running: bool,
     /// Pages connected now.
     pub browsers: usize,
-    /// Pages that connected (WebSocket upgrades accepted).
+    /// Foxglove clients connected now.
+    pub foxglove_clients: usize,
+    /// Receivers (pages and Foxglove clients) that connected: WebSocket upgrades accepted.
     pub accepted: u64,
-    /// Pages that went away, or were disconnected.
+    /// Receivers that went away, or were disconnected.
     pub disconnected: u64,
-    /// Pages disconnected because they were not heard from (no pong) for the stall timeout.
+    /// Receivers disconnected because they were not heard from (no pong) for the stall
+    /// timeout.
     pub stalled: u64,
     /// Files served (the page and its assets).
     pub served: u64,
@@ -62,20 +68,29 @@ pub struct ViewStats {
     pub refused: u64,
     /// Snapshots serialized: once each, for every page connected at the time.
     pub updates: u64,
+    /// Snapshots encoded for Foxglove clients: once each, for every client connected at
+    /// the time.
+    pub foxglove_updates: u64,
+    /// Foxglove channel payloads encoded: once per snapshot for each channel some client
+    /// subscribes to, whatever the number of clients subscribed to it.
+    pub foxglove_payloads: u64,
     /// Snapshots that had no JSON form (a key without a valid name, say).
     pub serialize_errors: u64,
-    /// Text messages received from pages.
+    /// Text messages received from pages and Foxglove clients.
     pub messages: u64,
     /// Messages that were not understood, each answered with an error message.
     pub malformed: u64,
-    /// Asks handed to the server's request path.
+    /// Asks handed to the server's request path (a page's ask; each name of a Foxglove
+    /// `getParameters`).
     pub asks: u64,
 }
 
-/// One page's counts, from [`WebView::browsers`].
+/// One receiver's counts, from [`WebView::browsers`] (pages) and
+/// [`WebView::foxglove_clients`].
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BrowserStats {
-    /// The page's number on this view, in order of connection.
+    /// The receiver's number on this view, in order of connection (pages and Foxglove
+    /// clients share the numbering).
     pub id: u64,
     /// Where it connects from.
     pub peer: SocketAddr,
@@ -83,6 +98,8 @@ pub struct BrowserStats {
     pub outbox: OutboxStats,
     /// Its asks not yet answered.
     pub asks: usize,
+    /// Its subscriptions (a Foxglove client's; 0 for a page).
+    pub subscriptions: usize,
 }
 
 /// Why [`WebView::attach`] did not start.
@@ -111,33 +128,43 @@ impl<E: fmt::Debug + fmt::Display> std::error::Error for StartError<E> {}
 type StatsSource = Box<dyn FnMut() -> Stats + Send>;
 
 #[derive(Default)]
-struct Counters {
+pub(crate) struct Counters {
     accepted: AtomicU64,
     disconnected: AtomicU64,
     stalled: AtomicU64,
     served: AtomicU64,
     refused: AtomicU64,
     updates: AtomicU64,
-    serialize_errors: AtomicU64,
-    messages: AtomicU64,
-    malformed: AtomicU64,
-    asks: AtomicU64,
+    pub(crate) foxglove_updates: AtomicU64,
+    pub(crate) foxglove_payloads: AtomicU64,
+    pub(crate) serialize_errors: AtomicU64,
+    pub(crate) messages: AtomicU64,
+    pub(crate) malformed: AtomicU64,
+    pub(crate) asks: AtomicU64,
 }
 
 /// What the view's threads and its sink share.
-struct View<D: IDict> {
-    options: Options,
+pub(crate) struct View<D: IDict> {
+    pub(crate) options: Options,
     addr: SocketAddr,
     hosts: HostCheck,
-    /// Set once the connection is attached, before any page can connect.
-    relay: OnceLock<Relay<D, PageAsker>>,
-    /// The newest snapshot the worker has seen, for turning an asked name into a key. Only
-    /// the worker reads the server's `Reader`: every thread that loads it costs each of the
-    /// poller's stores a little (arc-swap's debt list), so the pages' threads never do.
-    latest: Mutex<Arc<Snapshot<D>>>,
-    /// Pages connected, waiting for the worker to send them their first values.
-    joining: Mutex<Vec<Arc<Browser>>>,
+    /// Set once the connection is attached, before any receiver can connect.
+    pub(crate) relay: OnceLock<Relay<D, ViewAsker>>,
     browsers: Mutex<Vec<Arc<Browser>>>,
+    /// The Foxglove clients connected.
+    pub(crate) foxglove: Mutex<Vec<Arc<foxglove::Client>>>,
+    /// The channels advertised to them.
+    pub(crate) channels: Mutex<foxglove::Channels>,
+    /// The `sessionId` Foxglove clients are told: when the view started, in ms.
+    session: String,
+    /// The newest snapshot the view's threads know, for the receivers' threads: taken from
+    /// the server's `Reader` by one thread only (the listener, before each connection; the
+    /// thread that attaches the view), and from each update the worker takes. A receiver's
+    /// thread never loads from the `Reader` itself: each thread that has loaded from its
+    /// `ArcSwap` adds to every store the poller makes there (arc-swap walks every such
+    /// thread's debt slots), which would make the poller's cost per update grow with the
+    /// number of receivers.
+    newest: Mutex<Option<Arc<queueserver::Snapshot<D>>>>,
     /// Places taken by pages, connected or being connected.
     places: AtomicUsize,
     next_id: AtomicU64,
@@ -147,7 +174,7 @@ struct View<D: IDict> {
     /// Threads serving sockets, still running.
     live: Mutex<usize>,
     live_changed: Condvar,
-    counters: Counters,
+    pub(crate) counters: Counters,
 }
 
 /// Counts a socket thread as live while it exists.
@@ -167,17 +194,27 @@ impl<D: IDict> View<D> {
         ViewStats {
             running: self.attached.load(Ordering::Relaxed),
             browsers: lock(&self.browsers).len(),
+            foxglove_clients: lock(&self.foxglove).len(),
             accepted: load(&c.accepted),
             disconnected: load(&c.disconnected),
             stalled: load(&c.stalled),
             served: load(&c.served),
             refused: load(&c.refused),
             updates: load(&c.updates),
+            foxglove_updates: load(&c.foxglove_updates),
+            foxglove_payloads: load(&c.foxglove_payloads),
             serialize_errors: load(&c.serialize_errors),
             messages: load(&c.messages),
             malformed: load(&c.malformed),
             asks: load(&c.asks),
         }
+    }
+
+    /// Every receiver connected: the pages, then the Foxglove clients.
+    fn receivers(&self) -> Vec<Arc<Browser>> {
+        let mut all = lock(&self.browsers).clone();
+        all.extend(lock(&self.foxglove).iter().map(|c| Arc::clone(&c.browser)));
+        all
     }
 
     /// Queues `text` for every page.
@@ -188,9 +225,29 @@ impl<D: IDict> View<D> {
         }
     }
 
-    /// The newest snapshot the worker has seen.
-    fn latest(&self) -> Arc<Snapshot<D>> {
-        Arc::clone(&lock(&self.latest))
+    /// The newest snapshot the view's threads know (see `newest`): the server's newest as
+    /// of the receiver's connection, or later.
+    pub(crate) fn latest(&self) -> Option<Arc<queueserver::Snapshot<D>>> {
+        lock(&self.newest).clone()
+    }
+
+    /// Keeps `snapshot` as the newest known, unless a newer one is kept.
+    fn note(&self, snapshot: &Arc<queueserver::Snapshot<D>>) {
+        let mut newest = lock(&self.newest);
+        if newest
+            .as_ref()
+            .map_or(true, |kept| kept.seq() < snapshot.seq())
+        {
+            *newest = Some(Arc::clone(snapshot));
+        }
+    }
+
+    /// Takes the newest snapshot from the server's `Reader`: on the listener's thread (or
+    /// the one attaching the view) only.
+    fn refresh(&self) {
+        if let Some(latest) = self.relay.get().and_then(Relay::latest) {
+            self.note(&latest);
+        }
     }
 }
 
@@ -209,7 +266,7 @@ where
             ));
             return;
         }
-        let (Some(relay), latest) = (self.relay.get(), self.latest()) else {
+        let (Some(relay), Some(latest)) = (self.relay.get(), self.latest()) else {
             reply(wire::error(
                 Some(id),
                 "the view is not attached to a server",
@@ -245,21 +302,22 @@ where
             return;
         }
         // From here the asker owns the count just taken: its drop gives it back.
-        let asker = PageAsker {
+        let asker = ViewAsker(Party::Page(PageAsker {
             browser: Arc::downgrade(browser),
             id,
             name,
             told: false,
-        };
+        }));
         self.counters.asks.fetch_add(1, Ordering::Relaxed);
         let deadline = Instant::now() + self.options.ask_timeout;
         if let Err(refused) = relay.ask(Query::Key(key), asker, deadline) {
-            let mut asker = refused.asker;
-            let text = wire::error(
-                Some(id),
-                &format!("ask for {:?} refused: {}", asker.name, refused.error),
-            );
-            asker.tell(text);
+            if let ViewAsker(Party::Page(mut asker)) = refused.asker {
+                let text = wire::error(
+                    Some(id),
+                    &format!("ask for {:?} refused: {}", asker.name, refused.error),
+                );
+                asker.tell(text);
+            }
         }
     }
 }
@@ -293,9 +351,70 @@ where
     }
 }
 
-/// A page waiting for one answer: what the view's relay holds for it. It holds the page
-/// weakly, so a page that goes away is not kept by its asks.
-pub struct PageAsker {
+/// Someone waiting for one answer through the view: a page's ask, or a name of a Foxglove
+/// client's `getParameters`. What the view's relay holds for it; it holds its receiver
+/// weakly, so a receiver that goes away is not kept by its asks.
+pub struct ViewAsker(Party);
+
+enum Party {
+    Page(PageAsker),
+    Parameter(foxglove::ParameterAsker),
+}
+
+impl ViewAsker {
+    pub(crate) fn parameter(asker: foxglove::ParameterAsker) -> Self {
+        Self(Party::Parameter(asker))
+    }
+}
+
+/// The answer as the view's askers receive it, prepared once per answer: a page's answer
+/// body, and the values as Foxglove parameters.
+pub struct Reply {
+    page: String,
+    parameters: Result<Vec<Parameter>, String>,
+}
+
+impl fmt::Debug for Reply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reply")
+            .field("page", &self.page)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Asker for ViewAsker {
+    type Reply = Reply;
+
+    fn answer(self, reply: &Reply) {
+        match self.0 {
+            Party::Page(asker) => asker.answer(&reply.page),
+            Party::Parameter(asker) => asker.answer(&reply.parameters),
+        }
+    }
+
+    fn fail(self, error: AskError) {
+        match self.0 {
+            Party::Page(asker) => asker.fail(error),
+            Party::Parameter(asker) => asker.fail(error),
+        }
+    }
+}
+
+impl fmt::Debug for ViewAsker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Party::Page(asker) => f
+                .debug_struct("ViewAsker")
+                .field("page_ask", &asker.id)
+                .field("name", &asker.name)
+                .finish_non_exhaustive(),
+            Party::Parameter(_) => f.debug_struct("ViewAsker").finish_non_exhaustive(),
+        }
+    }
+}
+
+/// A page waiting for one answer.
+struct PageAsker {
     browser: Weak<Browser>,
     id: u64,
     name: String,
@@ -311,11 +430,9 @@ impl PageAsker {
     }
 }
 
-impl Asker for PageAsker {
+impl PageAsker {
     /// The answer's body, made once and shared by every page that asked for the key.
-    type Reply = String;
-
-    fn answer(mut self, body: &String) {
+    fn answer(mut self, body: &str) {
         let text = wire::answer(self.id, body);
         self.tell(text);
     }
@@ -341,13 +458,42 @@ impl Drop for PageAsker {
     }
 }
 
-impl fmt::Debug for PageAsker {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PageAsker")
-            .field("id", &self.id)
-            .field("name", &self.name)
-            .finish_non_exhaustive()
-    }
+/// The reply of an answer: the page's body and the Foxglove parameters, each made once.
+fn reply<D>(answer: &Answered<D>) -> Reply
+where
+    D: IDict,
+    D::Value: Serialize,
+{
+    let name = |key: &D::Key| {
+        let mut name = String::new();
+        D::write_name(key, &mut name).map(|()| name)
+    };
+    let parameter = |key: &D::Key, value: &D::Value| -> Result<Parameter, String> {
+        let name = name(key).map_err(|why| format!("a key has no name: {why}"))?;
+        let value = serde_json::to_value(value)
+            .map_err(|why| format!("{name:?} has no JSON form: {why}"))?;
+        Ok(Parameter::new(name, value))
+    };
+    let parameters = match answer {
+        Answered::Value { key, value, .. } => parameter(key, value).map(|p| vec![p]),
+        Answered::NotFound { .. } => Ok(Vec::new()),
+        Answered::Snapshot(snapshot) => {
+            let mut found = Vec::new();
+            let mut failed = None;
+            snapshot.visit(|key, value| match parameter(key, value) {
+                Ok(p) => found.push(p),
+                Err(why) => {
+                    failed.get_or_insert(why);
+                }
+            });
+            failed.map_or(Ok(found), Err)
+        }
+    };
+    let page = match answer {
+        Answered::Snapshot(_) => String::new(),
+        _ => answer_body(&answer.response()),
+    };
+    Reply { page, parameters }
 }
 
 /// The body of an answer: the key's name, the snapshot's number, the value if found.
@@ -376,13 +522,16 @@ fn millis(since_epoch: Duration) -> u64 {
     u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// The view's sink, on the relay's worker thread: every page's update, answers and
-/// housekeeping. Serializes each snapshot once, whatever the number of pages, at most at
-/// the pages' highest rate ([`Options::max_rate_hz`]); sends the counters every stats
-/// interval; pings every page every ping interval and disconnects one not heard from for
-/// the stall timeout.
+/// The view's sink, on the relay's worker thread: every receiver's updates, answers and
+/// housekeeping. Serializes each snapshot once for every page, and each Foxglove channel
+/// some client subscribes to once for every client subscribed, at most at the receivers'
+/// rate ([`Options::max_rate_hz`]); sends the counters to the pages every stats interval;
+/// pings every receiver every ping interval and disconnects one not heard from for the
+/// stall timeout.
 struct Pages<D: IDict> {
     view: Arc<View<D>>,
+    /// The Foxglove clients' part.
+    foxglove: foxglove::Fanout,
     /// The last snapshot had no JSON form: the pages were told once.
     failing: bool,
     last_update: Option<Instant>,
@@ -398,6 +547,7 @@ impl<D: IDict> Pages<D> {
         let next_ping = now + view.options.ping_interval;
         Self {
             view,
+            foxglove: foxglove::Fanout::default(),
             failing: false,
             last_update: None,
             interval,
@@ -412,17 +562,20 @@ where
     D: IDict,
     D::Value: Serialize,
 {
-    type Asker = PageAsker;
+    type Asker = ViewAsker;
 
-    fn prepare(&mut self, answer: Answered<D>) -> String {
-        answer_body(&answer.response())
+    fn prepare(&mut self, answer: Answered<D>) -> Reply {
+        reply(&answer)
     }
 
     fn update(&mut self, update: &Update<D>) {
         let now = Instant::now();
         self.last_update = Some(now);
+        self.view.note(update.snapshot());
+        if !lock(&self.view.foxglove).is_empty() {
+            self.foxglove.update(&self.view, update, now);
+        }
         let view = &self.view;
-        *lock(&view.latest) = Arc::clone(update.snapshot());
         let browsers = lock(&view.browsers).clone();
         if browsers.is_empty() {
             return;
@@ -461,9 +614,6 @@ where
     fn pace(&mut self, now: Instant) -> Pace {
         let due = self.last_update.map_or(now, |last| last + self.interval);
         let mut tick = self.next_stats.min(self.next_ping);
-        if !lock(&self.view.joining).is_empty() {
-            tick = now;
-        }
         if now >= due {
             return Pace {
                 update: true,
@@ -476,21 +626,6 @@ where
 
     fn tick(&mut self, now: Instant) {
         let view = &self.view;
-        let joining = std::mem::take(&mut *lock(&view.joining));
-        if !joining.is_empty() {
-            // The newest snapshot the poller has taken, read here on the worker's thread.
-            if let Some(latest) = view.relay.get().and_then(Relay::latest) {
-                *lock(&view.latest) = latest;
-            }
-            let latest = view.latest();
-            for browser in joining {
-                welcome(view, &browser, &latest, true);
-                keep(view, browser);
-            }
-            if let Some(relay) = view.relay.get() {
-                relay.subscribe(true);
-            }
-        }
         if now >= self.next_stats {
             self.next_stats = now + view.options.stats_interval;
             let server = lock(&view.stats_source).as_mut().map(|source| source());
@@ -509,7 +644,7 @@ where
         }
         if now >= self.next_ping {
             self.next_ping = now + view.options.ping_interval;
-            for browser in lock(&view.browsers).iter() {
+            for browser in &view.receivers() {
                 if now.saturating_duration_since(browser.outbox.last_heard())
                     > view.options.stall_timeout
                 {
@@ -525,16 +660,7 @@ where
 
     fn ended(&mut self, end: End) {
         let view = &self.view;
-        {
-            // Pages that join from now on are welcomed by their own thread.
-            let mut joining = lock(&view.joining);
-            view.attached.store(false, Ordering::Relaxed);
-            let latest = view.latest();
-            for browser in joining.drain(..) {
-                welcome(view, &browser, &latest, true);
-                keep(view, browser);
-            }
-        }
+        view.attached.store(false, Ordering::Relaxed);
         if end == End::Detached {
             let text = Utf8Bytes::from(wire::status(
                 false,
@@ -543,62 +669,14 @@ where
             for browser in lock(&view.browsers).iter() {
                 browser.outbox.push_last(Out::Text(text.clone()));
             }
+            foxglove::Fanout::ended(view);
         }
     }
 }
 
-/// Adds a welcomed page to those served, unless it has gone meanwhile (its thread shuts
-/// its outbox before it removes it, under the same lock).
-fn keep<D: IDict>(view: &View<D>, browser: Arc<Browser>) {
-    let mut browsers = lock(&view.browsers);
-    if !browser.outbox.is_closed() {
-        browsers.push(browser);
-    }
-}
-
-/// Sends a page its `hello` and the values of `latest`; tells it if the computation does
-/// not run.
-fn welcome<D>(view: &View<D>, browser: &Browser, latest: &Snapshot<D>, running: bool)
-where
-    D: IDict,
-    D::Value: Serialize,
-{
-    let options = &view.options;
-    let running = running && view.attached.load(Ordering::Relaxed);
-    let mut names = Vec::new();
-    latest.visit(|key, _| {
-        let mut name = String::new();
-        if D::write_name(key, &mut name).is_ok() {
-            names.push(name);
-        }
-    });
-    let hello = wire::Hello {
-        kind: "hello",
-        version: wire::FORMAT_VERSION,
-        names: &names,
-        rate_hz: options.max_rate_hz,
-        max_rate_hz: options.max_rate_hz,
-        outbox: options.outbox,
-        max_message: options.max_message,
-        server_time: wire::now_ms(),
-        running,
-    };
-    if let Ok(hello) = serde_json::to_string(&hello) {
-        browser.outbox.push(Out::text(hello));
-    }
-    if let Ok(first) = wire::update(latest.seq(), wire::now_ms(), latest.data()) {
-        browser.outbox.offer(Out::text(first), Instant::now());
-    }
-    if !running {
-        browser.outbox.push(Out::text(wire::status(
-            false,
-            "the computation's server is not running",
-        )));
-    }
-}
-
-/// A live web view of a server: listens, serves the page, streams to every page that
-/// connects, until it is [shut down](Self::shutdown) or dropped. See the [crate docs](crate).
+/// A live web view of a server: listens, serves the page, streams to every page and
+/// Foxglove client that connects, until it is [shut down](Self::shutdown) or dropped. See
+/// the [crate docs](crate).
 pub struct WebView<D: IDict> {
     view: Arc<View<D>>,
     worker: Option<Worker>,
@@ -616,9 +694,10 @@ where
     ///
     /// `requester` and `reader` must be the server's (`server.requester()`,
     /// `server.reader()`): the view shares the snapshots the poller stores in the reader,
-    /// and reads the newest one for a new page and for turning a name into a key. Starts
-    /// two threads (the listener, and the relay's worker, which serializes, answers, sends
-    /// the counters and pings), then two per connected page.
+    /// and its listener reads the newest one for a new receiver and for turning a name
+    /// into a key. Starts two threads (the listener, and the relay's worker, which
+    /// serializes, answers, sends the counters and pings), then two per connected page or
+    /// Foxglove client.
     ///
     /// # Errors
     ///
@@ -637,14 +716,20 @@ where
         let addr = listener.local_addr().map_err(StartError::Bind)?;
         let max_asks = options.total_asks();
         let view = Arc::new(View {
-            hosts: HostCheck::new(addr, &options.allowed_hosts, options.any_host),
+            hosts: HostCheck::new(
+                addr,
+                &options.allowed_hosts,
+                options.any_host,
+                &options.allowed_origins,
+            ),
             options,
             addr,
             relay: OnceLock::new(),
-            // The one load of the reader outside the worker: this thread's, once.
-            latest: Mutex::new(reader.load_full()),
-            joining: Mutex::new(Vec::new()),
             browsers: Mutex::new(Vec::new()),
+            foxglove: Mutex::new(Vec::new()),
+            channels: Mutex::new(foxglove::Channels::default()),
+            session: wire::now_ms().to_string(),
+            newest: Mutex::new(None),
             places: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
             stats_source: Mutex::new(None),
@@ -658,6 +743,7 @@ where
             Relay::attach(requester, Some(reader), max_asks, attach).map_err(StartError::Attach)?;
         view.attached.store(true, Ordering::Relaxed);
         let _ = view.relay.set(relay.clone());
+        view.refresh();
         let mut started = Self {
             view: Arc::clone(&view),
             worker: None,
@@ -766,12 +852,15 @@ impl<D: IDict> WebView<D> {
     pub fn browsers(&self) -> Vec<BrowserStats> {
         lock(&self.view.browsers)
             .iter()
-            .map(|b| BrowserStats {
-                id: b.id,
-                peer: b.peer,
-                outbox: b.outbox.stats(),
-                asks: b.asks.load(Ordering::Relaxed),
-            })
+            .map(|b| browser_stats(b, 0))
+            .collect()
+    }
+
+    /// Each connected Foxglove client's counts, in order of connection.
+    pub fn foxglove_clients(&self) -> Vec<BrowserStats> {
+        lock(&self.view.foxglove)
+            .iter()
+            .map(|c| browser_stats(&c.browser, c.subscriptions()))
             .collect()
     }
 
@@ -792,7 +881,7 @@ impl<D: IDict> WebView<D> {
         }
         // Closes the relay: its connection fails at the poller's next call.
         drop(self.worker.take());
-        for browser in lock(&view.browsers).iter() {
+        for browser in &view.receivers() {
             browser.outbox.close_with(Out::Close(CloseFrame {
                 code: CloseCode::Away,
                 reason: "the view is shutting down".into(),
@@ -800,12 +889,22 @@ impl<D: IDict> WebView<D> {
         }
         // A moment for the close frames to go out, then cut every socket.
         if wait_live(view, Duration::from_millis(200)) > 0 {
-            for browser in lock(&view.browsers).iter() {
+            for browser in &view.receivers() {
                 browser.shut_down();
             }
             wait_live(view, Duration::from_secs(10));
         }
         drop(lock(&view.stats_source).take());
+    }
+}
+
+fn browser_stats(b: &Browser, subscriptions: usize) -> BrowserStats {
+    BrowserStats {
+        id: b.id,
+        peer: b.peer,
+        outbox: b.outbox.stats(),
+        asks: b.asks.load(Ordering::Relaxed),
+        subscriptions,
     }
 }
 
@@ -879,6 +978,8 @@ where
             let _ = stream.write_all(http::BUSY);
             continue;
         }
+        // The newest snapshot for the receiver this may be, read here, on this one thread.
+        view.refresh();
         let connection = Arc::clone(view);
         *lock(&view.live) += 1;
         let started = thread::Builder::new()
@@ -930,19 +1031,24 @@ where
             };
             counter.fetch_add(1, Ordering::Relaxed);
         }
-        Routed::Upgrade { key, rest } => {
+        Routed::Upgrade {
+            key,
+            rest,
+            protocol,
+        } => {
             // The place taken by the check, given back however this ends.
             let _place = PageSlot(&view.places);
-            if http::accept(&mut stream, &key).is_ok() {
-                run_page(view, stream, rest);
+            if http::accept(&mut stream, &key, protocol).is_ok() {
+                run_receiver(view, stream, rest, protocol);
             }
         }
     }
 }
 
-/// A page from its upgrade to its end: hello and first values, the reader thread, then
-/// this thread writes until the page goes.
-fn run_page<D>(view: &Arc<View<D>>, stream: TcpStream, rest: Vec<u8>)
+/// A receiver from its upgrade to its end: its greeting (a page's hello and first values;
+/// a Foxglove client's server info and channels), the reader thread, then this thread
+/// writes until the receiver goes.
+fn run_receiver<D>(view: &Arc<View<D>>, stream: TcpStream, rest: Vec<u8>, protocol: Protocol)
 where
     D: IDict + Send + Sync + 'static,
     D::Value: Clone + Send + Serialize,
@@ -962,36 +1068,54 @@ where
     }
     let id = view.next_id.fetch_add(1, Ordering::Relaxed);
     let outbox = Outbox::new(options.outbox, options.max_rate_hz);
-    let browser = Arc::new(Browser::new(id, peer, outbox, handle));
-
-    {
-        // The worker welcomes the page (its first values come from the server's reader,
-        // which only the worker reads); once the relay has ended, the page's own thread
-        // does, from the last snapshot the worker saw.
-        let mut joining = lock(&view.joining);
-        if view.attached.load(Ordering::Relaxed) {
-            joining.push(Arc::clone(&browser));
-            drop(joining);
-            if let Some(relay) = view.relay.get() {
-                relay.nudge();
+    let browser = Arc::new(Browser::new(id, peer, protocol, outbox, handle));
+    let client = match protocol {
+        Protocol::Page => {
+            greet_page(view, &browser);
+            None
+        }
+        Protocol::Foxglove => {
+            let client = Arc::new(foxglove::Client::new(Arc::clone(&browser)));
+            foxglove::register(view, &client, "queueserver-web", &view.session);
+            if !view.attached.load(Ordering::Relaxed) {
+                client.browser.outbox.push(Out::text(foxglove::wire::status(
+                    foxglove::wire::Level::Warning,
+                    "the computation's server is not running",
+                )));
             }
-        } else {
-            drop(joining);
-            welcome(view, &browser, &view.latest(), false);
-            keep(view, Arc::clone(&browser));
+            Some(client)
+        }
+    };
+    {
+        // Under the locks the receiver's end takes, so that its `subscribe(false)` cannot
+        // come after this.
+        let _browsers = lock(&view.browsers);
+        let _clients = lock(&view.foxglove);
+        if let Some(relay) = view.relay.get() {
+            relay.subscribe(true);
         }
     }
     view.counters.accepted.fetch_add(1, Ordering::Relaxed);
 
     let reader = {
         let (view, browser) = (Arc::clone(view), Arc::clone(&browser));
+        let client = client.clone();
         let max_message = options.max_message;
         *lock(&view.live) += 1;
         thread::Builder::new()
             .name("queueserver-web-read".into())
             .spawn(move || {
                 let guard = LiveGuard(&view);
-                browser::read_loop(&browser, reading, rest, max_message, &*view);
+                match client {
+                    None => browser::read_loop(&browser, reading, rest, max_message, &*view),
+                    Some(client) => {
+                        let handler = foxglove::Reader {
+                            view: Arc::clone(&view),
+                            client,
+                        };
+                        browser::read_loop(&browser, reading, rest, max_message, &handler);
+                    }
+                }
                 drop(guard);
             })
     };
@@ -1006,12 +1130,12 @@ where
         browser::write_loop(&browser, stream);
     }
     browser.shut_down();
-    lock(&view.joining).retain(|b| b.id != id);
     {
-        // After the shutdown: a worker welcoming the page now sees it closed.
         let mut browsers = lock(&view.browsers);
         browsers.retain(|b| b.id != id);
-        if browsers.is_empty() {
+        let mut clients = lock(&view.foxglove);
+        clients.retain(|c| c.browser.id != id);
+        if browsers.is_empty() && clients.is_empty() {
             if let Some(relay) = view.relay.get() {
                 relay.subscribe(false);
             }
@@ -1021,4 +1145,50 @@ where
         let _ = reader.join();
     }
     view.counters.disconnected.fetch_add(1, Ordering::Relaxed);
+}
+
+/// A page's greeting: hello, the newest values, the server's state; then it is served.
+fn greet_page<D>(view: &View<D>, browser: &Arc<Browser>)
+where
+    D: IDict + Send + Sync + 'static,
+    D::Value: Clone + Send + Serialize,
+{
+    let options = &view.options;
+    let running = view.attached.load(Ordering::Relaxed);
+    let latest = view.latest();
+    let mut names = Vec::new();
+    if let Some(latest) = &latest {
+        latest.visit(|key, _| {
+            let mut name = String::new();
+            if D::write_name(key, &mut name).is_ok() {
+                names.push(name);
+            }
+        });
+    }
+    let hello = wire::Hello {
+        kind: "hello",
+        version: wire::FORMAT_VERSION,
+        names: &names,
+        rate_hz: options.max_rate_hz,
+        max_rate_hz: options.max_rate_hz,
+        outbox: options.outbox,
+        max_message: options.max_message,
+        server_time: wire::now_ms(),
+        running,
+    };
+    if let Ok(hello) = serde_json::to_string(&hello) {
+        browser.outbox.push(Out::text(hello));
+    }
+    if let Some(first) =
+        latest.and_then(|latest| wire::update(latest.seq(), wire::now_ms(), latest.data()).ok())
+    {
+        browser.outbox.offer(Out::text(first), Instant::now());
+    }
+    if !running {
+        browser.outbox.push(Out::text(wire::status(
+            false,
+            "the computation's server is not running",
+        )));
+    }
+    lock(&view.browsers).push(Arc::clone(browser));
 }

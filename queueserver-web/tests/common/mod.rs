@@ -6,7 +6,7 @@
 use queueserver::{IDict, QueueServer, Stats};
 use queueserver_web::{Options, WebConnection, WebView};
 use serde_json::Value;
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
@@ -150,6 +150,40 @@ pub fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// A WebSocket client of the view at `addr`, at `path`, offering `subprotocol` and sending
+/// `origin` if given (reads time out after 20 s): the socket and the subprotocol the view
+/// chose, or the view's refusal as an error.
+pub fn handshake(
+    addr: SocketAddr,
+    path: &str,
+    subprotocol: Option<&str>,
+    origin: Option<&str>,
+) -> Result<(WebSocket<TcpStream>, Option<String>), tungstenite::Error> {
+    let mut request = format!("ws://{addr}{path}").into_client_request().unwrap();
+    let headers = request.headers_mut();
+    if let Some(subprotocol) = subprotocol {
+        headers.insert("Sec-WebSocket-Protocol", subprotocol.parse().unwrap());
+    }
+    if let Some(origin) = origin {
+        headers.insert("Origin", origin.parse().unwrap());
+    }
+    let stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    match tungstenite::client::client(request, stream) {
+        Ok((socket, response)) => {
+            let chosen = response
+                .headers()
+                .get("Sec-WebSocket-Protocol")
+                .map(|v| v.to_str().unwrap().to_owned());
+            Ok((socket, chosen))
+        }
+        Err(tungstenite::HandshakeError::Failure(e)) => Err(e),
+        Err(tungstenite::HandshakeError::Interrupted(_)) => unreachable!("blocking socket"),
+    }
+}
+
 /// A page's socket, read as a program would.
 pub struct Page {
     pub socket: WebSocket<TcpStream>,
@@ -166,22 +200,7 @@ impl Page {
         view: &WebView<D>,
         origin: Option<&str>,
     ) -> Result<Self, tungstenite::Error> {
-        let addr = view.local_addr();
-        let mut request = format!("ws://{addr}/ws").into_client_request().unwrap();
-        if let Some(origin) = origin {
-            request
-                .headers_mut()
-                .insert("Origin", origin.parse().unwrap());
-        }
-        let stream = TcpStream::connect(addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        match tungstenite::client::client(request, stream) {
-            Ok((socket, _)) => Ok(Self { socket }),
-            Err(tungstenite::HandshakeError::Failure(e)) => Err(e),
-            Err(tungstenite::HandshakeError::Interrupted(_)) => unreachable!("blocking socket"),
-        }
+        handshake(view.local_addr(), "/ws", None, origin).map(|(socket, _)| Self { socket })
     }
 
     /// The next text message, parsed.
