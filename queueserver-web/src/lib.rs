@@ -17,7 +17,7 @@
 //! | where | what the view does there | guarantee |
 //! |---|---|---|
 //! | computation | nothing | the view is a connection: `put_update` does not know it exists |
-//! | poller ([`WebConnection`], a [`RelayConnection`](queueserver::RelayConnection)) | puts the snapshot's `Arc` (the one the server's [`Reader`](queueserver::Reader) holds) in the relay's latest-wins slot; queues each answer | O(1) whatever the number of pages: never serializes, never touches a socket or a page, never waits |
+//! | poller ([`WebConnection`], a [`RelayConnection`](queueserver::RelayConnection)) | copies the snapshot once into an `Arc` in the relay's latest-wins slot, while a receiver is connected; queues each answer | O(1) whatever the number of receivers: never serializes, never touches a socket or a page, never waits |
 //! | the relay's worker thread | serializes a snapshot **once**, at most at the receivers' highest rate, and offers the text to each page's outbox; encodes each Foxglove channel some client subscribes to **once**, and offers each client its frames; prepares each answer once for the pages and clients that asked (one request per key in flight, whatever the number asking); sends the counters; pings every receiver and disconnects the silent ones | one thread, whatever the number of receivers |
 //! | the receivers' threads | listen, serve the page, read and write each receiver's socket | one listener, two threads per page or Foxglove client; all end at [`WebView::shutdown`] |
 //!
@@ -26,11 +26,13 @@
 //!   update when full, counted and told to it (a page's `{"type":"dropped",..}`, a
 //!   Foxglove `status`). A receiver not heard from for [`Options::stall_timeout`] (it
 //!   answers no ping) is disconnected, whatever the kernel's socket buffers still take.
-//! - **The receivers' threads never load from the server's
-//!   [`Reader`](queueserver::Reader)**: each thread that has loaded from it adds to every
-//!   store the poller makes there (arc-swap pays the debts of every such thread), so the
-//!   view keeps the newest snapshot for them, taken from the `Reader` by its listener
-//!   alone and from each update by its worker.
+//! - **The view does not use the server's [`Reader`](queueserver::Reader)**: a store in it
+//!   per snapshot would be work the poller does for the view alone, and each thread that
+//!   loads from it adds to every store (arc-swap pays the debts of every such thread). The
+//!   view keeps the newest snapshot itself, from each update its worker takes; a receiver
+//!   that connects is greeted with it, and the view asks the server for the whole snapshot
+//!   through the request path then (when nobody watched, the computation may have
+//!   published unseen), handing the answer out as an update if it is newer.
 //! - **Each page has its own rate limit**, [`Options::max_rate_hz`] at most; a page may
 //!   ask for less. An update that comes sooner is superseded by the next, and the newest is
 //!   always sent.

@@ -17,7 +17,7 @@ use queueserver::runtime::asks::{AskError, AskStats, Asker};
 use queueserver::runtime::outbox::{Outbox, OutboxStats};
 use queueserver::runtime::relay::{Answered, End, Pace, Relay, RelayStats, Sink, Update, Worker};
 use queueserver::{
-    Clock, Connection, ConnectionId, ConnectionsFull, IDict, Notify, Query, QueueServer, Reader,
+    Clock, Connection, ConnectionId, ConnectionsFull, IDict, Notify, Query, QueueServer,
     RelayConnection, Requester, Response, Stats,
 };
 use serde::Serialize;
@@ -35,9 +35,9 @@ use tungstenite::Utf8Bytes;
 /// The view's connection: the poller owns it. It is the view's relay's connection, and
 /// subscribes to updates while a page or a Foxglove client is connected.
 ///
-/// **On the poller** each update costs a lock-free load of the [`Reader`]'s `Arc` and one
-/// short lock, whatever the number of receivers: the view's worker thread serializes and
-/// sends. Dropping it (the server dropped, or the connection removed) tells every receiver
+/// **On the poller** each update costs one copy of the snapshot into an `Arc` and one short
+/// lock, whatever the number of receivers (and nothing while none is connected): the
+/// view's worker thread serializes and sends. Dropping it (the server dropped, or the connection removed) tells every receiver
 /// that the computation stopped, after the last snapshot, and ends their asks.
 pub type WebConnection<D> = RelayConnection<D>;
 
@@ -157,14 +157,16 @@ pub(crate) struct View<D: IDict> {
     pub(crate) channels: Mutex<foxglove::Channels>,
     /// The `sessionId` Foxglove clients are told: when the view started, in ms.
     session: String,
-    /// The newest snapshot the view's threads know, for the receivers' threads: taken from
-    /// the server's `Reader` by one thread only (the listener, before each connection; the
-    /// thread that attaches the view), and from each update the worker takes. A receiver's
-    /// thread never loads from the `Reader` itself: each thread that has loaded from its
-    /// `ArcSwap` adds to every store the poller makes there (arc-swap walks every such
-    /// thread's debt slots), which would make the poller's cost per update grow with the
-    /// number of receivers.
+    /// The newest snapshot the view knows, for the receivers' threads: the server's when
+    /// the view was served, each update the worker takes, and the answer to the request for
+    /// the whole snapshot each joining receiver makes (when nobody watched, the computation
+    /// may have published since, unseen). The view does not use the server's `Reader`: each
+    /// thread that loads from it adds to every store the poller makes there, and a store per
+    /// snapshot is work the poller would do for the view alone.
     newest: Mutex<Option<Arc<queueserver::Snapshot<D>>>>,
+    /// Receivers connected: the connection subscribes while there is one.
+    watchers: Mutex<usize>,
+
     /// Places taken by pages, connected or being connected.
     places: AtomicUsize,
     next_id: AtomicU64,
@@ -231,22 +233,44 @@ impl<D: IDict> View<D> {
         lock(&self.newest).clone()
     }
 
-    /// Keeps `snapshot` as the newest known, unless a newer one is kept.
-    fn note(&self, snapshot: &Arc<queueserver::Snapshot<D>>) {
+    /// Keeps `snapshot` as the newest known, unless a newer one is kept; whether it did.
+    fn note(&self, snapshot: &Arc<queueserver::Snapshot<D>>) -> bool {
         let mut newest = lock(&self.newest);
-        if newest
+        let newer = newest
             .as_ref()
-            .map_or(true, |kept| kept.seq() < snapshot.seq())
-        {
+            .map_or(true, |kept| kept.seq() < snapshot.seq());
+        if newer {
             *newest = Some(Arc::clone(snapshot));
         }
+        newer
     }
+}
 
-    /// Takes the newest snapshot from the server's `Reader`: on the listener's thread (or
-    /// the one attaching the view) only.
-    fn refresh(&self) {
-        if let Some(latest) = self.relay.get().and_then(Relay::latest) {
-            self.note(&latest);
+/// A receiver that connected, to be greeted.
+struct Joining {
+    browser: Arc<Browser>,
+    client: Option<Arc<foxglove::Client>>,
+}
+
+impl<D> View<D>
+where
+    D: IDict,
+    D::Value: Serialize,
+{
+    /// Greets a receiver with the newest snapshot known: a page's hello and values, a
+    /// Foxglove client's server info and channels; then it is served.
+    fn greet(&self, joining: Joining) {
+        match joining.client {
+            None => greet_page(self, &joining.browser),
+            Some(client) => {
+                foxglove::register(self, &client, "queueserver-web", &self.session);
+                if !self.attached.load(Ordering::Relaxed) {
+                    client.browser.outbox.push(Out::text(foxglove::wire::status(
+                        foxglove::wire::Level::Warning,
+                        "the computation's server is not running",
+                    )));
+                }
+            }
         }
     }
 }
@@ -359,6 +383,9 @@ pub struct ViewAsker(Party);
 enum Party {
     Page(PageAsker),
     Parameter(foxglove::ParameterAsker),
+    /// The view's own request for the whole snapshot, when a receiver joins: the sink hands
+    /// the answer out as an update if it is newer than the newest the view knew.
+    Fetch,
 }
 
 impl ViewAsker {
@@ -389,6 +416,8 @@ impl Asker for ViewAsker {
         match self.0 {
             Party::Page(asker) => asker.answer(&reply.page),
             Party::Parameter(asker) => asker.answer(&reply.parameters),
+            // Handed out as the answer was prepared.
+            Party::Fetch => {}
         }
     }
 
@@ -396,6 +425,8 @@ impl Asker for ViewAsker {
         match self.0 {
             Party::Page(asker) => asker.fail(error),
             Party::Parameter(asker) => asker.fail(error),
+            // The receivers have the newest snapshot the view knew.
+            Party::Fetch => {}
         }
     }
 }
@@ -409,6 +440,10 @@ impl fmt::Debug for ViewAsker {
                 .field("name", &asker.name)
                 .finish_non_exhaustive(),
             Party::Parameter(_) => f.debug_struct("ViewAsker").finish_non_exhaustive(),
+            Party::Fetch => f
+                .debug_struct("ViewAsker")
+                .field("fetch", &"@snapshot")
+                .finish_non_exhaustive(),
         }
     }
 }
@@ -565,6 +600,13 @@ where
     type Asker = ViewAsker;
 
     fn prepare(&mut self, answer: Answered<D>) -> Reply {
+        if let Answered::Snapshot(snapshot) = &answer {
+            // Newer than the newest the view knew (the computation published while nobody
+            // watched): every receiver gets it, as an update.
+            if self.view.note(snapshot) {
+                self.update(&Update::new(Arc::clone(snapshot), Instant::now()));
+            }
+        }
         reply(&answer)
     }
 
@@ -692,12 +734,11 @@ where
     /// returns the id it was attached under (as [`Client::attach`](queueserver::Client::attach)
     /// does), and starts the view's threads.
     ///
-    /// `requester` and `reader` must be the server's (`server.requester()`,
-    /// `server.reader()`): the view shares the snapshots the poller stores in the reader,
-    /// and its listener reads the newest one for a new receiver and for turning a name
-    /// into a key. Starts two threads (the listener, and the relay's worker, which
-    /// serializes, answers, sends the counters and pings), then two per connected page or
-    /// Foxglove client.
+    /// `requester` must be the server's (`server.requester()`). A receiver that connects is
+    /// greeted with the newest snapshot, asked for through the server's request path (one
+    /// request for every receiver connecting meanwhile). Starts two threads (the listener,
+    /// and the relay's worker, which serializes, answers, sends the counters and pings),
+    /// then two per connected page or Foxglove client.
     ///
     /// # Errors
     ///
@@ -705,7 +746,6 @@ where
     /// `attach` failed (its error is handed back).
     pub fn attach<N, E, const Q: usize, const MAXC: usize>(
         requester: Requester<D::Key, N, Q, MAXC>,
-        reader: Reader<D>,
         options: Options,
         attach: impl FnOnce(WebConnection<D>) -> Result<ConnectionId, E>,
     ) -> Result<Self, StartError<E>>
@@ -730,6 +770,7 @@ where
             channels: Mutex::new(foxglove::Channels::default()),
             session: wire::now_ms().to_string(),
             newest: Mutex::new(None),
+            watchers: Mutex::new(0),
             places: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
             stats_source: Mutex::new(None),
@@ -739,11 +780,9 @@ where
             live_changed: Condvar::new(),
             counters: Counters::default(),
         });
-        let relay =
-            Relay::attach(requester, Some(reader), max_asks, attach).map_err(StartError::Attach)?;
+        let relay = Relay::attach(requester, None, max_asks, attach).map_err(StartError::Attach)?;
         view.attached.store(true, Ordering::Relaxed);
         let _ = view.relay.set(relay.clone());
-        view.refresh();
         let mut started = Self {
             view: Arc::clone(&view),
             worker: None,
@@ -764,12 +803,12 @@ where
         Ok(started)
     }
 
-    /// [`attach`](Self::attach) to `server` itself: its requester, its reader and
-    /// `add_connection`. For a server whose connection type takes a [`WebConnection`]
+    /// [`attach`](Self::attach) to `server` itself: its requester and `add_connection`.
+    /// For a server whose connection type takes a [`WebConnection`]
     /// (`Box<dyn Connection<D> + Send>`, or `WebConnection<D>` itself).
     ///
     /// A page that connects before the next update still gets the newest snapshot the
-    /// server has taken, at once.
+    /// server has taken, as soon as the poller answers for it.
     ///
     /// # Errors
     ///
@@ -784,10 +823,13 @@ where
         T: Clock,
     {
         let requester = server.requester();
-        let reader = server.reader();
-        Self::attach(requester, reader, options, |connection| {
+        // The newest snapshot the server has taken, for the first receivers' greeting.
+        let taken = Arc::new(server.snapshot().clone());
+        let view = Self::attach(requester, options, |connection| {
             server.add_connection(C::from(connection))
-        })
+        })?;
+        view.view.note(&taken);
+        Ok(view)
     }
 
     /// Stops listening, closes every page (with close code `1001`, going away), and waits
@@ -978,8 +1020,6 @@ where
             let _ = stream.write_all(http::BUSY);
             continue;
         }
-        // The newest snapshot for the receiver this may be, read here, on this one thread.
-        view.refresh();
         let connection = Arc::clone(view);
         *lock(&view.live) += 1;
         let started = thread::Builder::new()
@@ -1070,31 +1110,17 @@ where
     let outbox = Outbox::new(options.outbox, options.max_rate_hz);
     let browser = Arc::new(Browser::new(id, peer, protocol, outbox, handle));
     let client = match protocol {
-        Protocol::Page => {
-            greet_page(view, &browser);
-            None
-        }
-        Protocol::Foxglove => {
-            let client = Arc::new(foxglove::Client::new(Arc::clone(&browser)));
-            foxglove::register(view, &client, "queueserver-web", &view.session);
-            if !view.attached.load(Ordering::Relaxed) {
-                client.browser.outbox.push(Out::text(foxglove::wire::status(
-                    foxglove::wire::Level::Warning,
-                    "the computation's server is not running",
-                )));
-            }
-            Some(client)
-        }
+        Protocol::Page => None,
+        Protocol::Foxglove => Some(Arc::new(foxglove::Client::new(Arc::clone(&browser)))),
     };
-    {
-        // Under the locks the receiver's end takes, so that its `subscribe(false)` cannot
-        // come after this.
-        let _browsers = lock(&view.browsers);
-        let _clients = lock(&view.foxglove);
-        if let Some(relay) = view.relay.get() {
-            relay.subscribe(true);
-        }
-    }
+    watch(view, 1);
+    join(
+        view,
+        Joining {
+            browser: Arc::clone(&browser),
+            client: client.clone(),
+        },
+    );
     view.counters.accepted.fetch_add(1, Ordering::Relaxed);
 
     let reader = {
@@ -1130,28 +1156,46 @@ where
         browser::write_loop(&browser, stream);
     }
     browser.shut_down();
-    {
-        let mut browsers = lock(&view.browsers);
-        browsers.retain(|b| b.id != id);
-        let mut clients = lock(&view.foxglove);
-        clients.retain(|c| c.browser.id != id);
-        if browsers.is_empty() && clients.is_empty() {
-            if let Some(relay) = view.relay.get() {
-                relay.subscribe(false);
-            }
-        }
-    }
+    lock(&view.browsers).retain(|b| b.id != id);
+    lock(&view.foxglove).retain(|c| c.browser.id != id);
+    watch(view, -1);
     if let Some(reader) = reader {
         let _ = reader.join();
     }
     view.counters.disconnected.fetch_add(1, Ordering::Relaxed);
 }
 
-/// A page's greeting: hello, the newest values, the server's state; then it is served.
-fn greet_page<D>(view: &View<D>, browser: &Arc<Browser>)
+/// Counts a receiver in (`1`) or out (`-1`): the view's connection subscribes to updates
+/// while one is connected.
+fn watch<D: IDict>(view: &View<D>, change: isize) {
+    let mut watchers = lock(&view.watchers);
+    *watchers = watchers.saturating_add_signed(change);
+    if let Some(relay) = view.relay.get() {
+        relay.subscribe(*watchers > 0);
+    }
+}
+
+/// A receiver joins: greeted at once with the newest snapshot the view knows; and the
+/// newest the server has is asked for through its request path (one request for every
+/// receiver joining meanwhile), handed out as an update if newer.
+fn join<D>(view: &Arc<View<D>>, joining: Joining)
 where
     D: IDict + Send + Sync + 'static,
     D::Value: Clone + Send + Serialize,
+{
+    view.greet(joining);
+    if let Some(relay) = view.relay.get() {
+        let deadline = Instant::now() + view.options.ask_timeout;
+        // Refused (too many asks, or the relay ended): the newest known stands.
+        drop(relay.ask(Query::All, ViewAsker(Party::Fetch), deadline));
+    }
+}
+
+/// A page's greeting: hello, the newest values, the server's state; then it is served.
+fn greet_page<D>(view: &View<D>, browser: &Arc<Browser>)
+where
+    D: IDict,
+    D::Value: Serialize,
 {
     let options = &view.options;
     let running = view.attached.load(Ordering::Relaxed);
