@@ -390,6 +390,11 @@ struct Args {
     /// No web view.
     #[arg(long, conflicts_with = "web")]
     no_web: bool,
+    /// Let pages and Foxglove clients of ORIGIN connect to the web view (as many times as
+    /// needed), e.g. https://app.foxglove.dev for Foxglove's web app. By default only the
+    /// view's own page may.
+    #[arg(long, value_name = "ORIGIN", conflicts_with = "no_web")]
+    allow_origin: Vec<String>,
     /// Not on Zenoh.
     #[arg(long)]
     no_zenoh: bool,
@@ -419,17 +424,25 @@ const WEB_ADDR: &str = "127.0.0.1:7878";
 fn serve_web<C, const Q: usize, const MAXC: usize>(
     server: &mut queueserver::QueueServer<State, C, NoNotify, StdClock, Q, MAXC>,
     addr: std::net::SocketAddr,
+    origins: &[String],
 ) -> Option<WebView<State>>
 where
     C: Connection<State> + From<queueserver_web::WebConnection<State>>,
 {
     let mut options = WebOptions::new().bind(addr);
+    for origin in origins {
+        options = options.allow_origin(origin.as_str());
+    }
     if addr.to_string() == WEB_ADDR && std::net::TcpListener::bind(addr).is_err() {
         options = options.bind((addr.ip(), 0));
     }
     match WebView::serve(server, options) {
         Ok(view) => {
             println!("web view: open {}", view.url());
+            println!(
+                "foxglove: Open connection > Foxglove WebSocket > ws://{}",
+                view.local_addr()
+            );
             Some(view)
         }
         Err(error) => {
@@ -627,7 +640,7 @@ fn main() -> ExitCode {
     let web = if args.no_web {
         None
     } else {
-        serve_web(&mut server, args.web)
+        serve_web(&mut server, args.web, &args.allow_origin)
     };
     let zenoh = if args.no_zenoh {
         None
