@@ -24,8 +24,9 @@ use zenoh::Wait;
 /// [`Zenoh::attach`](crate::Zenoh::attach); the poller owns it.
 ///
 /// **Poller.** O(1) whatever the number of subscribers and getters, never the network:
-/// `on_update` shares the snapshot the server's [`Reader`] already holds (one reference
-/// count) into the relay's latest-wins slot; `on_response` takes the gets waiting for the
+/// `on_update` (called only while some subscriber hears the values or the snapshot) shares
+/// the snapshot the server's [`Reader`] already holds (one reference count) into the
+/// relay's latest-wins slot; `on_response` takes the gets waiting for the
 /// answer out of the asks table and queues the answer, a clone of the key and the value
 /// (the `Reader`'s `Arc` for a snapshot), with them; each wakes the worker at most once.
 /// The worker serializes and sends.

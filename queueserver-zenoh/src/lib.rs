@@ -108,8 +108,8 @@ pub enum Error<E = ()> {
     Prefix(String),
     /// A key of the IDict has no valid name: it cannot be put on the wire.
     Unnamed(queueserver::idict::KeyError),
-    /// Zenoh refused a declaration (a queryable, the liveliness token) or to open a
-    /// session.
+    /// Zenoh refused a declaration (a queryable, a publisher, a matching listener, the
+    /// liveliness token) or to open a session.
     Zenoh(zenoh::Error),
     /// The relay's worker thread could not be started.
     Thread(std::io::Error),
@@ -224,8 +224,6 @@ where
         let Some(id) = id else {
             unreachable!("attach returned an id, or the error returned above")
         };
-        // Values go out on every snapshot.
-        relay.subscribe(true);
         let counters = Arc::new(Counters::default());
         let mut zenoh = Self {
             relay: relay.clone(),
@@ -238,7 +236,9 @@ where
             token: None,
             worker: None,
         };
-        let sink = ZenohSink::new(session.clone(), prefix.clone(), Arc::clone(&counters));
+        // Subscribes the relay to updates while some subscriber hears them.
+        let sink = ZenohSink::new(session, &prefix, Arc::clone(&counters), &relay)
+            .map_err(Error::Zenoh)?;
         zenoh.worker = Some(relay.spawn("qs-zenoh", sink).map_err(Error::Thread)?);
         let gets = Arc::new(Gets {
             relay,

@@ -54,12 +54,13 @@ impl Counters {
 /// error_replies`; `pending_replies` are on their way.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Snapshots the poller handed to the relay's worker (one per delivered snapshot).
+    /// Snapshots the poller handed to the relay's worker: one per snapshot it delivered
+    /// while some subscriber heard the values or the snapshot.
     pub snapshots_offered: u64,
     /// Snapshots replaced by a newer one before the worker took them (latest wins).
     pub snapshots_overwritten: u64,
-    /// Snapshots the worker published: changed values on `P/<name>`, the whole on
-    /// `P/@snapshot`.
+    /// Snapshots the worker published: changed values on `P/<name>` if some subscriber
+    /// matches `P/**`, the whole on `P/@snapshot` if some subscriber matches it.
     pub snapshots_published: u64,
     /// Values put on `P/<name>`.
     pub values_put: u64,
