@@ -353,11 +353,12 @@ impl<D: IDict> Zenoh<D> {
         if let Some(token) = self.token.take() {
             let _ = token.undeclare().wait();
         }
-        if let Some(worker) = self.worker.take() {
-            worker.stop();
-        }
-        // Without a worker (it could not be started), the relay is closed here.
+        // The gets still waiting are told `closed` here; the worker delivers the answers
+        // already queued, sees the end, and stops.
         self.relay.close();
+        if let Some(worker) = self.worker.take() {
+            worker.join();
+        }
         if self.owned {
             self.owned = false;
             let _ = self.session.close().wait();
@@ -403,4 +404,86 @@ fn check_names<D: IDict>(reader: &Reader<D>) -> Result<(), queueserver::idict::K
         }
     });
     result
+}
+
+/// Two peers on a unix socket, for the unit tests that need a session.
+#[cfg(test)]
+mod peers {
+    use crate::config;
+    use std::path::PathBuf;
+    use std::time::{Duration, Instant};
+    use zenoh::{Session, Wait};
+
+    /// The socket file, removed when dropped.
+    pub(crate) struct Socket(PathBuf);
+
+    impl Drop for Socket {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    /// A peer listening on a socket of its own, and a peer connected to it.
+    pub(crate) fn pair(tag: &str) -> (Session, Session, Socket) {
+        let path = std::env::temp_dir().join(format!("qs-unit-{}-{tag}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let endpoint = format!("unixsock-stream/{}", path.display());
+        let open = |listen: &[&str], connect: &[&str]| {
+            zenoh::open(config::peer(listen, connect).unwrap())
+                .wait()
+                .unwrap()
+        };
+        let listening = open(&[&endpoint], &[]);
+        (listening, open(&[], &[&endpoint]), Socket(path))
+    }
+
+    /// Waits up to 10 s for `done`.
+    pub(crate) fn until(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(Instant::now() < deadline, "waited 10 s for {what}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::peers::{pair, until};
+    use super::{Options, Zenoh};
+    use queueserver::{Connection, QueueServer};
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+    use zenoh::Wait;
+
+    type Map = BTreeMap<String, f64>;
+
+    #[test]
+    fn closing_ends_the_gets_still_waiting_with_an_error_reply_at_once() {
+        let (computation, other, _socket) = pair("close");
+        let (_publisher, mut server) = QueueServer::<Map, Box<dyn Connection<Map> + Send>>::new(
+            Map::from([("x".to_owned(), 1.0)]),
+        );
+        let zenoh = Zenoh::attach(&mut server, &computation, "test/close", Options::new()).unwrap();
+        // The queryable is known to the other peer once an unknown name gets its error.
+        until("the queryable", || {
+            let replies = other.get("test/close/nope").wait().unwrap();
+            replies.recv().is_ok()
+        });
+        // Nobody polls: the get waits for the server, far from its deadline.
+        let get = std::thread::spawn(move || {
+            let replies = other
+                .get("test/close/x")
+                .timeout(Duration::from_secs(30))
+                .wait()
+                .unwrap();
+            let reply = replies.recv().unwrap();
+            let error = reply.into_result().unwrap_err();
+            error.payload().try_to_string().unwrap().into_owned()
+        });
+        until("the get", || zenoh.ask_stats().outstanding == 1);
+        zenoh.close();
+        // Not `timed out`: the server-side deadline (10 s) had not passed.
+        assert_eq!(get.join().unwrap(), "closed: no answer will come");
+    }
 }

@@ -307,23 +307,15 @@ fn declare(session: &Session, key: OwnedKeyExpr) -> zenoh::Result<Publisher<'sta
 
 #[cfg(test)]
 mod tests {
-    use crate::{config, Options, Zenoh};
+    use crate::peers::until;
+    use crate::{Options, Zenoh};
     use queueserver::{Connection, QueueServer};
     use std::collections::BTreeMap;
     use std::sync::{Arc, Mutex};
-    use std::time::{Duration, Instant};
     use zenoh::{Session, Wait};
 
     type Map = BTreeMap<String, f64>;
     const P: &str = "test/demand";
-
-    fn until(what: &str, mut done: impl FnMut() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !done() {
-            assert!(Instant::now() < deadline, "waited 10 s for {what}");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
 
     /// Every key a subscriber of `key` hears.
     fn hear(session: &Session, key: &str) -> (Arc<Mutex<Vec<String>>>, impl Sized) {
@@ -339,15 +331,7 @@ mod tests {
 
     #[test]
     fn updates_are_taken_and_put_only_while_a_subscriber_hears_them() {
-        let socket = std::env::temp_dir().join(format!("qs-demand-{}.sock", std::process::id()));
-        let _ = std::fs::remove_file(&socket);
-        let endpoint = format!("unixsock-stream/{}", socket.display());
-        let computation = zenoh::open(config::peer(&[&endpoint], &[]).unwrap())
-            .wait()
-            .unwrap();
-        let other = zenoh::open(config::peer(&[], &[&endpoint]).unwrap())
-            .wait()
-            .unwrap();
+        let (computation, other, _socket) = crate::peers::pair("demand");
         let (mut publisher, mut server) =
             QueueServer::<Map, Box<dyn Connection<Map> + Send>>::new(Map::new());
         let zenoh = Zenoh::attach(&mut server, &computation, P, Options::new()).unwrap();
@@ -385,6 +369,5 @@ mod tests {
         assert_eq!(values.lock().unwrap()[0], format!("{P}/x"));
         assert!(zenoh.stats().values_put > 0);
         zenoh.close();
-        let _ = std::fs::remove_file(&socket);
     }
 }
