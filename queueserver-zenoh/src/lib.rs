@@ -335,10 +335,10 @@ impl<D: IDict> Zenoh<D> {
     }
 
     /// Takes the server off the wire: undeclares the queryables and the token, then closes
-    /// the relay and stops its worker thread. The answers the poller has already handed
-    /// over are still replied to; every other get still waiting gets the error reply
-    /// `closed: no answer will come` at once, from the calling thread; a snapshot not
-    /// published yet is dropped.
+    /// the relay: every get still waiting for the server gets the error reply `closed: no
+    /// answer will come` at once, from the calling thread, and a snapshot not published
+    /// yet is dropped. The worker thread replies with the answers the poller had already
+    /// handed over, then stops.
     ///
     /// **Blocks** until the worker thread has stopped, which may take as long as a
     /// congested link holds a send.
