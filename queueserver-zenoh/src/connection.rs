@@ -1,64 +1,106 @@
-//! [`ZenohConnection`]: the connection the poller owns, and the askers behind it.
+//! [`ZenohConnection`]: the connection the poller owns, and the remote gets behind it.
 //!
+//! The connection is a [relay](queueserver::runtime::relay)'s: the poller hands it the
+//! snapshots and answers, and the relay's worker thread does the rest ([`crate::sink`]).
 //! Every remote get becomes one ask per request it stands for (one per name it matches,
-//! one for `@snapshot`), made through the crate's [`asks`](queueserver::asks) machinery on
-//! this connection: concurrent gets of one key share one request in flight, and its answer
-//! goes to every one of them. The asker is a clone of the `zenoh::Query`; its answer is
-//! queued for the sender thread, which replies and drops the query.
+//! one for `@snapshot`), made on the relay all at once or not at all: concurrent gets of
+//! one key share one request in flight, and its answer goes to every one of them. The
+//! asker is a clone of the `zenoh::Query`, which the worker replies to and drops.
 
-use crate::outbox::{Job, Outbox, Prepared};
+use crate::sink::Prepared;
 use crate::stats::Counters;
-use crate::wire;
-use queueserver::asks::{AskError, Asker, Asks, Responder};
-use queueserver::{
-    Abandoned, Connection, ConnectionError, IDict, Query, Reader, Response, Snapshot,
-};
-use serde::Serialize;
+use crate::wire::{self, ENCODING, ERROR_ENCODING};
+use queueserver::runtime::asks::{AskError, Asker};
+use queueserver::runtime::relay::Relay;
+use queueserver::{IDict, Query, Reader};
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use zenoh::bytes::ZBytes;
-use zenoh::key_expr::OwnedKeyExpr;
+use zenoh::key_expr::{keyexpr, OwnedKeyExpr};
 use zenoh::Wait;
+
+/// The connection that publishes a server on Zenoh: a
+/// [`RelayConnection`](queueserver::RelayConnection), made by
+/// [`Zenoh::attach`](crate::Zenoh::attach); the poller owns it.
+///
+/// **Poller.** O(1) whatever the number of subscribers and getters, never the network:
+/// `on_update` (called only while some subscriber hears the values or the snapshot) shares
+/// the snapshot the server's [`Reader`] already holds (one reference count) into the
+/// relay's latest-wins slot; `on_response` takes the gets waiting for the
+/// answer out of the asks table and queues the answer, a clone of the key and the value
+/// (the `Reader`'s `Arc` for a snapshot), with them; each wakes the worker at most once.
+/// The worker serializes and sends.
+///
+/// `on_abandoned` (a request the server will never answer: a panic while reading its
+/// value, or a runner whose poller stopped) ends the gets waiting for it with an error
+/// reply at once, rather than at their deadline.
+///
+/// Once the [`Zenoh`](crate::Zenoh) handle is closed or dropped, the connection fails with
+/// [`ConnectionError::Closed`](queueserver::ConnectionError::Closed) at the poller's next
+/// call and the server removes it; dropping the connection ends the gets still waiting
+/// with an error reply.
+pub type ZenohConnection<D> = queueserver::RelayConnection<D>;
 
 /// One request of a remote get, waiting for its answer: the query to reply to, and the
 /// concrete key to reply on.
-pub(crate) struct GetAsker<D> {
+pub(crate) struct GetAsker {
     query: zenoh::query::Query,
     key: OwnedKeyExpr,
-    outbox: Arc<Outbox<D>>,
+    counters: Arc<Counters>,
 }
 
-impl<D> Asker for GetAsker<D> {
+impl Asker for GetAsker {
     type Reply = Prepared;
 
-    /// Queues the reply for the sender thread (a short lock; never the network).
+    /// Replies on the asker's key and drops its clone of the query (the last clone's drop
+    /// sends the final reply).
+    ///
+    /// **The relay's worker.** Never waits for the getter: a reply to a congested or
+    /// vanished peer is queued or dropped by Zenoh.
     fn answer(self, reply: &Prepared) {
-        let job = match reply {
-            Prepared::Payload { json, seq } => Job::Reply {
-                query: self.query,
-                key: self.key,
-                json: json.clone(),
-                seq: *seq,
-            },
-            Prepared::Error(message) => Job::Fail {
-                query: self.query,
-                message: message.clone(),
-            },
+        let counters = &self.counters;
+        let sent = match reply {
+            Prepared::Payload { json, seq } => {
+                // Counted before it goes: a getter that has its reply finds it counted.
+                Counters::add(&counters.replies, 1);
+                self.query
+                    .reply(self.key, json.clone())
+                    .encoding(ENCODING)
+                    .attachment(seq.clone())
+                    .wait()
+            }
+            Prepared::Error(message) => {
+                Counters::add(&counters.error_replies, 1);
+                self.query
+                    .reply_err(message.clone())
+                    .encoding(ERROR_ENCODING)
+                    .wait()
+            }
         };
-        self.outbox.push(job);
+        if sent.is_err() {
+            Counters::add(&counters.replies_failed, 1);
+        }
     }
 
-    /// Queues an error reply for the sender thread.
+    /// An error reply that says why.
+    ///
+    /// **Whichever thread ends the ask**: the relay's worker (a deadline, an abandoned
+    /// request), the thread that closes the [`Zenoh`](crate::Zenoh) handle, or a
+    /// queryable's callback (the server closing its request side while the get is asked).
     fn fail(self, error: AskError) {
-        self.outbox.push(Job::Fail {
-            query: self.query,
-            message: crate::outbox::refusal(error),
-        });
+        Counters::add(&self.counters.error_replies, 1);
+        let sent = self
+            .query
+            .reply_err(refusal(error))
+            .encoding(ERROR_ENCODING)
+            .wait();
+        if sent.is_err() {
+            Counters::add(&self.counters.replies_failed, 1);
+        }
     }
 }
 
-impl<D> fmt::Debug for GetAsker<D> {
+impl fmt::Debug for GetAsker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GetAsker")
             .field("key", &self.key)
@@ -66,126 +108,11 @@ impl<D> fmt::Debug for GetAsker<D> {
     }
 }
 
-/// The connection that publishes a server on Zenoh: it hands every delivered snapshot to
-/// the sender thread and every answer to the remote gets waiting for it. Made by
-/// [`Zenoh::attach`](crate::Zenoh::attach); the poller owns it.
-///
-/// **Poller.** `on_update` takes the newest snapshot from the server's
-/// [`Reader`] (one reference count; a copy only if the reader holds another snapshot) and
-/// offers it to the sender: a short lock, never the network. `on_response` prepares the
-/// answer once (the value's or the snapshot's JSON) and queues one reply per waiting get.
-///
-/// `on_abandoned` (a request the server will never answer: a panic while reading its
-/// value, or a runner whose poller stopped) ends the gets waiting for it with an error
-/// reply at once, rather than at their deadline.
-///
-/// Once the [`Zenoh`](crate::Zenoh) handle is dropped, the next update fails with
-/// [`ConnectionError::Closed`] and the server removes the connection; dropping the
-/// connection ends the gets still waiting with an error reply.
-pub struct ZenohConnection<D: IDict> {
-    responder: Responder<D, GetAsker<D>>,
-    outbox: Arc<Outbox<D>>,
-    reader: Reader<D>,
-}
-
-impl<D: IDict> ZenohConnection<D> {
-    pub(crate) fn new(
-        responder: Responder<D, GetAsker<D>>,
-        outbox: Arc<Outbox<D>>,
-        reader: Reader<D>,
-    ) -> Self {
-        Self {
-            responder,
-            outbox,
-            reader,
-        }
-    }
-}
-
-impl<D> Connection<D> for ZenohConnection<D>
-where
-    D: IDict,
-    D::Value: Serialize,
-{
-    fn on_update(&mut self, snapshot: &Snapshot<D>) -> Result<(), ConnectionError> {
-        let newest = self.reader.load_full();
-        let newest = if newest.seq() == snapshot.seq() {
-            newest
-        } else {
-            Arc::new(snapshot.clone())
-        };
-        if self.outbox.offer(newest) {
-            Ok(())
-        } else {
-            Err(ConnectionError::Closed)
-        }
-    }
-
-    fn on_response(&mut self, response: Response<'_, D>) -> Result<(), ConnectionError> {
-        self.responder.respond(&response, prepare);
-        Ok(())
-    }
-
-    /// Ends the gets waiting for `query` at once: each gets the error reply `abandoned: `
-    /// and why, queued for the sender like any reply.
-    fn on_abandoned(
-        &mut self,
-        query: &Query<D::Key>,
-        why: Abandoned,
-    ) -> Result<(), ConnectionError> {
-        self.responder.abandon(query, why);
-        Ok(())
-    }
-}
-
-/// The reply of an answer, made once for all its askers.
-fn prepare<D>(response: &Response<'_, D>) -> Prepared
-where
-    D: IDict,
-    D::Value: Serialize,
-{
-    let (json, seq) = match response {
-        Response::Value { value, seq, .. } => (serde_json::to_vec(value), *seq),
-        Response::Snapshot(snapshot) => (wire::snapshot_json(snapshot), snapshot.seq()),
-        Response::NotFound { key, seq } => {
-            let mut name = String::new();
-            let _ = D::write_name(key, &mut name);
-            return Prepared::Error(format!(
-                "unknown name: {name} is not in snapshot {seq} any more"
-            ));
-        }
-    };
-    match json {
-        Ok(json) => Prepared::Payload {
-            json: ZBytes::from(json),
-            seq,
-        },
-        Err(error) => Prepared::Error(format!("the value does not serialize as JSON: {error}")),
-    }
-}
-
-impl<D> From<ZenohConnection<D>> for Box<dyn Connection<D> + Send>
-where
-    D: IDict + Sync + 'static,
-    D::Key: Sync,
-    D::Value: Serialize,
-{
-    fn from(connection: ZenohConnection<D>) -> Self {
-        Box::new(connection)
-    }
-}
-
-impl<D: IDict> fmt::Debug for ZenohConnection<D> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ZenohConnection").finish_non_exhaustive()
-    }
-}
-
 /// What the queryables' callbacks share.
 pub(crate) struct Gets<D: IDict> {
-    pub(crate) asks: Asks<D, GetAsker<D>>,
+    pub(crate) relay: Relay<D, GetAsker>,
     pub(crate) reader: Reader<D>,
-    pub(crate) outbox: Arc<Outbox<D>>,
+    pub(crate) counters: Arc<Counters>,
     pub(crate) prefix: OwnedKeyExpr,
     pub(crate) timeout: Duration,
 }
@@ -199,11 +126,11 @@ where
     /// that names no value, or past the bound; no reply for wildcards matching nothing.
     ///
     /// **Zenoh's receive thread** (a queryable's callback). Never waits: a lock-free read of
-    /// the newest snapshot's names, short locks of the asks table, and `put_request`, which
-    /// never blocks. Error replies for refused gets are sent from here, as Zenoh's own
-    /// queryables reply, and drop the query here; the sender thread sends everything else.
+    /// the newest snapshot's names, one short lock of the asks table, and `put_request`,
+    /// which never blocks. Error replies for refused gets are sent from here, as Zenoh's
+    /// own queryables reply; the relay's worker sends everything else.
     pub(crate) fn on_query(&self, query: zenoh::query::Query) {
-        let counters = &self.outbox.counters;
+        let counters = &self.counters;
         Counters::add(&counters.gets, 1);
         let selection = {
             let snapshot = self.reader.load();
@@ -215,18 +142,10 @@ where
             } else {
                 Counters::add(&counters.gets_unknown, 1);
                 let _ = query
-                    .reply_err(crate::outbox::unknown(query.key_expr(), &self.prefix))
+                    .reply_err(unknown(query.key_expr(), &self.prefix))
                     .encoding(wire::ERROR_ENCODING)
                     .wait();
             }
-            return;
-        }
-        if !self.outbox.reserve(selection.len()) {
-            Counters::add(&counters.gets_refused, 1);
-            let _ = query
-                .reply_err(crate::outbox::refusal(AskError::TooManyAsks))
-                .encoding(wire::ERROR_ENCODING)
-                .wait();
             return;
         }
         let deadline = Instant::now() + self.timeout;
@@ -237,25 +156,75 @@ where
             .keys
             .into_iter()
             .map(|(key, full)| (Query::Key(key), full));
-        let mut refused = None;
-        for (request, key) in keys.chain(snapshot) {
-            let asker = GetAsker {
-                query: query.clone(),
-                key,
-                outbox: Arc::clone(&self.outbox),
-            };
-            if let Err(refusal) = self.asks.ask(request, asker, deadline) {
-                self.outbox.release(1);
-                refused = Some(refusal.error);
-            }
-        }
-        self.outbox.sweep_by(deadline);
-        if let Some(error) = refused {
+        let asks: Vec<_> = keys
+            .chain(snapshot)
+            .map(|(request, key)| {
+                let asker = GetAsker {
+                    query: query.clone(),
+                    key,
+                    counters: Arc::clone(counters),
+                };
+                (request, asker)
+            })
+            .collect();
+        // Admitted whole, or refused whole.
+        if let Err((error, asks)) = self.relay.ask_all(asks, deadline) {
+            drop(asks);
             Counters::add(&counters.gets_refused, 1);
             let _ = query
-                .reply_err(crate::outbox::refusal(error))
+                .reply_err(refusal(error))
                 .encoding(wire::ERROR_ENCODING)
                 .wait();
+        }
+    }
+}
+
+/// Why a get is refused, or ended without its value, as the error reply says it.
+pub(crate) fn refusal(error: AskError) -> String {
+    match error {
+        AskError::TooManyAsks => "too many outstanding gets: try again later".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+/// Names `prefix`'s keys for error messages.
+pub(crate) fn unknown(query: &keyexpr, prefix: &keyexpr) -> String {
+    format!("unknown name: {query} names no value under {prefix}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use queueserver::Abandoned;
+
+    /// The error replies the README's table promises, word for word.
+    #[test]
+    fn refusals_read_as_the_readme_says() {
+        let cases = [
+            (
+                AskError::TooManyAsks,
+                "too many outstanding gets: try again later",
+            ),
+            (AskError::TimedOut, "timed out waiting for the answer"),
+            (AskError::Full, "timed out: the request queue stayed full"),
+            (
+                AskError::OverQuota,
+                "timed out: the connection's share of the queue stayed taken",
+            ),
+            (
+                AskError::Abandoned(Abandoned::Panicked),
+                "abandoned: reading the value panicked",
+            ),
+            (
+                AskError::Abandoned(Abandoned::Stopped),
+                "abandoned: the server stopped serving requests",
+            ),
+            (AskError::Closed, "closed: no answer will come"),
+        ];
+        let readme = include_str!("../README.md");
+        for (error, text) in cases {
+            assert_eq!(refusal(error), text);
+            assert!(readme.contains(&format!("`{text}`")), "{text:?}");
         }
     }
 }

@@ -5,7 +5,9 @@
 //! - [`Zenoh`]: [`attach`](Zenoh::attach), [`open`](Zenoh::open),
 //!   [`attach_with`](Zenoh::attach_with), [`close`](Zenoh::close), [`stats`](Zenoh::stats)
 //!   ([`Stats`]), [`ask_stats`](Zenoh::ask_stats); [`Options`]; [`Error`].
-//! - [`ZenohConnection`]: the connection the poller owns.
+//! - [`ZenohConnection`]: the connection the poller owns, a
+//!   [`RelayConnection`](queueserver::RelayConnection): the crate is a sink of the core's
+//!   [relay](queueserver::runtime::relay), whose worker thread serializes and sends.
 //! - [`config`]: ready-made session configurations, [`config::SMALL_RUNTIME`].
 //! - [`wire`]: the contract's constants and formats ([`wire::CONTRACT_VERSION`],
 //!   [`wire::SNAPSHOT_CHUNK`], [`wire::ENCODING`], [`wire::ERROR_ENCODING`],
@@ -17,24 +19,25 @@
 
 pub mod config;
 mod connection;
-mod outbox;
 pub mod select;
+mod sink;
 mod stats;
 pub mod wire;
 
 pub use connection::ZenohConnection;
 pub use stats::Stats;
 
-use connection::Gets;
-use outbox::{Outbox, Sender};
-use queueserver::asks::{AskStats, Asks};
+use connection::{GetAsker, Gets};
+use queueserver::runtime::asks::AskStats;
+use queueserver::runtime::relay::{Relay, Worker};
 use queueserver::{
     Clock, Connection, ConnectionId, ConnectionsFull, IDict, Notify, QueueServer, Reader, Requester,
 };
 use serde::Serialize;
+use sink::ZenohSink;
+use stats::Counters;
 use std::fmt;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 use zenoh::key_expr::{keyexpr, OwnedKeyExpr};
 use zenoh::liveliness::LivelinessToken;
@@ -71,8 +74,10 @@ impl Options {
 
     /// At most `max` requests of remote gets waiting for their reply (a get of one name
     /// stands for one, a wildcard for one per name it matches); a get that would pass the
-    /// bound gets an error reply at once. The bound covers replies until they are sent, so
-    /// it also bounds the memory a stalled network can hold.
+    /// bound gets an error reply at once. It is the relay's one bound: it counts a request
+    /// until its reply goes out (its answer waiting in the relay's queue included) and a
+    /// request in flight whose gets all ended, so it also bounds the memory a stalled
+    /// network can hold.
     pub const fn with_max_gets(mut self, max: usize) -> Self {
         self.max_gets = max;
         self
@@ -103,10 +108,10 @@ pub enum Error<E = ()> {
     Prefix(String),
     /// A key of the IDict has no valid name: it cannot be put on the wire.
     Unnamed(queueserver::idict::KeyError),
-    /// Zenoh refused a declaration (a queryable, the liveliness token) or to open a
-    /// session.
+    /// Zenoh refused a declaration (a queryable, a publisher, a matching listener, the
+    /// liveliness token) or to open a session.
     Zenoh(zenoh::Error),
-    /// The sender thread could not be started.
+    /// The relay's worker thread could not be started.
     Thread(std::io::Error),
     /// Attaching the connection failed: the error `attach` returned.
     Attach(E),
@@ -118,7 +123,7 @@ impl<E: fmt::Debug> fmt::Display for Error<E> {
             Self::Prefix(why) => write!(f, "invalid prefix: {why}"),
             Self::Unnamed(why) => write!(f, "a key cannot be put on the wire: {why}"),
             Self::Zenoh(why) => write!(f, "zenoh: {why}"),
-            Self::Thread(why) => write!(f, "cannot start the sender thread: {why}"),
+            Self::Thread(why) => write!(f, "cannot start the relay's worker thread: {why}"),
             Self::Attach(why) => write!(f, "cannot attach the connection: {why:?}"),
         }
     }
@@ -126,13 +131,14 @@ impl<E: fmt::Debug> fmt::Display for Error<E> {
 
 impl<E: fmt::Debug> std::error::Error for Error<E> {}
 
-/// A server published on Zenoh: keeps the queryables, the liveliness token and the
-/// sender thread alive. Dropping it (or [`close`](Self::close)) takes the server off the
+/// A server published on Zenoh: keeps the queryables, the liveliness token and the relay's
+/// worker thread alive. Dropping it (or [`close`](Self::close)) takes the server off the
 /// wire: the token goes, gets are no longer answered, and the connection it attached
-/// fails with [`ConnectionError::Closed`](queueserver::ConnectionError::Closed) on its next
-/// update, which removes it from the server.
+/// fails with [`ConnectionError::Closed`](queueserver::ConnectionError::Closed) at the
+/// poller's next call, which removes it from the server.
 pub struct Zenoh<D: IDict> {
-    gets: Arc<Gets<D>>,
+    relay: Relay<D, GetAsker>,
+    counters: Arc<Counters>,
     prefix: OwnedKeyExpr,
     id: ConnectionId,
     session: Session,
@@ -140,22 +146,23 @@ pub struct Zenoh<D: IDict> {
     owned: bool,
     queryables: Vec<Queryable<()>>,
     token: Option<LivelinessToken>,
-    sender: Option<JoinHandle<()>>,
+    worker: Option<Worker>,
 }
 
 impl<D> Zenoh<D>
 where
     D: IDict + Sync + 'static,
     D::Key: Send + Sync + 'static,
-    D::Value: Serialize,
+    D::Value: Serialize + Clone + Send + Sync,
 {
     /// Publishes `server` on `session` under `prefix`: attaches a [`ZenohConnection`] to it,
     /// declares the queryables of `P/**` and `P/@snapshot` and the liveliness token `P`, and
-    /// starts the sender thread.
+    /// starts the relay's worker thread.
     ///
     /// **Poller** (wherever the server is, before a runner takes it). Allocates; makes
     /// Zenoh declarations, which may wait for Zenoh's runtime. The server's connections
-    /// must be able to hold a `ZenohConnection` (a server of `ZenohConnection<D>`, or of
+    /// must be able to hold a `ZenohConnection` (a server of `ZenohConnection<D>`, of
+    /// [`RelayConnection<D>`](queueserver::RelayConnection), or of
     /// `Box<dyn Connection<D> + Send>`).
     ///
     /// # Errors
@@ -183,7 +190,7 @@ where
 
     /// [`attach`](Self::attach) for a server kept elsewhere: `requester` and `reader` must
     /// be the server's, and `attach` must add the connection to that server and return
-    /// the id it gave it (as [`Asks::attach`] asks). For a server a
+    /// the id it gave it (as [`Relay::attach`] asks). For a server a
     /// [`Runner`](queueserver::Runner) runs: `|c| runner.add_connection(c.into())`.
     ///
     /// # Errors
@@ -202,44 +209,49 @@ where
     {
         let prefix = check_prefix(prefix).map_err(Error::Prefix)?;
         check_names(&reader).map_err(Error::Unnamed)?;
-        let outbox = Arc::new(Outbox::new(options.max_gets));
-        let asks = Asks::attach(requester, options.max_gets, |responder| {
-            attach(ZenohConnection::new(
-                responder,
-                Arc::clone(&outbox),
-                reader.clone(),
-            ))
-        })
+        let mut id = None;
+        let relay = Relay::attach(
+            requester,
+            Some(reader.clone()),
+            options.max_gets,
+            |connection| {
+                let attached = attach(connection)?;
+                id = Some(attached);
+                Ok(attached)
+            },
+        )
         .map_err(Error::Attach)?;
-        let id = asks.id();
-        let gets = Arc::new(Gets {
-            asks: asks.clone(),
-            reader,
-            outbox: Arc::clone(&outbox),
-            prefix: prefix.clone(),
-            timeout: options.get_timeout,
-        });
+        let Some(id) = id else {
+            unreachable!("attach returned an id, or the error returned above")
+        };
+        let counters = Arc::new(Counters::default());
         let mut zenoh = Self {
-            gets,
+            relay: relay.clone(),
+            counters: Arc::clone(&counters),
             prefix: prefix.clone(),
             id,
             session: session.clone(),
             owned: false,
             queryables: Vec::new(),
             token: None,
-            sender: None,
+            worker: None,
         };
-        let sender = Sender::new(Arc::clone(&outbox), asks, session.clone(), prefix.clone());
-        let thread = std::thread::Builder::new()
-            .name("qs-zenoh".into())
-            .spawn(move || sender.run())
-            .map_err(Error::Thread)?;
-        zenoh.sender = Some(thread);
+        // Subscribes the relay to updates while some subscriber hears them.
+        let sink = ZenohSink::new(session, &prefix, Arc::clone(&counters), &relay)
+            .map_err(Error::Zenoh)?;
+        zenoh.worker = Some(relay.spawn("qs-zenoh", sink).map_err(Error::Thread)?);
+        let gets = Arc::new(Gets {
+            relay,
+            reader,
+            counters,
+            prefix: prefix.clone(),
+            timeout: options.get_timeout,
+        });
         for key in [
             select::prefix_children(&prefix),
             select::snapshot_key(&prefix),
         ] {
-            let gets = Arc::clone(&zenoh.gets);
+            let gets = Arc::clone(&gets);
             let queryable = session
                 .declare_queryable(key)
                 .complete(true)
@@ -309,24 +321,27 @@ impl<D: IDict> Zenoh<D> {
 
     /// The counters of the Zenoh side.
     ///
-    /// **Any thread.** A few relaxed loads.
+    /// **Any thread.** Relaxed loads and the relay's counts (two short locks).
     pub fn stats(&self) -> Stats {
-        self.gets.outbox.counters.stats(self.gets.outbox.pending())
+        self.counters.stats(&self.relay.stats())
     }
 
     /// The counters of the asks behind the remote gets: asked, answered, expired, closed,
-    /// abandoned;
-    /// requests sent to the server and answers received.
+    /// abandoned; requests sent to the server and answers received.
+    ///
+    /// **Any thread.** A short lock.
     pub fn ask_stats(&self) -> AskStats {
-        self.gets.asks.stats()
+        self.relay.asks().stats()
     }
 
-    /// Takes the server off the wire: undeclares the queryables and the token, then lets
-    /// the sender thread send what is queued (the newest snapshot, the replies) and stop.
+    /// Takes the server off the wire: undeclares the queryables and the token, then closes
+    /// the relay: every get still waiting for the server gets the error reply `closed: no
+    /// answer will come` at once, from the calling thread, and a snapshot not published
+    /// yet is dropped. The worker thread replies with the answers the poller had already
+    /// handed over, then stops.
     ///
-    /// **Blocks** until the sender thread has stopped, which may take as long as a
-    /// congested link holds a send. Gets still waiting for the server are ended when the
-    /// connection is dropped (removed from the server, or the server dropped).
+    /// **Blocks** until the worker thread has stopped, which may take as long as a
+    /// congested link holds a send.
     pub fn close(mut self) {
         self.shut();
     }
@@ -338,9 +353,11 @@ impl<D: IDict> Zenoh<D> {
         if let Some(token) = self.token.take() {
             let _ = token.undeclare().wait();
         }
-        self.gets.outbox.stop();
-        if let Some(sender) = self.sender.take() {
-            let _ = sender.join();
+        // The gets still waiting are told `closed` here; the worker delivers the answers
+        // already queued, sees the end, and stops.
+        self.relay.close();
+        if let Some(worker) = self.worker.take() {
+            worker.join();
         }
         if self.owned {
             self.owned = false;
@@ -387,4 +404,86 @@ fn check_names<D: IDict>(reader: &Reader<D>) -> Result<(), queueserver::idict::K
         }
     });
     result
+}
+
+/// Two peers on a unix socket, for the unit tests that need a session.
+#[cfg(test)]
+mod peers {
+    use crate::config;
+    use std::path::PathBuf;
+    use std::time::{Duration, Instant};
+    use zenoh::{Session, Wait};
+
+    /// The socket file, removed when dropped.
+    pub(crate) struct Socket(PathBuf);
+
+    impl Drop for Socket {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    /// A peer listening on a socket of its own, and a peer connected to it.
+    pub(crate) fn pair(tag: &str) -> (Session, Session, Socket) {
+        let path = std::env::temp_dir().join(format!("qs-unit-{}-{tag}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let endpoint = format!("unixsock-stream/{}", path.display());
+        let open = |listen: &[&str], connect: &[&str]| {
+            zenoh::open(config::peer(listen, connect).unwrap())
+                .wait()
+                .unwrap()
+        };
+        let listening = open(&[&endpoint], &[]);
+        (listening, open(&[], &[&endpoint]), Socket(path))
+    }
+
+    /// Waits up to 10 s for `done`.
+    pub(crate) fn until(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(Instant::now() < deadline, "waited 10 s for {what}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::peers::{pair, until};
+    use super::{Options, Zenoh};
+    use queueserver::{Connection, QueueServer};
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+    use zenoh::Wait;
+
+    type Map = BTreeMap<String, f64>;
+
+    #[test]
+    fn closing_ends_the_gets_still_waiting_with_an_error_reply_at_once() {
+        let (computation, other, _socket) = pair("close");
+        let (_publisher, mut server) = QueueServer::<Map, Box<dyn Connection<Map> + Send>>::new(
+            Map::from([("x".to_owned(), 1.0)]),
+        );
+        let zenoh = Zenoh::attach(&mut server, &computation, "test/close", Options::new()).unwrap();
+        // The queryable is known to the other peer once an unknown name gets its error.
+        until("the queryable", || {
+            let replies = other.get("test/close/nope").wait().unwrap();
+            replies.recv().is_ok()
+        });
+        // Nobody polls: the get waits for the server, far from its deadline.
+        let get = std::thread::spawn(move || {
+            let replies = other
+                .get("test/close/x")
+                .timeout(Duration::from_secs(30))
+                .wait()
+                .unwrap();
+            let reply = replies.recv().unwrap();
+            let error = reply.into_result().unwrap_err();
+            error.payload().try_to_string().unwrap().into_owned()
+        });
+        until("the get", || zenoh.ask_stats().outstanding == 1);
+        zenoh.close();
+        // Not `timed out`: the server-side deadline (10 s) had not passed.
+        assert_eq!(get.join().unwrap(), "closed: no answer will come");
+    }
 }

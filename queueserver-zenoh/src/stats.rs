@@ -1,12 +1,12 @@
 //! [`Stats`]: what the Zenoh side did, counted exactly.
 
+use queueserver::runtime::relay::RelayStats;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// The live counters, shared by the poller, the queryable and the sender thread.
+/// The live counters of this crate's own work, shared by the queryables' callbacks, the
+/// askers and the relay's worker. The relay counts the snapshots it was handed itself.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    pub(crate) snapshots_offered: AtomicU64,
-    pub(crate) snapshots_overwritten: AtomicU64,
     pub(crate) snapshots_published: AtomicU64,
     pub(crate) values_put: AtomicU64,
     pub(crate) puts_failed: AtomicU64,
@@ -25,11 +25,12 @@ impl Counters {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
-    pub(crate) fn stats(&self, pending_replies: usize) -> Stats {
+    /// These counts with the relay's.
+    pub(crate) fn stats(&self, relay: &RelayStats) -> Stats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         Stats {
-            snapshots_offered: get(&self.snapshots_offered),
-            snapshots_overwritten: get(&self.snapshots_overwritten),
+            snapshots_offered: relay.updates_offered,
+            snapshots_overwritten: relay.updates_superseded,
             snapshots_published: get(&self.snapshots_published),
             values_put: get(&self.values_put),
             puts_failed: get(&self.puts_failed),
@@ -40,25 +41,26 @@ impl Counters {
             replies: get(&self.replies),
             error_replies: get(&self.error_replies),
             replies_failed: get(&self.replies_failed),
-            pending_replies: pending_replies as u64,
+            pending_replies: relay.asks.outstanding,
         }
     }
 }
 
-/// A copy of the Zenoh side's counters. Each is read on its own (relaxed), so counts
-/// updated at the same moment by different threads may be a step apart.
+/// A copy of the Zenoh side's counters. Each is read on its own, so counts updated at the
+/// same moment by different threads may be a step apart.
 ///
 /// When nothing is in flight: `snapshots_offered = snapshots_published +
 /// snapshots_overwritten`, and every admitted get's requests end in `replies +
-/// error_replies` (those sent from the sender thread); `pending_replies` are on their way.
+/// error_replies`; `pending_replies` are on their way.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Snapshots the poller handed to the sender (one per delivered snapshot).
+    /// Snapshots the poller handed to the relay's worker: one per snapshot it delivered
+    /// while some subscriber heard the values or the snapshot.
     pub snapshots_offered: u64,
-    /// Snapshots replaced by a newer one before the sender took them (latest wins).
+    /// Snapshots replaced by a newer one before the worker took them (latest wins).
     pub snapshots_overwritten: u64,
-    /// Snapshots the sender published: changed values on `P/<name>`, the whole on
-    /// `P/@snapshot`.
+    /// Snapshots the worker published: changed values on `P/<name>` if some subscriber
+    /// matches `P/**`, the whole on `P/@snapshot` if some subscriber matches it.
     pub snapshots_published: u64,
     /// Values put on `P/<name>`.
     pub values_put: u64,
@@ -76,11 +78,12 @@ pub struct Stats {
     pub gets_refused: u64,
     /// Value and snapshot replies sent.
     pub replies: u64,
-    /// Error replies sent by the sender thread (a deadline passed, the server closed, a
-    /// name gone from the snapshot). Refusals and unknown names are counted above.
+    /// Error replies to admitted gets (a deadline passed, the server abandoned or closed,
+    /// a name gone from the snapshot). Refusals and unknown names are counted above.
     pub error_replies: u64,
     /// Replies Zenoh refused to send (the session closed).
     pub replies_failed: u64,
-    /// Replies admitted and not yet sent: at most the bound on outstanding gets.
+    /// Requests of admitted gets not answered yet, nor ended: each is one reply on its
+    /// way. At most the bound on outstanding gets.
     pub pending_replies: u64,
 }
