@@ -53,7 +53,7 @@
 
 use clap::Parser;
 use hdrhistogram::Histogram;
-use queueserver::client::DEFAULT_MAX_ASKS;
+use queueserver::runtime::client::DEFAULT_MAX_ASKS;
 use queueserver::{
     Answer, Builder, Client, Config, Connection, ConnectionError, IDict, NoNotify, Publisher,
     Response, Runner, Snapshot, StdClock,
@@ -886,7 +886,7 @@ fn main() -> ExitCode {
     println!("final snapshot #{}: {values}", server.snapshot().seq());
     if let Some(z) = zenoh_stats {
         println!(
-            "zenoh: {} snapshots published ({} overwritten before the sender took them), {} \
+            "zenoh: {} snapshots published ({} superseded before the worker took them), {} \
              values put; {} remote gets ({} unknown, {} refused) in {} requests, {} replies",
             z.snapshots_published,
             z.snapshots_overwritten,
