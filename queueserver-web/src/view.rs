@@ -735,8 +735,9 @@ where
     /// does), and starts the view's threads.
     ///
     /// `requester` must be the server's (`server.requester()`). A receiver that connects is
-    /// greeted with the newest snapshot, asked for through the server's request path (one
-    /// request for every receiver connecting meanwhile). Starts two threads (the listener,
+    /// greeted with the newest snapshot the view knows, and the server's newest is asked
+    /// for through its request path (one request for every receiver connecting meanwhile)
+    /// and handed out as an update if it is newer. Starts two threads (the listener,
     /// and the relay's worker, which serializes, answers, sends the counters and pings),
     /// then two per connected page or Foxglove client.
     ///
