@@ -13,7 +13,7 @@
 //! | a path other than the page's | `404` |
 //! | an upgrade that is not a WebSocket version 13 upgrade | `400` / `426` |
 //! | an upgrade of `/` that does not offer the `foxglove.websocket.v1` subprotocol | `400` |
-//! | an upgrade whose `Origin` is neither the page's own (`http://` + `Host`) nor one allowed by `Options::allow_origin` | `403` |
+//! | an upgrade whose `Origin` is neither the page's own (`http://` or `https://` + `Host`) nor one allowed by `Options::allow_origin` | `403` |
 //! | an upgrade when `max_browsers` receivers are connected | `503` |
 //! | any connection while `2 × max_browsers + 32` requests are being read (a flood, or heads trickled byte by byte) | `503` with `Retry-After: 1`, at once |
 //!
@@ -146,9 +146,12 @@ impl HostCheck {
 
     /// Whether a page of `origin` may open a WebSocket to the view known as `host`: its own
     /// origin (`http://` + `host`), or one allowed by name.
+    /// The page's own origin (`http://` or, behind a TLS-terminating proxy, `https://`,
+    /// then the `Host` it was served under), or one allowed by name.
     fn allows_origin(&self, origin: &str, host: &str) -> bool {
-        let own = format!("http://{host}");
-        origin.eq_ignore_ascii_case(&own)
+        let own = |scheme: &str| origin.eq_ignore_ascii_case(&format!("{scheme}://{host}"));
+        own("http")
+            || own("https")
             || self
                 .origins
                 .iter()

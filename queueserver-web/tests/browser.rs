@@ -11,7 +11,9 @@ use browser::{number, Browser};
 use common::{wait_for, Rig, Wave};
 use queueserver_web::Options;
 use serde_json::json;
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// Reads what the page shows and checks it against what snapshot `seq` held.
@@ -119,4 +121,83 @@ fn the_page_shows_the_values_plots_them_and_asks_for_one() {
         back.view().browsers().len() == 1
     });
     check_shown(&mut browser);
+}
+
+/// Kills a child process by its PID when dropped.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_page_loaded_over_https_through_a_tls_proxy_streams_over_wss() {
+    let scratch = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("tls");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let (cert, key) = (scratch.join("cert.pem"), scratch.join("key.pem"));
+    // A self-signed certificate for 127.0.0.1 (Debian's `openssl`, which the CI installs).
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run openssl (Debian's package `openssl`)");
+    assert!(made.success(), "openssl made no certificate");
+
+    // The view behind a proxy that terminates TLS, as the README advises for exposing it.
+    let proxy_port_holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy_port = proxy_port_holder.local_addr().unwrap().port();
+    drop(proxy_port_holder);
+    let options = Options::new().allow_host(format!("127.0.0.1:{proxy_port}"));
+    let rig = Rig::start(options, Duration::from_millis(1), Wave::at);
+    let view = rig.view().local_addr();
+    let mut proxy = Child(
+        Command::new("python3")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tls_proxy.py"))
+            .args([&cert, &key])
+            .args([
+                view.ip().to_string(),
+                view.port().to_string(),
+                proxy_port.to_string(),
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("run python3"),
+    );
+    let mut first = String::new();
+    BufReader::new(proxy.0.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let port: u16 = first.trim().parse().expect("the proxy listens");
+    assert_eq!(port, proxy_port);
+    let url = format!("https://127.0.0.1:{port}/");
+
+    let mut browser = Browser::launch_with(&scratch, &["--ignore-certificate-errors"]);
+    browser.call("Page.navigate", json!({ "url": url }));
+    browser.wait_until(
+        "the page to go live over wss://",
+        "document.getElementById('state').dataset.state === 'live' \
+         && queueserverView.socket.url.startsWith('wss://') \
+         && document.querySelectorAll('#values tr[data-name]').length === 5",
+    );
+    check_shown(&mut browser);
+    let origin = browser.eval("location.origin");
+    assert_eq!(origin, format!("https://127.0.0.1:{port}"));
+    drop(browser);
+    drop(proxy);
 }

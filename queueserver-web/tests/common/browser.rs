@@ -99,10 +99,20 @@ pub struct Browser {
 
 impl Browser {
     pub fn launch(scratch: &Path) -> Self {
-        let profile = scratch.join(format!("chromium-profile-{}", std::process::id()));
+        Self::launch_with(scratch, &[])
+    }
+
+    /// Launches Chromium with `extra` flags besides the usual ones.
+    pub fn launch_with(scratch: &Path, extra: &[&str]) -> Self {
+        let profile = scratch.join(format!(
+            "chromium-profile-{}-{}",
+            std::process::id(),
+            extra.len()
+        ));
         let _ = std::fs::remove_dir_all(&profile);
         let mut child = Command::new(chromium())
             .args(FLAGS)
+            .args(extra)
             .arg(format!("--user-data-dir={}", profile.display()))
             .arg("about:blank")
             .stdin(Stdio::null())
