@@ -138,3 +138,8 @@ pub use options::Options;
 pub use queueserver::runtime::outbox::OutboxStats;
 pub use view::{BrowserStats, Reply, StartError, ViewAsker, ViewStats, WebConnection, WebView};
 pub use wire::FORMAT_VERSION;
+
+/// The README's examples, compiled as doc-tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
