@@ -3,6 +3,8 @@
 //!
 //! - `cli`: `qs`'s help, usage errors and error messages;
 //! - `contract`: every point of the wire contract, on loopback;
+//! - `fed`: a relay fed by something other than a server (as a device's line feeds one),
+//!   published with `Zenoh::publish`, and its liveliness while it answers;
 //! - `select`: from key expressions to requests, against a reference matcher (proptest);
 //! - `processes`: a getter killed mid-get, a stopped subscriber;
 //! - `router`: two computations and several `qs` clients through a router killed and
@@ -21,6 +23,7 @@
 mod cli;
 mod common;
 mod contract;
+mod fed;
 mod processes;
 mod python;
 mod router;
