@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod qemu;
+
 use queueserver::{Builder, Config, IDict, ManualClock};
 use queueserver_link::device::{line_len, Parts};
 use queueserver_link::host::{Options, Value};
