@@ -665,8 +665,8 @@ fn main() -> ExitCode {
     if let Some(id) = web.as_ref().and_then(WebView::connection_id) {
         attached.push_str(&format!(", web {id}"));
     }
-    if let Some(zenoh) = &zenoh {
-        attached.push_str(&format!(", zenoh {}", zenoh.id()));
+    if let Some(id) = zenoh.as_ref().and_then(Zenoh::id) {
+        attached.push_str(&format!(", zenoh {id}"));
     }
     println!("{attached}");
 

@@ -3,203 +3,15 @@
 //! handshake, snapshots and answers checked against the state at their seq, refusals,
 //! garbage both ways, a host closed and reopened, and a line gone silent.
 
-use queueserver::{Builder, Config, IDict, ManualClock};
-use queueserver_link::device::Parts;
-use queueserver_link::host::{Device, Event, GetError, Options, Value};
+mod common;
+
+use common::{options, Sim, State, WAIT};
+use queueserver_link::host::{Device, Event, GetError, Options};
 use queueserver_link::wire::ErrorCode;
-use queueserver_link::{Link, LinkStats, Storage};
-use std::io::{ErrorKind, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::net::TcpListener;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-#[derive(Clone, Debug, PartialEq, IDict)]
-struct State {
-    step: u32,
-    ch1: f32,
-    ch2: f32,
-}
-
-impl State {
-    fn at(step: u32) -> Self {
-        Self {
-            step,
-            ch1: (step % 1000) as f32 * 0.5,
-            ch2: (step.wrapping_mul(7) % 1000) as f32 * 0.25,
-        }
-    }
-
-    fn value_of(step: u32, name: &str) -> Value {
-        let s = Self::at(step);
-        match name {
-            "step" => Value::U64(s.step.into()),
-            "ch1" => Value::F32(s.ch1),
-            "ch2" => Value::F32(s.ch2),
-            other => panic!("no key {other}"),
-        }
-    }
-}
-
-type StateLink = Link<'static, State, 4, 64, 256>;
-
-/// What the test tells the simulated device.
-#[derive(Default)]
-struct Control {
-    stop: AtomicBool,
-    /// Send nothing (the line goes silent); still read, to see the host close.
-    mute: AtomicBool,
-    /// Bytes to put on the line before the next frame.
-    garbage: Mutex<Vec<u8>>,
-    /// Connections accepted.
-    accepted: AtomicU64,
-    /// Drop the next bytes received (the host's describe frame is lost).
-    deaf: AtomicBool,
-    stats: Mutex<LinkStats>,
-}
-
-/// A device side in a thread: publishes every 1 ms (updates at most every 5 ms, by the
-/// server's rate limit), serves one TCP client at a time, as QEMU does.
-struct Sim {
-    port: u16,
-    control: Arc<Control>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Sim {
-    fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let control = Arc::new(Control::default());
-        let thread = {
-            let control = Arc::clone(&control);
-            std::thread::spawn(move || run(listener, &control))
-        };
-        Self {
-            port,
-            control,
-            thread: Some(thread),
-        }
-    }
-
-    fn address(&self) -> String {
-        format!("tcp:127.0.0.1:{}", self.port)
-    }
-
-    fn stats(&self) -> LinkStats {
-        *self.control.stats.lock().unwrap()
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        self.control.stop.store(true, Ordering::Release);
-        if let Some(thread) = self.thread.take() {
-            thread.join().unwrap();
-        }
-    }
-}
-
-fn run(listener: TcpListener, control: &Control) {
-    let clock: &'static ManualClock = Box::leak(Box::new(ManualClock::new()));
-    let storage = Box::leak(Box::new(Storage::<State, 4, 512>::new()));
-    let Parts { link, mut tx, rx } = storage.split::<64, 256>(&State::at(0)).unwrap();
-    let (mut publisher, mut server) = Builder::new(State::at(0))
-        .clock(clock)
-        .config(Config::new().with_min_update_interval(Duration::from_millis(5)))
-        .capacity::<16, 2>()
-        .build::<StateLink>()
-        .unwrap();
-    let id = server
-        .add_connection(link)
-        .unwrap_or_else(|_| panic!("a free slot"));
-    let mut rx = rx.attach(server.requester(), id);
-    let mut client: Option<TcpStream> = None;
-    let mut out: Vec<u8> = Vec::new();
-    let mut step = 0;
-    let started = Instant::now();
-    while !control.stop.load(Ordering::Acquire) {
-        std::thread::sleep(Duration::from_millis(1));
-        step += 1;
-        clock.set(started.elapsed());
-        publisher.put_update(&State::at(step));
-        server.poll();
-        if client.is_none() {
-            if let Ok((stream, _)) = listener.accept() {
-                stream.set_nonblocking(true).unwrap();
-                stream.set_nodelay(true).unwrap();
-                client = Some(stream);
-                control.accepted.fetch_add(1, Ordering::AcqRel);
-            }
-        }
-        // Receive.
-        let mut closed = false;
-        if let Some(stream) = client.as_mut() {
-            let mut buf = [0u8; 256];
-            loop {
-                match stream.read(&mut buf) {
-                    Ok(0) => {
-                        closed = true;
-                        break;
-                    }
-                    Ok(_) if control.deaf.swap(false, Ordering::AcqRel) => {}
-                    Ok(n) => {
-                        if rx.receive_all(&buf[..n]) {
-                            server.poll();
-                        }
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                    Err(_) => {
-                        closed = true;
-                        break;
-                    }
-                }
-            }
-        }
-        server.connection_mut(id).unwrap().flush();
-        // Transmit: the UART always drains the ring, whether anyone listens or not.
-        let muted = control.mute.load(Ordering::Acquire);
-        let mut garbage = control.garbage.lock().unwrap();
-        if !garbage.is_empty() && out.is_empty() && !muted {
-            out.append(&mut garbage);
-        }
-        drop(garbage);
-        let mut chunk = [0u8; 512];
-        let n = tx.fill(&mut chunk);
-        if !muted {
-            out.extend_from_slice(&chunk[..n]);
-        }
-        if let Some(stream) = client.as_mut() {
-            match stream.write(&out) {
-                Ok(n) => {
-                    out.drain(..n);
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                Err(_) => closed = true,
-            }
-        } else {
-            out.clear();
-        }
-        if closed {
-            client = None;
-            out.clear();
-        }
-        *control.stats.lock().unwrap() = tx.stats();
-    }
-}
-
-fn options() -> Options {
-    Options {
-        dead_after: Duration::from_millis(400),
-        ping_after: Duration::from_millis(100),
-        reopen_after: Duration::from_millis(50),
-        ..Options::default()
-    }
-}
-
-const WAIT: Duration = Duration::from_secs(10);
 
 #[test]
 fn snapshots_and_answers_are_the_state_at_their_seq() {
@@ -437,5 +249,30 @@ fn a_lost_describe_is_sent_again() {
     assert_eq!(
         snapshot.get("ch2"),
         Some(&State::value_of(snapshot.seq as u32, "ch2"))
+    );
+}
+
+#[test]
+fn a_schema_lost_on_a_new_line_is_asked_for_again() {
+    let sim = Sim::start();
+    let device = Device::open(&sim.address(), options()).unwrap();
+    device.wait_ready(WAIT).unwrap();
+    // The line goes silent and is reopened; the device answers the new line's describe
+    // while its sending side still drops everything.
+    sim.control.mute.store(true, Ordering::Release);
+    device.wait_connection(false, WAIT).unwrap();
+    let schemas = sim.stats().schemas_sent;
+    common::until("the new line's schema, lost", || {
+        sim.control.accepted.load(Ordering::Acquire) >= 2 && sim.stats().schemas_sent > schemas
+    });
+    sim.control.mute.store(false, Ordering::Release);
+    // Snapshots come again, decodable with the schema of the first line: only a describe
+    // sent again completes the handshake.
+    let schema = device.wait_ready(WAIT).unwrap();
+    assert_eq!(schema.keys.len(), 3);
+    let snapshot = device.wait_newer(0, WAIT).unwrap();
+    assert_eq!(
+        snapshot.get("ch1"),
+        Some(&State::value_of(snapshot.seq as u32, "ch1"))
     );
 }

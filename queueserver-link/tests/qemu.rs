@@ -8,150 +8,14 @@
 //! `LINK_FIRMWARE_FAST` (a 100 µs control period and no update limit). A missing
 //! variable, or QEMU, fails the test.
 
-use queueserver_link::host::{Counters, Device, Event, GetError, Options, Shape, Value};
+mod common;
+
+use common::qemu::{names, value_of, Proxy, Qemu};
+use common::WAIT;
+use queueserver_link::host::{Counters, Device, Event, GetError, Options, Shape};
 use queueserver_link::wire::ErrorCode;
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-
-const CHANNELS: u32 = 15;
-const WAIT: Duration = Duration::from_secs(10);
-
-/// What the firmware publishes at `step` (examples/cortex-m/src/plant.rs).
-fn value_of(step: u64, name: &str) -> Value {
-    let step = step as u32;
-    if name == "step" {
-        return Value::U64(step.into());
-    }
-    let k: u32 = name
-        .strip_prefix("ch")
-        .and_then(|k| k.parse().ok())
-        .expect("a channel");
-    Value::F32((step.wrapping_mul(7 * k - 6) % 1000) as f32 * 0.5)
-}
-
-fn names() -> Vec<String> {
-    std::iter::once("step".to_owned())
-        .chain((1..=CHANNELS).map(|k| format!("ch{k}")))
-        .collect()
-}
-
-/// QEMU running a firmware, killed (by its PID) when dropped.
-struct Qemu {
-    child: Child,
-    port: u16,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-impl Qemu {
-    fn start(variable: &str) -> Self {
-        let elf = std::env::var(variable)
-            .unwrap_or_else(|_| panic!("{variable} names the firmware (.ci/cortex-m sets it)"));
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut child = Command::new("qemu-system-arm")
-            .args(["-cpu", "cortex-m4", "-machine", "mps2-an386"])
-            .args(["-display", "none", "-monitor", "none"])
-            .args(["-semihosting-config", "enable=on,target=native"])
-            .args(icount())
-            .arg("-chardev")
-            .arg(format!(
-                "socket,id=link,host=127.0.0.1,port={port},server=on,wait=off,nodelay=on"
-            ))
-            .args(["-serial", "chardev:link", "-kernel", &elf])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("qemu-system-arm runs (.ci/cortex-m installs it)");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let stdout = child.stdout.take().unwrap();
-        {
-            let lines = Arc::clone(&lines);
-            std::thread::spawn(move || {
-                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                    println!("firmware: {line}");
-                    lines.lock().unwrap().push(line);
-                }
-            });
-        }
-        Self { child, port, lines }
-    }
-
-    fn address(&self) -> String {
-        format!("tcp:127.0.0.1:{}", self.port)
-    }
-
-    /// Opens the device once QEMU listens.
-    fn open(&self, address: &str) -> Device {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            match Device::open(address, options()) {
-                Ok(device) => return device,
-                Err(e) => {
-                    assert!(Instant::now() < deadline, "QEMU listens: {e}");
-                    self.assert_running();
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-            }
-        }
-    }
-
-    fn assert_running(&self) {
-        let lines = self.lines.lock().unwrap();
-        assert!(
-            !lines.iter().any(|l| l.contains("FAIL")),
-            "a firmware check failed"
-        );
-    }
-
-    /// Waits for a line of the firmware's output that contains `text`.
-    fn wait_line(&mut self, text: &str, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(line) = self.lines.lock().unwrap().iter().find(|l| l.contains(text)) {
-                return line.clone();
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("QEMU exited with {status} before printing {text:?}");
-            }
-            assert!(Instant::now() < deadline, "the firmware prints {text:?}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// The firmware's cost line for `name`: (min, median, max).
-    fn cost(&mut self, name: &str) -> (u32, u32, u32) {
-        let line = self.wait_line(name, WAIT);
-        let field = |key: &str| -> u32 {
-            let rest = &line[line.find(key).unwrap() + key.len()..];
-            rest.split_whitespace().next().unwrap().parse().unwrap()
-        };
-        (field(" min "), field(" median "), field(" max "))
-    }
-}
-
-/// QEMU's `-icount` setting: `QEMU_ICOUNT` (empty for none), `shift=0` by default (one
-/// instruction per nanosecond, so the firmware's stopwatch counts instructions exactly).
-fn icount() -> Vec<String> {
-    match std::env::var("QEMU_ICOUNT") {
-        Ok(setting) if setting.is_empty() => vec![],
-        Ok(setting) => vec!["-icount".into(), setting],
-        Err(_) => vec!["-icount".into(), "shift=0".into()],
-    }
-}
-
-impl Drop for Qemu {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn options() -> Options {
     Options {
@@ -162,108 +26,17 @@ fn options() -> Options {
     }
 }
 
-/// A TCP proxy between the host side and QEMU that puts bytes of garbage into the
-/// device's stream when asked, or goes silent.
-struct Proxy {
-    port: u16,
-    garbage: Arc<Mutex<Vec<u8>>>,
-    stalled: Arc<AtomicBool>,
-    stop: Arc<AtomicBool>,
-}
-
-impl Proxy {
-    fn start(target: u16) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        listener.set_nonblocking(true).unwrap();
-        let garbage = Arc::new(Mutex::new(Vec::new()));
-        let stalled = Arc::new(AtomicBool::new(false));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (g, s, st) = (
-            Arc::clone(&garbage),
-            Arc::clone(&stalled),
-            Arc::clone(&stop),
-        );
-        std::thread::spawn(move || {
-            while !st.load(Ordering::Acquire) {
-                let Ok((host, _)) = listener.accept() else {
-                    std::thread::sleep(Duration::from_millis(5));
-                    continue;
-                };
-                let Ok(device) = TcpStream::connect(("127.0.0.1", target)) else {
-                    continue;
-                };
-                forward(host, device, &g, &s, &st);
+/// Opens the device once QEMU listens.
+fn open(qemu: &Qemu, address: &str) -> Device {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match Device::open(address, options()) {
+            Ok(device) => return device,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "QEMU listens: {e}");
+                qemu.assert_running();
+                std::thread::sleep(Duration::from_millis(50));
             }
-        });
-        Self {
-            port,
-            garbage,
-            stalled,
-            stop,
-        }
-    }
-
-    fn address(&self) -> String {
-        format!("tcp:127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-    }
-}
-
-/// Forwards both ways until either side closes.
-fn forward(
-    mut host: TcpStream,
-    mut device: TcpStream,
-    garbage: &Mutex<Vec<u8>>,
-    stalled: &AtomicBool,
-    stop: &AtomicBool,
-) {
-    for s in [&host, &device] {
-        s.set_nonblocking(true).unwrap();
-        s.set_nodelay(true).unwrap();
-    }
-    let mut buf = [0u8; 4096];
-    while !stop.load(Ordering::Acquire) {
-        let mut idle = true;
-        if !stalled.load(Ordering::Acquire) {
-            let mut g = garbage.lock().unwrap();
-            if !g.is_empty() {
-                if host.write_all(&g).is_err() {
-                    return;
-                }
-                g.clear();
-            }
-            drop(g);
-            match device.read(&mut buf) {
-                Ok(0) => return,
-                Ok(n) => {
-                    idle = false;
-                    if host.write_all(&buf[..n]).is_err() {
-                        return;
-                    }
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                Err(_) => return,
-            }
-        }
-        match host.read(&mut buf) {
-            Ok(0) => return,
-            Ok(n) => {
-                idle = false;
-                if !stalled.load(Ordering::Acquire) && device.write_all(&buf[..n]).is_err() {
-                    return;
-                }
-            }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-            Err(_) => return,
-        }
-        if idle {
-            std::thread::sleep(Duration::from_micros(200));
         }
     }
 }
@@ -282,7 +55,7 @@ fn the_firmware_on_the_wire() {
     let mut qemu = Qemu::start("LINK_FIRMWARE");
     let line = qemu.wait_line("link: queueserver-link", WAIT);
     assert!(line.contains("updates every 10 ms"), "{line}");
-    let device = qemu.open(&qemu.address());
+    let device = open(&qemu, &qemu.address());
 
     // The schema: every key, named and typed, from the derived IDict.
     let schema = device.wait_ready(WAIT).unwrap();
@@ -377,7 +150,7 @@ fn the_firmware_on_the_wire() {
     let last = device.latest().unwrap().seq;
     let tx_bytes = after.tx_bytes;
     device.close();
-    let device = qemu.open(&qemu.address());
+    let device = open(&qemu, &qemu.address());
     device.wait_ready(WAIT).unwrap();
     let snapshot = device.wait_newer(0, WAIT).unwrap();
     assert!(
@@ -392,11 +165,16 @@ fn the_firmware_on_the_wire() {
 
     // Garbage toward the host, and a line gone silent, through a proxy.
     let proxy = Proxy::start(qemu.port);
-    let device = qemu.open(&proxy.address());
+    let device = open(&qemu, &proxy.address());
     device.wait_ready(WAIT).unwrap();
     let seq = device.wait_newer(0, WAIT).unwrap().seq;
     let spoiled: Vec<u8> = (0..40u8).map(|i| i.wrapping_mul(37) | 1).collect();
-    proxy.garbage.lock().unwrap().extend_from_slice(&spoiled);
+    proxy
+        .spoil
+        .to_host
+        .lock()
+        .unwrap()
+        .extend_from_slice(&spoiled);
     let deadline = Instant::now() + WAIT;
     while device.counters().bad_frames == 0 {
         assert!(Instant::now() < deadline, "the garbage arrives");
@@ -410,13 +188,13 @@ fn the_firmware_on_the_wire() {
         Some(&value_of(later.seq, "ch7")),
         "resynchronised"
     );
-    proxy.stalled.store(true, Ordering::Release);
+    proxy.spoil.stalled.store(true, Ordering::Release);
     let deadline = Instant::now() + WAIT;
     while device.is_connected() {
         assert!(Instant::now() < deadline, "the silence is noticed");
         std::thread::sleep(Duration::from_millis(20));
     }
-    proxy.stalled.store(false, Ordering::Release);
+    proxy.spoil.stalled.store(false, Ordering::Release);
     device.wait_ready(WAIT).unwrap();
     let revived = device.wait_newer(later.seq, WAIT).unwrap();
     assert_eq!(revived.get("step"), Some(&value_of(revived.seq, "step")));
@@ -437,7 +215,7 @@ fn the_firmware_on_the_wire() {
         "process_requests, answered by the link",
         "one byte from the TX ring to the UART",
     ] {
-        let (lo, mid, hi) = qemu.cost(name);
+        let (lo, mid, hi) = qemu.cost(name, WAIT);
         println!("figure: {name}: {lo} / {mid} / {hi} instructions");
     }
 }
@@ -445,7 +223,7 @@ fn the_firmware_on_the_wire() {
 #[test]
 fn throughput_unthrottled() {
     let qemu = Qemu::start("LINK_FIRMWARE_FAST");
-    let device = qemu.open(&qemu.address());
+    let device = open(&qemu, &qemu.address());
     device.wait_ready(WAIT).unwrap();
     let mut seq = device.wait_newer(0, WAIT).unwrap().seq;
     let before = device.counters();

@@ -7,13 +7,14 @@
 //! one key share one request in flight, and its answer goes to every one of them. The
 //! asker is a clone of the `zenoh::Query`, which the worker replies to and drops.
 
-use crate::sink::Prepared;
+use crate::sink::{GetReply, Prepared};
 use crate::stats::Counters;
 use crate::wire::{self, ENCODING, ERROR_ENCODING};
 use queueserver::runtime::asks::{AskError, Asker};
 use queueserver::runtime::relay::Relay;
 use queueserver::{IDict, Query, Reader};
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use zenoh::key_expr::{keyexpr, OwnedKeyExpr};
@@ -42,24 +43,26 @@ use zenoh::Wait;
 pub type ZenohConnection<D> = queueserver::RelayConnection<D>;
 
 /// One request of a remote get, waiting for its answer: the query to reply to, and the
-/// concrete key to reply on.
-pub(crate) struct GetAsker {
+/// concrete key to reply on. The asker of the relays this crate publishes: a relay made
+/// elsewhere for [`Zenoh::publish`](crate::Zenoh::publish) is a
+/// `Relay<D, GetAsker>`. Only this crate makes them.
+pub struct GetAsker {
     query: zenoh::query::Query,
     key: OwnedKeyExpr,
     counters: Arc<Counters>,
 }
 
 impl Asker for GetAsker {
-    type Reply = Prepared;
+    type Reply = GetReply;
 
     /// Replies on the asker's key and drops its clone of the query (the last clone's drop
     /// sends the final reply).
     ///
     /// **The relay's worker.** Never waits for the getter: a reply to a congested or
     /// vanished peer is queued or dropped by Zenoh.
-    fn answer(self, reply: &Prepared) {
+    fn answer(self, reply: &GetReply) {
         let counters = &self.counters;
-        let sent = match reply {
+        let sent = match &reply.0 {
             Prepared::Payload { json, seq } => {
                 // Counted before it goes: a getter that has its reply finds it counted.
                 Counters::add(&counters.replies, 1);
@@ -115,6 +118,8 @@ pub(crate) struct Gets<D: IDict> {
     pub(crate) counters: Arc<Counters>,
     pub(crate) prefix: OwnedKeyExpr,
     pub(crate) timeout: Duration,
+    /// Whether the source answers now ([`Zenoh::set_live`](crate::Zenoh::set_live)).
+    pub(crate) live: Arc<AtomicBool>,
 }
 
 impl<D> Gets<D>
@@ -132,6 +137,14 @@ where
     pub(crate) fn on_query(&self, query: zenoh::query::Query) {
         let counters = &self.counters;
         Counters::add(&counters.gets, 1);
+        if !self.live.load(Ordering::Relaxed) {
+            Counters::add(&counters.gets_refused, 1);
+            let _ = query
+                .reply_err(NOT_LIVE)
+                .encoding(wire::ERROR_ENCODING)
+                .wait();
+            return;
+        }
         let selection = {
             let snapshot = self.reader.load();
             crate::select::select(&self.prefix, query.key_expr(), snapshot.data())
@@ -178,6 +191,10 @@ where
         }
     }
 }
+
+/// The error reply to a get while the computation does not answer
+/// ([`Zenoh::set_live`](crate::Zenoh::set_live)).
+pub(crate) const NOT_LIVE: &str = "not live: the computation does not answer now";
 
 /// Why a get is refused, or ended without its value, as the error reply says it.
 pub(crate) fn refusal(error: AskError) -> String {
@@ -226,5 +243,6 @@ mod tests {
             assert_eq!(refusal(error), text);
             assert!(readme.contains(&format!("`{text}`")), "{text:?}");
         }
+        assert!(readme.contains(&format!("`{NOT_LIVE}`")));
     }
 }

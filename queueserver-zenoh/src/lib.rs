@@ -3,8 +3,11 @@
 //! ## The API
 //!
 //! - [`Zenoh`]: [`attach`](Zenoh::attach), [`open`](Zenoh::open),
-//!   [`attach_with`](Zenoh::attach_with), [`close`](Zenoh::close), [`stats`](Zenoh::stats)
-//!   ([`Stats`]), [`ask_stats`](Zenoh::ask_stats); [`Options`]; [`Error`].
+//!   [`attach_with`](Zenoh::attach_with), [`publish`](Zenoh::publish) (any relay with a
+//!   reader: a device's line, say), [`set_live`](Zenoh::set_live),
+//!   [`close`](Zenoh::close), [`stats`](Zenoh::stats) ([`Stats`]),
+//!   [`ask_stats`](Zenoh::ask_stats); [`Options`]; [`Error`]; [`GetAsker`] and [`GetReply`], the
+//!   relay's asker and what it is handed.
 //! - [`ZenohConnection`]: the connection the poller owns, a
 //!   [`RelayConnection`](queueserver::RelayConnection): the crate is a sink of the core's
 //!   [relay](queueserver::runtime::relay), whose worker thread serializes and sends.
@@ -24,10 +27,11 @@ mod sink;
 mod stats;
 pub mod wire;
 
-pub use connection::ZenohConnection;
+pub use connection::{GetAsker, ZenohConnection};
+pub use sink::GetReply;
 pub use stats::Stats;
 
-use connection::{GetAsker, Gets};
+use connection::Gets;
 use queueserver::runtime::asks::AskStats;
 use queueserver::runtime::relay::{Relay, Worker};
 use queueserver::{
@@ -36,8 +40,10 @@ use queueserver::{
 use serde::Serialize;
 use sink::ZenohSink;
 use stats::Counters;
+use std::convert::Infallible;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use zenoh::key_expr::{keyexpr, OwnedKeyExpr};
 use zenoh::liveliness::LivelinessToken;
@@ -77,7 +83,7 @@ impl Options {
     /// bound gets an error reply at once. It is the relay's one bound: it counts a request
     /// until its reply goes out (its answer waiting in the relay's queue included) and a
     /// request in flight whose gets all ended, so it also bounds the memory a stalled
-    /// network can hold.
+    /// network can hold. ([`Zenoh::publish`] takes a relay made with its bound already.)
     pub const fn with_max_gets(mut self, max: usize) -> Self {
         self.max_gets = max;
         self
@@ -115,6 +121,9 @@ pub enum Error<E = ()> {
     Thread(std::io::Error),
     /// Attaching the connection failed: the error `attach` returned.
     Attach(E),
+    /// The relay given to [`Zenoh::publish`] has no reader: gets need the newest
+    /// snapshot's names.
+    NoReader,
 }
 
 impl<E: fmt::Debug> fmt::Display for Error<E> {
@@ -125,11 +134,26 @@ impl<E: fmt::Debug> fmt::Display for Error<E> {
             Self::Zenoh(why) => write!(f, "zenoh: {why}"),
             Self::Thread(why) => write!(f, "cannot start the relay's worker thread: {why}"),
             Self::Attach(why) => write!(f, "cannot attach the connection: {why:?}"),
+            Self::NoReader => f.write_str("the relay has no reader: gets need its names"),
         }
     }
 }
 
 impl<E: fmt::Debug> std::error::Error for Error<E> {}
+
+impl Error<Infallible> {
+    /// The same error, as an error of an attachment that can fail with `E`.
+    fn widen<E>(self) -> Error<E> {
+        match self {
+            Self::Prefix(why) => Error::Prefix(why),
+            Self::Unnamed(why) => Error::Unnamed(why),
+            Self::Zenoh(why) => Error::Zenoh(why),
+            Self::Thread(why) => Error::Thread(why),
+            Self::NoReader => Error::NoReader,
+            Self::Attach(never) => match never {},
+        }
+    }
+}
 
 /// A server published on Zenoh: keeps the queryables, the liveliness token and the relay's
 /// worker thread alive. Dropping it (or [`close`](Self::close)) takes the server off the
@@ -140,12 +164,14 @@ pub struct Zenoh<D: IDict> {
     relay: Relay<D, GetAsker>,
     counters: Arc<Counters>,
     prefix: OwnedKeyExpr,
-    id: ConnectionId,
+    id: Option<ConnectionId>,
     session: Session,
     /// A session this handle opened, closed with it.
     owned: bool,
     queryables: Vec<Queryable<()>>,
-    token: Option<LivelinessToken>,
+    /// Declared while live.
+    token: Mutex<Option<LivelinessToken>>,
+    live: Arc<AtomicBool>,
     worker: Option<Worker>,
 }
 
@@ -224,7 +250,51 @@ where
         let Some(id) = id else {
             unreachable!("attach returned an id, or the error returned above")
         };
+        Self::start(relay, reader, Some(id), session, prefix, options).map_err(Error::widen)
+    }
+
+    /// Publishes a relay made elsewhere on `session` under `prefix`, as
+    /// [`attach`](Self::attach) publishes a server: a relay fed by something other than a
+    /// server's poller ([`Relay::fed`]: a microcontroller's line, a replay). Declares the
+    /// queryables and the liveliness token and starts the relay's worker thread, whose
+    /// sink publishes what the feed hands the relay; gets become asks on the relay, whose
+    /// upstream takes their requests. The relay's reader (which it must have) gives the
+    /// names gets select, and `options`' bound on gets is the relay's own (`max_asks`).
+    ///
+    /// A relay whose source comes and goes says so with [`set_live`](Self::set_live): the
+    /// token is declared only while it is live, and gets meanwhile get an error reply at
+    /// once.
+    ///
+    /// **Any thread.** Allocates; makes Zenoh declarations, which may wait for Zenoh's
+    /// runtime.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Prefix`], [`Error::NoReader`], [`Error::Unnamed`] (checked on the
+    /// reader's newest snapshot), [`Error::Zenoh`], [`Error::Thread`].
+    pub fn publish(
+        relay: Relay<D, GetAsker>,
+        session: &Session,
+        prefix: &str,
+        options: Options,
+    ) -> Result<Self, Error<Infallible>> {
+        let prefix = check_prefix(prefix).map_err(Error::Prefix)?;
+        let reader = relay.reader().cloned().ok_or(Error::NoReader)?;
+        check_names(&reader).map_err(Error::Unnamed)?;
+        Self::start(relay, reader, None, session, prefix, options)
+    }
+
+    /// Spawns the relay's worker and declares the queryables and the token.
+    fn start(
+        relay: Relay<D, GetAsker>,
+        reader: Reader<D>,
+        id: Option<ConnectionId>,
+        session: &Session,
+        prefix: OwnedKeyExpr,
+        options: Options,
+    ) -> Result<Self, Error<Infallible>> {
         let counters = Arc::new(Counters::default());
+        let live = Arc::new(AtomicBool::new(true));
         let mut zenoh = Self {
             relay: relay.clone(),
             counters: Arc::clone(&counters),
@@ -233,7 +303,8 @@ where
             session: session.clone(),
             owned: false,
             queryables: Vec::new(),
-            token: None,
+            token: Mutex::new(None),
+            live: Arc::clone(&live),
             worker: None,
         };
         // Subscribes the relay to updates while some subscriber hears them.
@@ -246,6 +317,7 @@ where
             counters,
             prefix: prefix.clone(),
             timeout: options.get_timeout,
+            live,
         });
         for key in [
             select::prefix_children(&prefix),
@@ -260,12 +332,7 @@ where
                 .map_err(Error::Zenoh)?;
             zenoh.queryables.push(queryable);
         }
-        let token = session
-            .liveliness()
-            .declare_token(prefix)
-            .wait()
-            .map_err(Error::Zenoh)?;
-        zenoh.token = Some(token);
+        zenoh.set_live(true).map_err(Error::Zenoh)?;
         Ok(zenoh)
     }
 
@@ -309,9 +376,50 @@ impl<D: IDict> Zenoh<D> {
         &self.prefix
     }
 
-    /// The id of the connection attached to the server.
-    pub fn id(&self) -> ConnectionId {
+    /// The id of the connection attached to the server; `None` for a relay
+    /// [`publish`](Self::publish)ed.
+    pub fn id(&self) -> Option<ConnectionId> {
         self.id
+    }
+
+    /// Says whether the computation answers now. While it does (from the start), the
+    /// liveliness token `P` is declared and gets are asked of it; while it does not (a
+    /// device whose line is down), the token is undeclared, so liveliness subscribers see
+    /// it go, and every get gets the error reply `not live: the computation does not
+    /// answer now` at once. Snapshots still go out if the relay is handed any.
+    ///
+    /// **Any thread.** A short lock; declaring or undeclaring the token may wait for
+    /// Zenoh's runtime. Nothing happens when it already is as told.
+    ///
+    /// # Errors
+    ///
+    /// Zenoh refused to declare the token (the session closed): the computation then
+    /// counts as live, without a token.
+    pub fn set_live(&self, live: bool) -> zenoh::Result<()> {
+        let mut token = self.token.lock().unwrap_or_else(PoisonError::into_inner);
+        self.live.store(live, Ordering::Relaxed);
+        match (live, token.is_some()) {
+            (true, false) => {
+                let declared = self
+                    .session
+                    .liveliness()
+                    .declare_token(&self.prefix)
+                    .wait()?;
+                *token = Some(declared);
+            }
+            (false, true) => {
+                if let Some(token) = token.take() {
+                    token.undeclare().wait()?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Whether the computation answers now (see [`set_live`](Self::set_live)).
+    pub fn is_live(&self) -> bool {
+        self.live.load(Ordering::Relaxed)
     }
 
     /// The session the server is published on.
@@ -350,7 +458,12 @@ impl<D: IDict> Zenoh<D> {
         for queryable in self.queryables.drain(..) {
             let _ = queryable.undeclare().wait();
         }
-        if let Some(token) = self.token.take() {
+        let token = self
+            .token
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(token) = token {
             let _ = token.undeclare().wait();
         }
         // The gets still waiting are told `closed` here; the worker delivers the answers

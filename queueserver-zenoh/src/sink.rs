@@ -37,7 +37,12 @@ use zenoh::pubsub::Publisher;
 use zenoh::qos::CongestionControl;
 use zenoh::{Session, Wait};
 
-/// The reply of an answer, made once for all the gets waiting for it.
+/// The reply of an answer, made once by the relay's sink for all the gets waiting for it
+/// (the JSON of the value, or the error's text): what a [`GetAsker`] is handed.
+#[derive(Debug)]
+pub struct GetReply(pub(crate) Prepared);
+
+/// What a [`GetReply`] holds.
 #[derive(Debug)]
 pub(crate) enum Prepared {
     /// A value or the snapshot, as JSON, with the attachment naming the snapshot it was
@@ -260,8 +265,8 @@ where
 {
     type Asker = GetAsker;
 
-    fn prepare(&mut self, answer: Answered<D>) -> Prepared {
-        prepare(&answer)
+    fn prepare(&mut self, answer: Answered<D>) -> GetReply {
+        GetReply(prepare(&answer))
     }
 
     fn update(&mut self, update: &Update<D>) {

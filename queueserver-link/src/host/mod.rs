@@ -23,12 +23,17 @@
 //! ([`Device::events`]) whose overflow is counted, and answers are also kept per key for
 //! [`Device::ask`].
 
+mod bridge;
 mod frame;
+mod idict;
 mod value;
+
+pub use bridge::Bridge;
 
 pub use frame::{
     encode_describe, encode_get, encode_ping, DecodeError, Deframer, KeyInfo, Message, Schema,
 };
+pub use idict::DeviceValues;
 pub use value::{Shape, Value};
 
 use crate::device::LinkStats;
@@ -63,6 +68,9 @@ pub struct Options {
     pub baud: u32,
     /// The largest frame accepted on the line, in bytes. Default 4096.
     pub max_frame: usize,
+    /// For a [`Bridge`]: a get whose answer has not come this long after it was sent (a
+    /// frame spoiled on the line) is sent again. Default 1 s.
+    pub resend_after: Duration,
 }
 
 impl Default for Options {
@@ -74,6 +82,7 @@ impl Default for Options {
             events: 4096,
             baud: 115_200,
             max_frame: 4096,
+            resend_after: Duration::from_secs(1),
         }
     }
 }
@@ -319,6 +328,20 @@ struct Inner {
     counters: Mutex<Counters>,
     bytes_out: AtomicU64,
     events: SyncSender<Event>,
+    /// A [`Bridge`]'s: takes every snapshot and event in place of the event queue.
+    tap: Option<Mutex<Box<dyn Tap>>>,
+}
+
+/// What a [`Bridge`] takes from a device's reading thread: every snapshot and every event,
+/// in the order they are decoded, in place of the event queue.
+///
+/// **The device's reading thread.** Must not block: it holds up the line.
+pub(crate) trait Tap: Send {
+    /// A snapshot pushed by the device, once it is [`Device::latest`].
+    fn snapshot(&mut self, snapshot: &Arc<DeviceSnapshot>);
+
+    /// An event, which the event queue then does not get.
+    fn event(&mut self, event: Event);
 }
 
 impl Inner {
@@ -335,10 +358,30 @@ impl Inner {
     }
 
     fn emit(&self, event: Event) {
+        if let Some(tap) = &self.tap {
+            tap.lock().unwrap_or_else(|p| p.into_inner()).event(event);
+            return;
+        }
         match self.events.try_send(event) {
             Ok(()) | Err(TrySendError::Disconnected(_)) => {}
             Err(TrySendError::Full(_)) => self.counters().events_dropped += 1,
         }
+    }
+
+    fn tap_snapshot(&self, snapshot: &Arc<DeviceSnapshot>) {
+        if let Some(tap) = &self.tap {
+            tap.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .snapshot(snapshot);
+        }
+    }
+
+    /// Writes a get of `name` tagged `tag`.
+    fn send_get(&self, tag: u32, name: &str) -> Result<(), GetError> {
+        let frame = encode_get(tag, name).ok_or_else(|| GetError::UnknownName(name.to_owned()))?;
+        self.write(&frame)?;
+        self.counters().gets_sent += 1;
+        Ok(())
     }
 
     /// Writes bytes to the line.
@@ -375,6 +418,16 @@ impl Device {
     ///
     /// A malformed address, or the first opening failing (later failures reopen it).
     pub fn open(address: &str, options: Options) -> Result<Self, OpenError> {
+        Self::open_tapped(address, options, None)
+    }
+
+    /// [`open`](Self::open), with every snapshot and event handed to `tap` (a bridge's)
+    /// on the reading thread, and the event queue left empty.
+    pub(crate) fn open_tapped(
+        address: &str,
+        options: Options,
+        tap: Option<Box<dyn Tap>>,
+    ) -> Result<Self, OpenError> {
         let address = Address::parse(address)?;
         let line = address.open(&options).map_err(OpenError::Io)?;
         let (events_in, events_out) = std::sync::mpsc::sync_channel(options.events.max(1));
@@ -389,6 +442,7 @@ impl Device {
             counters: Mutex::new(Counters::default()),
             bytes_out: AtomicU64::new(0),
             events: events_in,
+            tap: tap.map(Mutex::new),
         });
         let thread = {
             let inner = Arc::clone(&inner);
@@ -423,6 +477,21 @@ impl Device {
     /// Whether the line is open and the handshake done.
     pub fn is_connected(&self) -> bool {
         self.inner.state().connected
+    }
+
+    /// Waits until [`is_connected`](Self::is_connected) is `connected`: for the line to
+    /// come up (the handshake done) or to go down (failed, or silent for
+    /// [`Options::dead_after`]).
+    ///
+    /// **Any thread.** Blocks up to `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`GetError::Timeout`], or [`GetError::Closed`].
+    pub fn wait_connection(&self, connected: bool, timeout: Duration) -> Result<(), GetError> {
+        self.wait(timeout, |state| {
+            (state.connected == connected).then_some(())
+        })
     }
 
     /// The newest snapshot received (latest wins). Never blocks beyond a short lock.
@@ -468,10 +537,13 @@ impl Device {
     /// As [`get`](Self::get), without [`GetError::UnknownName`] for a name of valid length.
     pub fn get_unchecked(&self, name: &str) -> Result<u32, GetError> {
         let tag = self.inner.next_tag.fetch_add(1, Ordering::Relaxed);
-        let frame = encode_get(tag, name).ok_or_else(|| GetError::UnknownName(name.to_owned()))?;
-        self.inner.write(&frame)?;
-        self.inner.counters().gets_sent += 1;
+        self.inner.send_get(tag, name)?;
         Ok(tag)
+    }
+
+    /// The line's sending half, for a bridge's writer thread.
+    pub(crate) fn line(&self) -> Line {
+        Line(Arc::clone(&self.inner))
     }
 
     /// Gets the value of `name` and waits for the first answer of that key to arrive
@@ -614,6 +686,22 @@ impl fmt::Debug for Device {
     }
 }
 
+/// The sending half of a device's line: gets with tags chosen before they are written.
+#[derive(Clone)]
+pub(crate) struct Line(Arc<Inner>);
+
+impl Line {
+    /// A fresh tag.
+    pub(crate) fn next_tag(&self) -> u32 {
+        self.0.next_tag.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Writes a get of `name` tagged `tag`. Blocks while it writes.
+    pub(crate) fn send_get(&self, tag: u32, name: &str) -> Result<(), GetError> {
+        self.0.send_get(tag, name)
+    }
+}
+
 /// The device's thread: opens the line (again), reads it, and decodes what comes.
 fn run(inner: &Inner, mut first: Option<(Box<dyn Read + Send>, Box<dyn Write + Send>)>) {
     let mut session = Session::new(inner.options.max_frame);
@@ -718,6 +806,16 @@ impl Session {
                     return format!("writing to the line failed: {e}");
                 }
             }
+            // Frames come, yet no schema on this line: the schema's frames were lost (to
+            // garbage, or sent while the line dropped what the device sent). Snapshots may
+            // still decode with the schema of an earlier line, so this is the one sign.
+            if self.last_describe.elapsed() >= inner.options.ping_after && !inner.state().connected
+            {
+                self.last_describe = Instant::now();
+                if let Err(e) = inner.write(&encode_describe()) {
+                    return format!("writing to the line failed: {e}");
+                }
+            }
         }
         "closed".into()
     }
@@ -810,8 +908,9 @@ impl Session {
                     }
                 }
                 self.last_seq = Some(seq);
-                inner.state().latest = Some(snapshot);
+                inner.state().latest = Some(Arc::clone(&snapshot));
                 inner.changed.notify_all();
+                inner.tap_snapshot(&snapshot);
             }
             Message::Value { seq, index, value } => {
                 self.answer(inner, schema.as_deref(), index, seq, Some(value));

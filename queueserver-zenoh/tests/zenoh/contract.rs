@@ -584,7 +584,7 @@ fn a_running_server_is_published_through_its_runner() {
 
     let server = runner.shutdown().unwrap();
     assert_eq!(server.connection_count(), 1);
-    assert_eq!(server.connection(zenoh.id()).map(|_| ()), Some(()));
+    assert_eq!(server.connection(zenoh.id().unwrap()).map(|_| ()), Some(()));
     zenoh.close();
     drop(socket);
 }

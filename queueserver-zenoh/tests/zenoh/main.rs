@@ -3,6 +3,10 @@
 //!
 //! - `cli`: `qs`'s help, usage errors and error messages;
 //! - `contract`: every point of the wire contract, on loopback;
+//! - `device`: `qs device` publishing a simulated microcontroller (the link's device side
+//!   behind a TCP socket), seen by `qs get`, `qs list` and a session;
+//! - `fed`: a relay fed by something other than a server (as a device's line feeds one),
+//!   published with `Zenoh::publish`, and its liveliness while it answers;
 //! - `select`: from key expressions to requests, against a reference matcher (proptest);
 //! - `processes`: a getter killed mid-get, a stopped subscriber;
 //! - `router`: two computations and several `qs` clients through a router killed and
@@ -21,6 +25,8 @@
 mod cli;
 mod common;
 mod contract;
+mod device;
+mod fed;
 mod processes;
 mod python;
 mod router;

@@ -4,17 +4,21 @@
 //! qs [-c FILE] [-e ENDPOINT]... [--mode peer|client] list
 //! qs [...] watch P [--interval MS] [--frames N]
 //! qs [...] get KEYEXPR [--timeout MS]
+//! qs [...] device ADDR --prefix P [--listen ENDPOINT]... [--baud N]
 //! qs completions SHELL
 //! ```
 //!
 //! Without `-e` or `-c`, `qs` is a peer that connects to `tcp/127.0.0.1:7449`, where a
 //! computation listens by default. With `-e tcp/host:port` it is a client of the router
 //! there (or a peer of that endpoint with `--mode peer`). `-c FILE` reads a Zenoh
-//! configuration file, as Zenoh's own tools do; `-e` and `--mode` override it. The crate's
-//! README says what each command shows and how it decides what to trust.
+//! configuration file, as Zenoh's own tools do; `-e` and `--mode` override it. `qs device`
+//! publishes a microcontroller that speaks `queueserver-link` (see `device.rs`): it listens
+//! on `tcp/127.0.0.1:7449` by default, where the other commands look. The crate's README
+//! says what each command shows and how it decides what to trust.
 
 #![forbid(unsafe_code)]
 
+mod device;
 mod table;
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
@@ -108,6 +112,13 @@ enum Command {
         #[arg(long, value_name = "MS", default_value = "2000", value_parser = millis)]
         timeout: Duration,
     },
+    /// Publish a microcontroller that speaks queueserver-link under P, as any computation:
+    /// values on P/NAME, P/@snapshot, gets through the device, the token P while it answers.
+    ///
+    /// Without -e or -c it listens on tcp/127.0.0.1:7449, where `qs watch P` looks; with
+    /// -e it is a client of that router. Runs until stopped (Ctrl-C). The device is never
+    /// reset: a line that fails or goes silent is opened again, and its seq goes on.
+    Device(device::DeviceArgs),
     /// Print a completion script for SHELL on stdout, e.g. `qs completions bash >
     /// ~/.local/share/bash-completion/completions/qs`.
     Completions {
@@ -506,6 +517,12 @@ pub fn main() -> ExitCode {
         // No other thread runs yet: Zenoh reads the variable when the session opens.
         std::env::set_var("ZENOH_RUNTIME", config::SMALL_RUNTIME);
     }
+    if let Command::Device(args) = &cli.command {
+        return device::run(&cli.zenoh, args).unwrap_or_else(|message| {
+            eprintln!("qs: {message}");
+            ExitCode::FAILURE
+        });
+    }
     let session = match open(&cli.zenoh) {
         Ok(session) => session,
         Err(message) => {
@@ -521,7 +538,9 @@ pub fn main() -> ExitCode {
             frames,
         } => watch(&session, prefix, *interval, *frames),
         Command::Get { key, timeout } => get(&session, key, *timeout),
-        Command::Completions { .. } => unreachable!("handled before the session opens"),
+        Command::Completions { .. } | Command::Device(_) => {
+            unreachable!("handled before the session opens")
+        }
     };
     // Closed here, before `main` returns: Zenoh must not run during process exit.
     let _ = session.session.close().wait();
