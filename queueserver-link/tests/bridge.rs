@@ -300,7 +300,10 @@ fn a_lost_answer_is_asked_for_again() {
     std::thread::sleep(Duration::from_millis(20));
     sim.control.mute.store(false, Ordering::Release);
     assert_at_seq(&outcome(&ch1).unwrap(), "ch1");
-    assert_eq!(rig.gets_sent() - before, 2, "sent again after resend_after");
+    // Once at least: on a loaded machine `resend_after` may also pass while the device
+    // holds the get, and the device joins the second copy to the first.
+    let sent = rig.gets_sent() - before;
+    assert!(sent >= 2, "sent again after resend_after: {sent} sent");
     assert_eq!(
         rig.bridge.device().counters().disconnects,
         0,
