@@ -565,8 +565,11 @@ fn a_page_that_reads_nothing_is_found_out_by_its_pings_whatever_the_socket_buffe
     });
     let silent = Page::connect(rig.view());
     let connected = std::time::Instant::now();
+    // Found stalled, then disconnected once its threads end (two counters, a moment
+    // apart).
     wait_for("the silent page to be disconnected", || {
-        rig.view().stats().stalled == 1
+        let stats = rig.view().stats();
+        stats.stalled == 1 && stats.disconnected == 1
     });
     // Not before it was silent for the stall timeout.
     assert!(connected.elapsed() >= Duration::from_millis(400));
