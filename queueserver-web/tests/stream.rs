@@ -325,8 +325,11 @@ fn pages_that_go_are_removed_and_their_threads_end() {
     let mut closing = Page::connect(view);
     let vanishing = Page::connect(view);
     let mut staying = Page::connect(view);
-    wait_for("three pages", || view.browsers().len() == 3);
-    assert_eq!(view.socket_threads(), 6);
+    // Two threads a page (a page is listed as its writer starts, a moment before its
+    // reader).
+    wait_for("three pages, two threads each", || {
+        view.browsers().len() == 3 && view.socket_threads() == 6
+    });
 
     closing.socket.close(None).unwrap();
     // The view answers the close.
