@@ -2,7 +2,8 @@
 //! behind a TCP socket on 127.0.0.1 (the same `Sim` as queueserver-link's tests), as QEMU's
 //! `-serial` socket offers a firmware's UART. `qs get`, `qs list` and a Zenoh session see
 //! its values at their seq; its token goes while the line is silent and comes back with
-//! it; `--stats` prints the line's counters. The firmware itself, under QEMU, is
+//! it; `--stats` prints the line's counters; with `--web` a WebSocket client reads the
+//! device's web view beside Zenoh. The firmware itself, under QEMU, is
 //! `tests/firmware.rs`.
 
 #[path = "../../../queueserver-link/tests/common/mod.rs"]
@@ -10,8 +11,10 @@ mod sim;
 
 use crate::common::{free_port, peer_of, qs, wait_until, Guard};
 use queueserver_zenoh::wire;
+use serde_json::{json, Value as Json};
 use sim::{Sim, State};
 use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -206,6 +209,104 @@ fn a_simulated_device_is_watched_and_asked_like_a_computation() {
     assert!(
         stats["device"]["gets_accepted"].as_u64() >= Some(5),
         "{stats}"
+    );
+    published.guard.stop();
+}
+
+/// A page's WebSocket on the web view at `addr`: its next text message, parsed.
+fn next_message(socket: &mut tungstenite::WebSocket<TcpStream>) -> Json {
+    loop {
+        match socket.read().expect("a message from the web view") {
+            tungstenite::Message::Text(text) => {
+                return serde_json::from_str(text.as_str()).expect("JSON from the web view")
+            }
+            tungstenite::Message::Close(frame) => panic!("closed by the web view: {frame:?}"),
+            _ => {}
+        }
+    }
+}
+
+/// The next message of type `kind`, skipping others.
+fn next_of(socket: &mut tungstenite::WebSocket<TcpStream>, kind: &str) -> Json {
+    loop {
+        let message = next_message(socket);
+        if message["type"] == kind {
+            return message;
+        }
+    }
+}
+
+#[test]
+fn with_web_the_device_is_watched_in_the_web_view_beside_zenoh() {
+    let sim = Sim::start();
+    let web = format!("127.0.0.1:{}", free_port());
+    let mut published = publish(&sim, &["--web", &web]);
+    let endpoint = published.endpoint.clone();
+    wait_until(LIMIT, "the web view to listen", || {
+        TcpStream::connect(&web).is_ok()
+    });
+    // The page itself.
+    let mut http = TcpStream::connect(&web).unwrap();
+    std::io::Write::write_all(
+        &mut http,
+        format!("GET / HTTP/1.1\r\nHost: {web}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
+    let mut page = String::new();
+    std::io::Read::read_to_string(&mut http, &mut page).unwrap();
+    assert!(
+        page.starts_with("HTTP/1.1 200"),
+        "{}",
+        &page[..page.len().min(200)]
+    );
+
+    // Its stream, read as the page reads it.
+    let stream = TcpStream::connect(&web).unwrap();
+    stream.set_read_timeout(Some(LIMIT)).unwrap();
+    let (mut socket, _) = tungstenite::client::client(format!("ws://{web}/ws"), stream).unwrap();
+    let hello = next_message(&mut socket);
+    assert_eq!(hello["type"], "hello", "{hello}");
+    // The names of the newest snapshot the device pushed; none only for a page that joins
+    // before the first (greeted with the empty one, seq 0).
+    assert!(
+        hello["names"] == json!(["step", "ch1", "ch2"]) || hello["names"] == json!([]),
+        "{hello}"
+    );
+    let mut last = 0;
+    for _ in 0..20 {
+        let update = next_of(&mut socket, "update");
+        let seq = update["seq"].as_u64().expect("a seq");
+        if seq == 0 {
+            assert_eq!(update["values"], json!({}), "{update}");
+            continue;
+        }
+        assert!(seq > last, "updates in order: {seq} after {last}");
+        last = seq;
+        for name in ["step", "ch1", "ch2"] {
+            assert_eq!(
+                update["values"][name].as_f64(),
+                Some(number_at(name, seq)),
+                "{name} at #{seq}: {update}"
+            );
+        }
+    }
+
+    // An ask from the page and a get from Zenoh, both through the device's line.
+    socket
+        .send(tungstenite::Message::text(
+            r#"{"type":"ask","id":1,"name":"ch2"}"#,
+        ))
+        .unwrap();
+    let (value, seq) = qs_get(&endpoint, "ch1");
+    assert_eq!(value, number_at("ch1", seq));
+    let answer = next_of(&mut socket, "answer");
+    assert_eq!(answer["id"], 1, "{answer}");
+    assert_eq!(answer["found"], true, "{answer}");
+    let seq = answer["seq"].as_u64().expect("a seq");
+    assert_eq!(
+        answer["value"].as_f64(),
+        Some(number_at("ch2", seq)),
+        "{answer}"
     );
     published.guard.stop();
 }
