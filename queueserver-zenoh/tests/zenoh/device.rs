@@ -9,9 +9,10 @@
 #[path = "../../../queueserver-link/tests/common/mod.rs"]
 mod sim;
 
+use crate::common::page::{ask, connect, get_page};
 use crate::common::{free_port, peer_of, qs, wait_until, Guard};
 use queueserver_zenoh::wire;
-use serde_json::{json, Value as Json};
+use serde_json::json;
 use sim::{Sim, State};
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
@@ -213,29 +214,6 @@ fn a_simulated_device_is_watched_and_asked_like_a_computation() {
     published.guard.stop();
 }
 
-/// A page's WebSocket on the web view at `addr`: its next text message, parsed.
-fn next_message(socket: &mut tungstenite::WebSocket<TcpStream>) -> Json {
-    loop {
-        match socket.read().expect("a message from the web view") {
-            tungstenite::Message::Text(text) => {
-                return serde_json::from_str(text.as_str()).expect("JSON from the web view")
-            }
-            tungstenite::Message::Close(frame) => panic!("closed by the web view: {frame:?}"),
-            _ => {}
-        }
-    }
-}
-
-/// The next message of type `kind`, skipping others.
-fn next_of(socket: &mut tungstenite::WebSocket<TcpStream>, kind: &str) -> Json {
-    loop {
-        let message = next_message(socket);
-        if message["type"] == kind {
-            return message;
-        }
-    }
-}
-
 #[test]
 fn with_web_the_device_is_watched_in_the_web_view_beside_zenoh() {
     let sim = Sim::start();
@@ -245,26 +223,15 @@ fn with_web_the_device_is_watched_in_the_web_view_beside_zenoh() {
     wait_until(LIMIT, "the web view to listen", || {
         TcpStream::connect(&web).is_ok()
     });
-    // The page itself.
-    let mut http = TcpStream::connect(&web).unwrap();
-    std::io::Write::write_all(
-        &mut http,
-        format!("GET / HTTP/1.1\r\nHost: {web}\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .unwrap();
-    let mut page = String::new();
-    std::io::Read::read_to_string(&mut http, &mut page).unwrap();
+    // The page itself, and its stream, read as the page reads it.
+    let html = get_page(&web);
     assert!(
-        page.starts_with("HTTP/1.1 200"),
+        html.starts_with("HTTP/1.1 200") && html.contains("<html"),
         "{}",
-        &page[..page.len().min(200)]
+        &html[..html.len().min(200)]
     );
-
-    // Its stream, read as the page reads it.
-    let stream = TcpStream::connect(&web).unwrap();
-    stream.set_read_timeout(Some(LIMIT)).unwrap();
-    let (mut socket, _) = tungstenite::client::client(format!("ws://{web}/ws"), stream).unwrap();
-    let hello = next_message(&mut socket);
+    let mut page = connect(&web);
+    let hello = page.next();
     assert_eq!(hello["type"], "hello", "{hello}");
     // The names of the newest snapshot the device pushed; none only for a page that joins
     // before the first (greeted with the empty one, seq 0).
@@ -274,7 +241,7 @@ fn with_web_the_device_is_watched_in_the_web_view_beside_zenoh() {
     );
     let mut last = 0;
     for _ in 0..20 {
-        let update = next_of(&mut socket, "update");
+        let update = page.next_of("update");
         let seq = update["seq"].as_u64().expect("a seq");
         if seq == 0 {
             assert_eq!(update["values"], json!({}), "{update}");
@@ -292,14 +259,10 @@ fn with_web_the_device_is_watched_in_the_web_view_beside_zenoh() {
     }
 
     // An ask from the page and a get from Zenoh, both through the device's line.
-    socket
-        .send(tungstenite::Message::text(
-            r#"{"type":"ask","id":1,"name":"ch2"}"#,
-        ))
-        .unwrap();
+    ask(&mut page, 1, "ch2");
     let (value, seq) = qs_get(&endpoint, "ch1");
     assert_eq!(value, number_at("ch1", seq));
-    let answer = next_of(&mut socket, "answer");
+    let answer = page.next_of("answer");
     assert_eq!(answer["id"], 1, "{answer}");
     assert_eq!(answer["found"], true, "{answer}");
     let seq = answer["seq"].as_u64().expect("a seq");
