@@ -86,6 +86,13 @@
 //! [`Client::attach`](queueserver::Client::attach) does. [`WebView::set_stats`] gives the
 //! view the server's counters to show.
 //!
+//! A relay made elsewhere, fed by something other than a server's poller
+//! ([`Relay::fed`](queueserver::runtime::relay::Relay::fed): a microcontroller's line, as
+//! `queueserver-link`'s `Bridge::add_relay` makes one, or a replay), is served with
+//! [`WebView::publish`], as `queueserver-zenoh`'s `Zenoh::publish` puts one on Zenoh:
+//! pages see what the feed hands the relay, and their asks go to its upstream. A relay
+//! with a reader greets each page with the reader's newest snapshot.
+//!
 //! # The stream
 //!
 //! The page and any other program read the same WebSocket, at `ws://HOST:PORT/ws`: JSON

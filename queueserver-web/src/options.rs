@@ -216,8 +216,10 @@ impl Options {
         self.bind
     }
 
-    /// The bound on outstanding asks of all pages together.
-    pub(crate) fn total_asks(&self) -> usize {
+    /// The bound on outstanding asks of all pages together ([`max_asks`](Self::max_asks)
+    /// times 16): the room a relay made for [`WebView::publish`](crate::WebView::publish)
+    /// should have (its `max_asks`).
+    pub fn total_asks(&self) -> usize {
         self.max_asks.saturating_mul(16)
     }
 }

@@ -21,6 +21,7 @@ use queueserver::{
     RelayConnection, Requester, Response, Stats,
 };
 use serde::Serialize;
+use std::convert::Infallible;
 use std::fmt;
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
@@ -49,7 +50,8 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// The view's own counters, sent to every page with the server's.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct ViewStats {
-    /// Whether the view's connection is attached to a server (it was not dropped).
+    /// Whether the view's connection is attached to a server (it was not dropped), or
+    /// the feed of a relay it [publishes](WebView::publish) is there.
     pub running: bool,
     /// Pages connected now.
     pub browsers: usize,
@@ -102,7 +104,8 @@ pub struct BrowserStats {
     pub subscriptions: usize,
 }
 
-/// Why [`WebView::attach`] did not start.
+/// Why [`WebView::attach`] (or [`WebView::publish`], whose `E` is [`Infallible`]) did not
+/// start.
 #[derive(Debug)]
 pub enum StartError<E> {
     /// The address could not be bound.
@@ -162,7 +165,9 @@ pub(crate) struct View<D: IDict> {
     /// the whole snapshot each joining receiver makes (when nobody watched, the computation
     /// may have published since, unseen). The view does not use the server's `Reader`: each
     /// thread that loads from it adds to every store the poller makes there, and a store per
-    /// snapshot is work the poller would do for the view alone.
+    /// snapshot is work the poller would do for the view alone. A relay made elsewhere
+    /// ([`WebView::publish`]) may have a reader: its newest is then noted here as the
+    /// receivers' threads need it.
     newest: Mutex<Option<Arc<queueserver::Snapshot<D>>>>,
     /// Receivers connected: the connection subscribes while there is one.
     watchers: Mutex<usize>,
@@ -190,6 +195,39 @@ impl<D: IDict> Drop for LiveGuard<'_, D> {
 }
 
 impl<D: IDict> View<D> {
+    /// Listens on `options`' address: the listener, and the view's shared state, its
+    /// relay not yet set.
+    fn bind(options: Options) -> io::Result<(TcpListener, Arc<Self>)> {
+        let listener = TcpListener::bind(options.bind)?;
+        let addr = listener.local_addr()?;
+        let view = Arc::new(View {
+            hosts: HostCheck::new(
+                addr,
+                &options.allowed_hosts,
+                options.any_host,
+                &options.allowed_origins,
+            ),
+            options,
+            addr,
+            relay: OnceLock::new(),
+            browsers: Mutex::new(Vec::new()),
+            foxglove: Mutex::new(Vec::new()),
+            channels: Mutex::new(foxglove::Channels::default()),
+            session: wire::now_ms().to_string(),
+            newest: Mutex::new(None),
+            watchers: Mutex::new(0),
+            places: AtomicUsize::new(0),
+            next_id: AtomicU64::new(1),
+            stats_source: Mutex::new(None),
+            attached: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            live: Mutex::new(0),
+            live_changed: Condvar::new(),
+            counters: Counters::default(),
+        });
+        Ok((listener, view))
+    }
+
     fn view_stats(&self) -> ViewStats {
         let c = &self.counters;
         let load = |n: &AtomicU64| n.load(Ordering::Relaxed);
@@ -228,8 +266,12 @@ impl<D: IDict> View<D> {
     }
 
     /// The newest snapshot the view's threads know (see `newest`): the server's newest as
-    /// of the receiver's connection, or later.
+    /// of the receiver's connection, or later; for a relay with a reader, the reader's
+    /// newest or later.
     pub(crate) fn latest(&self) -> Option<Arc<queueserver::Snapshot<D>>> {
+        if let Some(reader) = self.relay.get().and_then(Relay::reader) {
+            self.note(&reader.load_full());
+        }
         lock(&self.newest).clone()
     }
 
@@ -753,35 +795,51 @@ where
     where
         N: Notify + 'static,
     {
-        let listener = TcpListener::bind(options.bind).map_err(StartError::Bind)?;
-        let addr = listener.local_addr().map_err(StartError::Bind)?;
         let max_asks = options.total_asks();
-        let view = Arc::new(View {
-            hosts: HostCheck::new(
-                addr,
-                &options.allowed_hosts,
-                options.any_host,
-                &options.allowed_origins,
-            ),
-            options,
-            addr,
-            relay: OnceLock::new(),
-            browsers: Mutex::new(Vec::new()),
-            foxglove: Mutex::new(Vec::new()),
-            channels: Mutex::new(foxglove::Channels::default()),
-            session: wire::now_ms().to_string(),
-            newest: Mutex::new(None),
-            watchers: Mutex::new(0),
-            places: AtomicUsize::new(0),
-            next_id: AtomicU64::new(1),
-            stats_source: Mutex::new(None),
-            attached: AtomicBool::new(false),
-            stopping: AtomicBool::new(false),
-            live: Mutex::new(0),
-            live_changed: Condvar::new(),
-            counters: Counters::default(),
-        });
+        let (listener, view) = View::bind(options).map_err(StartError::Bind)?;
         let relay = Relay::attach(requester, None, max_asks, attach).map_err(StartError::Attach)?;
+        Self::start(view, listener, relay).map_err(StartError::Spawn)
+    }
+
+    /// Listens on `options`' address and serves a relay made elsewhere, as
+    /// [`attach`](Self::attach) serves a server: a relay fed by something other than a
+    /// server's poller ([`Relay::fed`]: a microcontroller's line, a replay). Starts the
+    /// relay's worker thread, whose sink sends the pages and Foxglove clients what the
+    /// feed hands the relay; their asks become asks on the relay, whose upstream takes
+    /// their requests. The relay should have room for the pages' asks:
+    /// [`Options::total_asks`] outstanding.
+    ///
+    /// A receiver that connects is greeted as by a view of a server. A relay with a reader
+    /// ([`Relay::reader`]) greets it with the reader's newest snapshot (each greeting and
+    /// each ask loads it, on the receiver's thread; nothing is asked upstream); without
+    /// one, the newest is asked for through the relay (one request for every receiver
+    /// connecting meanwhile) and handed out as an update. The relay's connection
+    /// subscribes while a receiver is connected ([`Feed::wants_updates`] says so to the
+    /// feeder), and when the feed is dropped the receivers are told that no more updates
+    /// will come.
+    ///
+    /// **Any thread.** Allocates; starts the same threads as [`attach`](Self::attach).
+    ///
+    /// [`Feed::wants_updates`]: queueserver::runtime::relay::Feed::wants_updates
+    ///
+    /// # Errors
+    ///
+    /// [`StartError::Bind`]: the address could not be bound; [`StartError::Spawn`]: a
+    /// thread could not be started (the relay is then closed).
+    pub fn publish(
+        relay: Relay<D, ViewAsker>,
+        options: Options,
+    ) -> Result<Self, StartError<Infallible>> {
+        let (listener, view) = View::bind(options).map_err(StartError::Bind)?;
+        Self::start(view, listener, relay).map_err(StartError::Spawn)
+    }
+
+    /// Starts the relay's worker and the listener.
+    fn start(
+        view: Arc<View<D>>,
+        listener: TcpListener,
+        relay: Relay<D, ViewAsker>,
+    ) -> io::Result<Self> {
         view.attached.store(true, Ordering::Relaxed);
         let _ = view.relay.set(relay.clone());
         let mut started = Self {
@@ -789,17 +847,12 @@ where
             worker: None,
             listener: None,
         };
-        started.worker = Some(
-            relay
-                .spawn("queueserver-web", Pages::new(Arc::clone(&view)))
-                .map_err(StartError::Spawn)?,
-        );
+        started.worker = Some(relay.spawn("queueserver-web", Pages::new(Arc::clone(&view)))?);
         let listening = Arc::clone(&view);
         started.listener = Some(
             thread::Builder::new()
                 .name("queueserver-web-listen".into())
-                .spawn(move || listen(&listening, &listener))
-                .map_err(StartError::Spawn)?,
+                .spawn(move || listen(&listening, &listener))?,
         );
         Ok(started)
     }
@@ -1176,16 +1229,17 @@ fn watch<D: IDict>(view: &View<D>, change: isize) {
     }
 }
 
-/// A receiver joins: greeted at once with the newest snapshot the view knows; and the
-/// newest the server has is asked for through its request path (one request for every
-/// receiver joining meanwhile), handed out as an update if newer.
+/// A receiver joins: greeted at once with the newest snapshot the view knows; and, unless
+/// the relay has a reader (which gave the newest), the newest the server has is asked for
+/// through its request path (one request for every receiver joining meanwhile), handed
+/// out as an update if newer.
 fn join<D>(view: &Arc<View<D>>, joining: Joining)
 where
     D: IDict + Send + Sync + 'static,
     D::Value: Clone + Send + Serialize,
 {
     view.greet(joining);
-    if let Some(relay) = view.relay.get() {
+    if let Some(relay) = view.relay.get().filter(|relay| relay.reader().is_none()) {
         let deadline = Instant::now() + view.options.ask_timeout;
         // Refused (too many asks, or the relay ended): the newest known stands.
         drop(relay.ask(Query::All, ViewAsker(Party::Fetch), deadline));

@@ -8,7 +8,9 @@
 //! an unknown name gets an error reply; garbage both ways is counted (`qs device
 //! --stats`) and the link resynchronises; `qs device` killed and started again finds the
 //! firmware going on (seq continues, no reset); the firmware's own checks pass. Prints
-//! the round trip of a get (Zenoh → host → firmware → host → Zenoh) as a figure.
+//! the round trip of a get (Zenoh → host → firmware → host → Zenoh) as a figure. With
+//! `--web`, a WebSocket client reads the device's web view beside Zenoh: updates and an
+//! answer, each the firmware's state at its seq.
 //!
 //! Built only with the `qemu` feature and run by `.ci/cortex-m`, which builds the
 //! firmware and names it in `LINK_FIRMWARE`. QEMU and every process started here are
@@ -19,6 +21,7 @@ mod common;
 #[path = "../../queueserver-link/tests/common/mod.rs"]
 mod link;
 
+use common::page::{ask, connect, get_page};
 use common::{free_port, peer_of, qs, tools, wait_until, Guard};
 use link::qemu::{names, value_of, Proxy, Qemu};
 use queueserver_zenoh::wire;
@@ -62,19 +65,20 @@ fn assert_snapshot(json: &str) -> u64 {
     seq
 }
 
-/// `qs device` on `address`, listening on `endpoint`, printing its counters every 200 ms
-/// (kept, one JSON object a line).
+/// `qs device` on `address`, listening on `endpoint` (and serving its web view on `web`,
+/// if given), printing its counters every 200 ms (kept, one JSON object a line).
 struct Published {
     guard: Guard,
     stats: Arc<Mutex<Vec<serde_json::Value>>>,
 }
 
 impl Published {
-    fn start(address: &str, endpoint: &str) -> Self {
+    fn start(address: &str, endpoint: &str, web: Option<&str>) -> Self {
         let mut guard = Guard::spawn(
             "qs device",
             qs().args(["device", address, "--prefix", P, "--listen", endpoint])
                 .args(["--stats", "200"])
+                .args(web.map(|web| ["--web", web]).into_iter().flatten())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit()),
         );
@@ -202,7 +206,8 @@ fn the_firmware_is_watched_and_asked_from_zenoh() {
     wait_until(LIMIT, "QEMU to listen", || qemu.listens());
     let proxy = Proxy::start(qemu.port);
     let endpoint = format!("tcp/127.0.0.1:{}", free_port());
-    let mut published = Published::start(&proxy.address(), &endpoint);
+    let web = format!("127.0.0.1:{}", free_port());
+    let mut published = Published::start(&proxy.address(), &endpoint, Some(&web));
     let session = peer_of(&endpoint);
     let (alive, _token) = token(&session);
     wait_until(LIMIT, "the token", || last_is(&alive, SampleKind::Put));
@@ -301,6 +306,34 @@ fn the_firmware_is_watched_and_asked_from_zenoh() {
         headers[2].1
     );
 
+    // The web view (`--web`), beside Zenoh: a page's updates and its ask, each the
+    // firmware's state at its seq.
+    wait_until(LIMIT, "the web view to listen", || {
+        std::net::TcpStream::connect(&web).is_ok()
+    });
+    assert!(get_page(&web).starts_with("HTTP/1.1 200"));
+    let mut page = connect(&web);
+    let hello = page.next_of("hello");
+    assert_eq!(hello["names"], serde_json::json!(names()), "{hello}");
+    let mut last = 0;
+    for _ in 0..20 {
+        let seq = assert_snapshot(&page.next_of("update").to_string());
+        assert!(seq > last, "updates in order: #{seq} after #{last}");
+        last = seq;
+    }
+    ask(&mut page, 1, "ch5");
+    let answer = page.next_of("answer");
+    assert_eq!(
+        (answer["id"].as_u64(), answer["found"].as_bool()),
+        (Some(1), Some(true))
+    );
+    assert_value_at(
+        "ch5",
+        &answer["value"].to_string(),
+        answer["seq"].as_u64().unwrap(),
+    );
+    drop(page);
+
     // The Python client.
     let python = Command::new(tools::python())
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/firmware.py"))
@@ -391,7 +424,7 @@ fn the_firmware_is_watched_and_asked_from_zenoh() {
         last_is(&alive, SampleKind::Delete)
     });
     drop(session);
-    let published = Published::start(&proxy.address(), &endpoint);
+    let published = Published::start(&proxy.address(), &endpoint, None);
     let session = peer_of(&endpoint);
     let (alive, _token) = token(&session);
     wait_until(LIMIT, "the token back", || last_is(&alive, SampleKind::Put));

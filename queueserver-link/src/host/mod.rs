@@ -22,6 +22,12 @@
 //! errors and connection changes are [`Event`]s, in a bounded queue
 //! ([`Device::events`]) whose overflow is counted, and answers are also kept per key for
 //! [`Device::ask`].
+//!
+//! A [`Bridge`] puts a device behind relays of the core
+//! ([`queueserver::runtime::relay`]), one per kind of watcher (Zenoh, a web view) fed by
+//! the one line: the device pushes, every relay shares each snapshot's `Arc` (latest wins,
+//! drops counted by each relay), and a get of one name from any number of watchers is one
+//! GET on the line.
 
 mod bridge;
 mod frame;

@@ -2,16 +2,20 @@
 //! behind a TCP socket on 127.0.0.1 (the same `Sim` as queueserver-link's tests), as QEMU's
 //! `-serial` socket offers a firmware's UART. `qs get`, `qs list` and a Zenoh session see
 //! its values at their seq; its token goes while the line is silent and comes back with
-//! it; `--stats` prints the line's counters. The firmware itself, under QEMU, is
+//! it; `--stats` prints the line's counters; with `--web` a WebSocket client reads the
+//! device's web view beside Zenoh. The firmware itself, under QEMU, is
 //! `tests/firmware.rs`.
 
 #[path = "../../../queueserver-link/tests/common/mod.rs"]
 mod sim;
 
+use crate::common::page::{ask, connect, get_page};
 use crate::common::{free_port, peer_of, qs, wait_until, Guard};
 use queueserver_zenoh::wire;
+use serde_json::json;
 use sim::{Sim, State};
 use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -206,6 +210,66 @@ fn a_simulated_device_is_watched_and_asked_like_a_computation() {
     assert!(
         stats["device"]["gets_accepted"].as_u64() >= Some(5),
         "{stats}"
+    );
+    published.guard.stop();
+}
+
+#[test]
+fn with_web_the_device_is_watched_in_the_web_view_beside_zenoh() {
+    let sim = Sim::start();
+    let web = format!("127.0.0.1:{}", free_port());
+    let mut published = publish(&sim, &["--web", &web]);
+    let endpoint = published.endpoint.clone();
+    wait_until(LIMIT, "the web view to listen", || {
+        TcpStream::connect(&web).is_ok()
+    });
+    // The page itself, and its stream, read as the page reads it.
+    let html = get_page(&web);
+    assert!(
+        html.starts_with("HTTP/1.1 200") && html.contains("<html"),
+        "{}",
+        &html[..html.len().min(200)]
+    );
+    let mut page = connect(&web);
+    let hello = page.next();
+    assert_eq!(hello["type"], "hello", "{hello}");
+    // The names of the newest snapshot the device pushed; none only for a page that joins
+    // before the first (greeted with the empty one, seq 0).
+    assert!(
+        hello["names"] == json!(["step", "ch1", "ch2"]) || hello["names"] == json!([]),
+        "{hello}"
+    );
+    let mut last = 0;
+    for _ in 0..20 {
+        let update = page.next_of("update");
+        let seq = update["seq"].as_u64().expect("a seq");
+        if seq == 0 {
+            assert_eq!(update["values"], json!({}), "{update}");
+            continue;
+        }
+        assert!(seq > last, "updates in order: {seq} after {last}");
+        last = seq;
+        for name in ["step", "ch1", "ch2"] {
+            assert_eq!(
+                update["values"][name].as_f64(),
+                Some(number_at(name, seq)),
+                "{name} at #{seq}: {update}"
+            );
+        }
+    }
+
+    // An ask from the page and a get from Zenoh, both through the device's line.
+    ask(&mut page, 1, "ch2");
+    let (value, seq) = qs_get(&endpoint, "ch1");
+    assert_eq!(value, number_at("ch1", seq));
+    let answer = page.next_of("answer");
+    assert_eq!(answer["id"], 1, "{answer}");
+    assert_eq!(answer["found"], true, "{answer}");
+    let seq = answer["seq"].as_u64().expect("a seq");
+    assert_eq!(
+        answer["value"].as_f64(),
+        Some(number_at("ch2", seq)),
+        "{answer}"
     );
     published.guard.stop();
 }

@@ -4,13 +4,17 @@
 //! The device's line feeds a relay (`queueserver_link::host::Bridge`), which
 //! `Zenoh::publish` puts on the wire: values on `P/<name>`, `P/@snapshot`, gets through
 //! the device's own request path (concurrent gets of one name are one GET on the line),
-//! and the liveliness token on `P` while the device answers.
+//! and the liveliness token on `P` while the device answers. With `--web ADDR`, a second
+//! relay of the same bridge is served by `queueserver-web` (`WebView::publish`): the page
+//! and its stream, gets from pages joining those from Zenoh on the line.
 
 use super::{Mode, ZenohArgs};
 use clap::Args;
-use queueserver_link::host::{Bridge, OpenError, Options as LinkOptions};
+use queueserver_link::host::{Bridge, DeviceValues, OpenError, Options as LinkOptions};
+use queueserver_web::{Options as WebOptions, ViewAsker, WebView};
 use queueserver_zenoh::{config, GetAsker, Options, Zenoh};
 use std::io::Write;
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use zenoh::Wait;
@@ -43,6 +47,11 @@ pub struct DeviceArgs {
     /// own (`device`, asked with a ping: null while the line is down).
     #[arg(long, value_name = "MS", value_parser = super::millis)]
     stats: Option<Duration>,
+    /// Also serve the device's web view (the page, its WebSocket stream, Foxglove's
+    /// protocol) on ADDR, e.g. 127.0.0.1:7878 (port 0: any free port); its URL is printed
+    /// on stderr. Every value in clear text to whoever reaches ADDR: keep it on loopback.
+    #[arg(long, value_name = "ADDR")]
+    web: Option<SocketAddr>,
 }
 
 /// The session's configuration and where it is reachable, in words: the command line's
@@ -159,6 +168,7 @@ fn publish(
         "qs device: {} published under {} ({place}); `qs watch {}` shows it",
         args.address, args.prefix, args.prefix
     );
+    let _view = args.web.map(|addr| serve_web(bridge, addr)).transpose()?;
     let mut live = None;
     let mut stats_at = args.stats.map(|every| Instant::now() + every);
     loop {
@@ -181,6 +191,17 @@ fn publish(
         });
         let _ = device.wait_connection(!now, wait);
     }
+}
+
+/// Serves the device's web view on `addr`, from a relay of its own fed by the bridge's
+/// line; says where on stderr.
+fn serve_web(bridge: &Bridge<GetAsker>, addr: SocketAddr) -> Result<WebView<DeviceValues>, String> {
+    let options = WebOptions::new().bind(addr);
+    let relay = bridge.add_relay::<ViewAsker>(options.total_asks());
+    let view = WebView::publish(relay, options)
+        .map_err(|e| format!("cannot serve the web view on {addr}: {e}"))?;
+    eprintln!("qs device: web view at {}", view.url());
+    Ok(view)
 }
 
 /// Prints the host's counters and the device's on stdout, as one JSON line.

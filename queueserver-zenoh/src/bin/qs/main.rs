@@ -4,7 +4,7 @@
 //! qs [-c FILE] [-e ENDPOINT]... [--mode peer|client] list
 //! qs [...] watch P [--interval MS] [--frames N]
 //! qs [...] get KEYEXPR [--timeout MS]
-//! qs [...] device ADDR --prefix P [--listen ENDPOINT]... [--baud N]
+//! qs [...] device ADDR --prefix P [--listen ENDPOINT]... [--baud N] [--web ADDR]
 //! qs completions SHELL
 //! ```
 //!
@@ -116,8 +116,9 @@ enum Command {
     /// values on P/NAME, P/@snapshot, gets through the device, the token P while it answers.
     ///
     /// Without -e or -c it listens on tcp/127.0.0.1:7449, where `qs watch P` looks; with
-    /// -e it is a client of that router. Runs until stopped (Ctrl-C). The device is never
-    /// reset: a line that fails or goes silent is opened again, and its seq goes on.
+    /// -e it is a client of that router. With --web ADDR it also serves the device's web
+    /// view there. Runs until stopped (Ctrl-C). The device is never reset: a line that
+    /// fails or goes silent is opened again, and its seq goes on.
     Device(device::DeviceArgs),
     /// Print a completion script for SHELL on stdout, e.g. `qs completions bash >
     /// ~/.local/share/bash-completion/completions/qs`.

@@ -1,8 +1,9 @@
 //! What the integration tests share: the IDict they publish, sessions on loopback,
-//! children stopped by PID, and bounded waits.
+//! children stopped by PID, bounded waits, and a page of a web view.
 
 #![allow(dead_code)]
 
+pub mod page;
 pub mod tools;
 
 use queueserver::{Connection, IDict};
