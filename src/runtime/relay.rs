@@ -105,19 +105,31 @@ impl<D> Update<D> {
         &self.snapshot
     }
 
-    /// When the poller handed it to the relay (the wall clock, read on the poller).
+    /// When the poller handed it to the relay, on the monotonic clock.
     pub fn taken(&self) -> Instant {
         self.taken
     }
 
-    /// When the poller handed it over, on the wall clock: nanoseconds since the Unix epoch
-    /// (0 before 1970). The wall clock is read now, on the caller's thread (the poller
-    /// reads only the monotonic one); a step of the wall clock since moves it too.
+    /// When the poller handed it over, on the wall clock: the time since the Unix epoch
+    /// (0 before 1970). The wall clock is read once per process, at the first call, and
+    /// the monotonic time between that call and [`taken`](Self::taken) is added to it, so
+    /// that later updates never have earlier times, whatever preempts the caller; a step
+    /// of the wall clock after the first call does not move it. The poller reads only the
+    /// monotonic clock.
+    ///
+    /// **Any thread.** Allocates nothing; the first call reads both clocks.
     pub fn taken_since_epoch(&self) -> Duration {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        now.saturating_sub(self.taken.elapsed())
+        static ANCHOR: OnceLock<(Instant, Duration)> = OnceLock::new();
+        let (at, wall) = *ANCHOR.get_or_init(|| {
+            let wall = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default();
+            (Instant::now(), wall)
+        });
+        match self.taken.checked_duration_since(at) {
+            Some(after) => wall.saturating_add(after),
+            None => wall.saturating_sub(at.duration_since(self.taken)),
+        }
     }
 }
 
