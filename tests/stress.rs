@@ -2381,8 +2381,10 @@ mod clients {
         assert_client_balances("big client", &big_stats, &big_calls);
         assert_client_balances("small client", &small_stats, &small_calls);
         assert_eq!(big_calls.too_many, 0, "{big_calls:?}");
+        // That the bound was reached at all depends on how the callers overlap: a native
+        // run always reaches it; Miri's few asks, serialised on one emulated core, may not.
         assert!(
-            small_calls.too_many > 0,
+            small_calls.too_many > 0 || cfg!(miri),
             "the small client never hit its bound"
         );
 
